@@ -1,0 +1,222 @@
+//! Vocabulary shared by every stage of the pipeline.
+//!
+//! Architecture invariant: this crate knows nothing about protocols above L4,
+//! nothing about files or sockets, and allocates nothing per packet.
+
+use std::fmt;
+use std::net::IpAddr;
+
+mod counters;
+pub use counters::{Counter, DropReason, Drops};
+
+/// Capture time in microseconds since the Unix epoch, UTC.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub const fn from_micros(us: i64) -> Self {
+        Timestamp(us)
+    }
+    pub const fn micros(self) -> i64 {
+        self.0
+    }
+    pub fn from_secs_frac(secs: i64, micros: i64) -> Self {
+        Timestamp(secs.saturating_mul(1_000_000).saturating_add(micros))
+    }
+    /// `self - earlier` in microseconds, never negative.
+    pub fn since(self, earlier: Timestamp) -> u64 {
+        self.0.saturating_sub(earlier.0).max(0) as u64
+    }
+    pub fn add_micros(self, us: i64) -> Self {
+        Timestamp(self.0.saturating_add(us))
+    }
+}
+
+/// Which way bytes travel within a flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Direction {
+    /// From the client (the side that opened the flow) to the server.
+    ToServer,
+    /// From the server to the client.
+    ToClient,
+}
+
+impl Direction {
+    pub const BOTH: [Direction; 2] = [Direction::ToServer, Direction::ToClient];
+
+    pub fn reverse(self) -> Self {
+        match self {
+            Direction::ToServer => Direction::ToClient,
+            Direction::ToClient => Direction::ToServer,
+        }
+    }
+    /// 0 for `ToServer`, 1 for `ToClient`: index into per-direction arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        })
+    }
+}
+
+/// An IP address and port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Endpoint {
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+impl Endpoint {
+    pub fn new(ip: IpAddr, port: u16) -> Self {
+        Endpoint { ip, port }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.ip {
+            IpAddr::V4(ip) => write!(f, "{ip}:{}", self.port),
+            IpAddr::V6(ip) => write!(f, "[{ip}]:{}", self.port),
+        }
+    }
+}
+
+/// Direction-free identity of an L4 flow: the two endpoints in canonical order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub transport: Transport,
+    /// The smaller endpoint.
+    pub lo: Endpoint,
+    /// The larger endpoint.
+    pub hi: Endpoint,
+}
+
+impl FlowKey {
+    /// The key of the flow a packet from `src` to `dst` belongs to, whichever way it goes.
+    pub fn new(transport: Transport, src: Endpoint, dst: Endpoint) -> Self {
+        if src <= dst {
+            FlowKey { transport, lo: src, hi: dst }
+        } else {
+            FlowKey { transport, lo: dst, hi: src }
+        }
+    }
+
+    /// A hash that is the same for both directions and stable across runs and
+    /// machines, used to shard flows across worker threads.
+    pub fn symmetric_hash(&self) -> u64 {
+        // FNV-1a over the canonical key: the order is already canonical, so the
+        // hash is symmetric; FNV is stable (unlike std's RandomState).
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for &b in bytes {
+                h ^= b as u64;
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        eat(&[self.transport as u8]);
+        for ep in [self.lo, self.hi] {
+            match ep.ip {
+                IpAddr::V4(ip) => eat(&ip.octets()),
+                IpAddr::V6(ip) => eat(&ip.octets()),
+            }
+            eat(&ep.port.to_be_bytes());
+        }
+        h
+    }
+}
+
+/// TCP header bits the flow tracker needs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpFlags {
+    pub syn: bool,
+    pub ack: bool,
+    pub fin: bool,
+    pub rst: bool,
+    pub psh: bool,
+}
+
+/// The L4 part of a decoded packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L4 {
+    Tcp {
+        seq: u32,
+        ack: u32,
+        flags: TcpFlags,
+        window: u16,
+    },
+    Udp,
+}
+
+impl L4 {
+    pub fn transport(&self) -> Transport {
+        match self {
+            L4::Tcp { .. } => Transport::Tcp,
+            L4::Udp => Transport::Udp,
+        }
+    }
+}
+
+/// A decoded TCP or UDP packet. `payload` borrows from the captured frame (or
+/// from the defragmentation buffer); nothing is copied to build it.
+#[derive(Clone, Copy, Debug)]
+pub struct Packet<'a> {
+    pub ts: Timestamp,
+    pub src: Endpoint,
+    pub dst: Endpoint,
+    pub l4: L4,
+    pub payload: &'a [u8],
+    /// Frame length on the wire (may exceed what was captured).
+    pub wire_len: u32,
+}
+
+impl Packet<'_> {
+    pub fn flow_key(&self) -> FlowKey {
+        FlowKey::new(self.l4.transport(), self.src, self.dst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn ep(a: u8, port: u16) -> Endpoint {
+        Endpoint::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, a)), port)
+    }
+
+    #[test]
+    fn flow_key_is_the_same_both_ways() {
+        let k1 = FlowKey::new(Transport::Tcp, ep(1, 40000), ep(2, 80));
+        let k2 = FlowKey::new(Transport::Tcp, ep(2, 80), ep(1, 40000));
+        assert_eq!(k1, k2);
+        assert_eq!(k1.symmetric_hash(), k2.symmetric_hash());
+    }
+
+    #[test]
+    fn transport_separates_flows() {
+        let t = FlowKey::new(Transport::Tcp, ep(1, 53), ep(2, 53));
+        let u = FlowKey::new(Transport::Udp, ep(1, 53), ep(2, 53));
+        assert_ne!(t, u);
+        assert_ne!(t.symmetric_hash(), u.symmetric_hash());
+    }
+
+    #[test]
+    fn endpoint_display_brackets_ipv6() {
+        let e = Endpoint::new("::1".parse().unwrap(), 6379);
+        assert_eq!(e.to_string(), "[::1]:6379");
+        assert_eq!(ep(1, 80).to_string(), "10.0.0.1:80");
+    }
+}
