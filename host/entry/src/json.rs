@@ -1,0 +1,105 @@
+//! The JSONL record of an entry (schema documented in the README).
+
+use base64::Engine as _;
+use serde_json::{json, Map, Value as Json};
+
+use crate::grouping::{group, Grouped};
+use crate::vars::entry_vars;
+use crate::{Body, Catalog, Entry, Message, PluginSchema, Value};
+use remora_core::{Endpoint, Timestamp};
+
+/// `2026-11-25T18:14:03.123456Z`
+pub fn rfc3339_micros(ts: Timestamp) -> String {
+    let us = ts.micros();
+    let secs = us.div_euclid(1_000_000);
+    let frac = us.rem_euclid(1_000_000);
+    match time::OffsetDateTime::from_unix_timestamp(secs) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+            t.year(),
+            t.month() as u8,
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            frac
+        ),
+        Err(_) => format!("invalid-time({us})"),
+    }
+}
+
+pub(crate) fn endpoint_json(e: &Endpoint) -> Json {
+    json!({ "ip": e.ip.to_string(), "port": e.port })
+}
+
+pub(crate) fn value_json(v: &Value) -> Json {
+    match v {
+        Value::Bool(b) => Json::Bool(*b),
+        Value::Int(i) => Json::from(*i),
+        Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(Json::Number)
+            .unwrap_or(Json::Null),
+        Value::Str(s) => Json::String(s.clone()),
+        Value::Bytes(b) => Json::String(base64::engine::general_purpose::STANDARD.encode(b)),
+        Value::Pair(k, v) => json!([k, v]),
+    }
+}
+
+fn body_json(b: &Body) -> Json {
+    let mut o = Map::new();
+    o.insert("size".into(), Json::from(b.original_len));
+    o.insert("captured".into(), Json::from(b.data.len()));
+    o.insert("truncated".into(), Json::Bool(b.truncated));
+    o.insert(
+        "decoded_from".into(),
+        b.decoded_from
+            .clone()
+            .map(Json::String)
+            .unwrap_or(Json::Null),
+    );
+    match std::str::from_utf8(&b.data) {
+        Ok(s) => o.insert("text".into(), Json::String(s.to_owned())),
+        Err(_) => o.insert(
+            "base64".into(),
+            Json::String(base64::engine::general_purpose::STANDARD.encode(&b.data)),
+        ),
+    };
+    Json::Object(o)
+}
+
+fn message_json(schema: &PluginSchema, m: &Message) -> Json {
+    let mut fields = Map::new();
+    for (decl, g) in group(schema, m) {
+        let v = match g {
+            Grouped::Scalar(v) => value_json(v),
+            Grouped::List(l) => Json::Array(l.into_iter().map(value_json).collect()),
+            Grouped::Map(m) => Json::Array(m.into_iter().map(|(k, v)| json!([k, v])).collect()),
+        };
+        fields.insert(decl.name.clone(), v);
+    }
+    json!({
+        "timestamp": rfc3339_micros(m.ts),
+        "fields": fields,
+        "body": m.body.as_ref().map(body_json),
+    })
+}
+
+/// The whole JSONL record of `e`.
+pub fn entry_to_json(catalog: &Catalog, e: &Entry) -> Json {
+    let schema = catalog.plugin(e.plugin);
+    let proto = &schema.protocols[e.protocol as usize];
+    json!({
+        "id": e.id,
+        "timestamp": rfc3339_micros(e.timestamp()),
+        "elapsed_time": e.elapsed_us(),
+        "protocol": proto.name,
+        "transport": e.transport.to_string(),
+        "flow_id": e.flow_id,
+        "src": endpoint_json(&e.client),
+        "dst": endpoint_json(&e.server),
+        "complete": e.complete(),
+        "request": e.request.as_ref().map(|m| message_json(schema, m)),
+        "response": e.response.as_ref().map(|m| message_json(schema, m)),
+        "vars": entry_vars(catalog, e),
+    })
+}
