@@ -1,0 +1,317 @@
+//! `remora read` as a command-line tool: errors, damaged input, compressed
+//! input, stdin, and thread-count independence. Uses the shared
+//! generated/http1.pcap (classic pcap, 3.2 MB) and its tshark truth.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::*;
+use serde_json::Value;
+
+/// Exit codes accepted for a capture that ends mid-record (a warning, not an
+/// error: everything before the damage is still output).
+const TRUNCATED_OK_CODES: &[i32] = &[0];
+
+fn http1_pcap() -> PathBuf {
+    let p = shared_dir().join("captures/generated/http1.pcap");
+    assert!(p.is_file(), "{} not found; set REMORA_SHARED", p.display());
+    p
+}
+
+/// `remora read http1.pcap --format jsonl` stdout, computed once.
+fn baseline() -> &'static str {
+    static B: OnceLock<String> = OnceLock::new();
+    B.get_or_init(|| {
+        let p = http1_pcap();
+        let run = remora(&["read", p.to_str().unwrap(), "--format", "jsonl"], None);
+        run.expect_ok();
+        let n = parse_jsonl(&run.stdout)
+            .unwrap_or_else(|e| panic!("{e:#}"))
+            .len();
+        assert!(n > 0, "`{}` printed no entries", run.cmdline);
+        run.stdout
+    })
+}
+
+/// Readable first difference between two JSONL outputs.
+fn assert_same_jsonl(what: &str, want: &str, got: &str) {
+    if want == got {
+        return;
+    }
+    let (w, g): (Vec<&str>, Vec<&str>) = (want.lines().collect(), got.lines().collect());
+    let i = w
+        .iter()
+        .zip(&g)
+        .position(|(a, b)| a != b)
+        .unwrap_or(w.len().min(g.len()));
+    panic!(
+        "{what}: output differs from the plain-file run ({} vs {} lines); first difference at line {}:\n  want: {}\n  got:  {}",
+        w.len(),
+        g.len(),
+        i + 1,
+        w.get(i).map(|s| &s[..s.len().min(400)]).unwrap_or("(end)"),
+        g.get(i).map(|s| &s[..s.len().min(400)]).unwrap_or("(end)")
+    );
+}
+
+/// (record offset, caplen) of every record of a classic pcap.
+fn pcap_records(data: &[u8]) -> Vec<(usize, usize)> {
+    let magic = u32::from_le_bytes(data[0..4].try_into().unwrap());
+    let le = match magic {
+        0xa1b2_c3d4 | 0xa1b2_3c4d => true,
+        0xd4c3_b2a1 | 0x4d3c_b2a1 => false,
+        m => panic!("not a classic pcap (magic {m:#010x})"),
+    };
+    let rd = |b: &[u8]| {
+        let a: [u8; 4] = b.try_into().unwrap();
+        if le {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        }
+    };
+    let mut v = Vec::new();
+    let mut off = 24;
+    while off + 16 <= data.len() {
+        let caplen = rd(&data[off + 8..off + 12]) as usize;
+        v.push((off, caplen));
+        off += 16 + caplen;
+    }
+    v
+}
+
+#[test]
+fn non_capture_file_is_rejected_with_file_name_and_what_was_found() {
+    let tmp = TempDir::new("notcap");
+    let p = tmp.path().join("not-a-capture.txt");
+    fs::write(
+        &p,
+        "GET / HTTP/1.1\r\nHost: example\r\n\r\nthis is plain text, not a capture\n",
+    )
+    .unwrap();
+    let run = remora(&["read", p.to_str().unwrap(), "--format", "jsonl"], None);
+    assert!(
+        !run.ok() && run.code.is_some(),
+        "`{}` must fail (exit non-zero), got {:?}",
+        run.cmdline,
+        run.code
+    );
+    assert!(
+        run.stdout.trim().is_empty(),
+        "no entries expected on stdout, got:\n{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("not-a-capture.txt"),
+        "stderr must name the file; stderr:\n{}",
+        run.stderr
+    );
+    // "What was found": the magic bytes (hex), or a description of them.
+    let lower = run.stderr.to_lowercase();
+    let described = [
+        "474554",
+        "0x47",
+        "get /",
+        "magic",
+        "found",
+        "unknown",
+        "unrecognized",
+        "unsupported",
+        "not a",
+    ]
+    .iter()
+    .any(|k| lower.contains(k));
+    assert!(
+        described,
+        "stderr should say what was found instead of a capture; stderr:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn truncated_capture_warns_with_offset_and_keeps_earlier_entries() {
+    let src = http1_pcap();
+    let data = fs::read(&src).unwrap();
+    let recs = pcap_records(&data);
+    assert!(recs.len() > 10);
+    // Cut in the middle of the data of the middle record.
+    let k = recs.len() / 2;
+    let (rec_off, caplen) = recs[k];
+    let cut = rec_off + 16 + caplen / 2;
+    let cut_frame = (k + 1) as i64; // 1-based, like tshark's frame numbers
+    let tmp = TempDir::new("trunc");
+    let p = tmp.path().join("http1-truncated.pcap");
+    fs::write(&p, &data[..cut]).unwrap();
+
+    let run = remora(&["read", p.to_str().unwrap(), "--format", "jsonl"], None);
+    assert!(
+        run.code.is_some_and(|c| TRUNCATED_OK_CODES.contains(&c)),
+        "`{}` exited {:?}, want one of {TRUNCATED_OK_CODES:?}; stderr:\n{}",
+        run.cmdline,
+        run.code,
+        run.stderr
+    );
+    let lower = run.stderr.to_lowercase();
+    assert!(
+        lower.contains("warn"),
+        "stderr must carry a warning; stderr:\n{}",
+        run.stderr
+    );
+    // Any of: start of the damaged record, start of its data, end of file.
+    let offsets = [rec_off, rec_off + 16, cut];
+    let names_offset = offsets.iter().any(|o| {
+        run.stderr.contains(&o.to_string())
+            || lower.contains(&format!("{o:#x}"))
+            || lower.contains(&format!("{o:x}"))
+    });
+    assert!(
+        names_offset,
+        "warning should name the byte offset of the damage (record at {rec_off}, data at {}, EOF at {cut}); stderr:\n{}",
+        rec_off + 16,
+        run.stderr
+    );
+
+    let entries = parse_jsonl(&run.stdout).unwrap_or_else(|e| panic!("{e:#}"));
+    let http = http1_entries(&entries);
+    let full = parse_jsonl(baseline()).unwrap();
+    assert!(!http.is_empty(), "entries before the damage must be output");
+    assert!(
+        entries.len() <= full.len(),
+        "more entries from the truncated file than from the whole file"
+    );
+
+    // Every transaction whose response tshark saw complete before the damaged
+    // frame must be there, answered.
+    let truth = load_truth_http(&shared_dir().join("captures/truth/generated-http1.jsonl"));
+    let before: Vec<&Expected> = truth
+        .iter()
+        .filter(|t| t.resp_frame.is_some_and(|f| f < cut_frame))
+        .collect();
+    assert!(!before.is_empty());
+    let mut got: Vec<(Option<String>, Option<String>, Option<i64>)> = http
+        .iter()
+        .filter(|e| has_response(e))
+        .map(|e| (method(e), url(e), status(e)))
+        .collect();
+    let mut missing = Vec::new();
+    for t in &before {
+        let k = (t.method.clone(), t.url.clone(), t.status);
+        match got.iter().position(|g| *g == k) {
+            Some(i) => {
+                got.swap_remove(i);
+            }
+            None => missing.push(k),
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {} transactions completed before frame {cut_frame} are missing after truncation: {missing:?}",
+        missing.len(),
+        before.len()
+    );
+}
+
+#[test]
+fn gzip_compressed_capture_gives_same_output() {
+    let src = http1_pcap();
+    let tmp = TempDir::new("gz");
+    let gz = tmp.path().join("http1.pcap.gz");
+    let out = Command::new("gzip")
+        .arg("-c")
+        .arg(&src)
+        .output()
+        .unwrap_or_else(|e| panic!("gzip is needed for this test: {e}"));
+    assert!(out.status.success(), "gzip failed");
+    fs::write(&gz, &out.stdout).unwrap();
+    let run = remora(&["read", gz.to_str().unwrap(), "--format", "jsonl"], None);
+    run.expect_ok();
+    assert_same_jsonl("gzip", baseline(), &run.stdout);
+}
+
+#[test]
+fn stdin_gives_same_output() {
+    let src = http1_pcap();
+    let run = remora(&["read", "-", "--format", "jsonl"], Some(Path::new(&src)));
+    run.expect_ok();
+    assert_same_jsonl("stdin (-)", baseline(), &run.stdout);
+}
+
+#[test]
+fn thread_count_does_not_change_output() {
+    let p = http1_pcap();
+    let p = p.to_str().unwrap();
+    let one = remora(&["read", p, "--format", "jsonl", "--threads", "1"], None);
+    one.expect_ok();
+    let four = remora(&["read", p, "--format", "jsonl", "--threads", "4"], None);
+    four.expect_ok();
+    assert!(!one.stdout.trim().is_empty(), "no output with --threads 1");
+    assert_same_jsonl("--threads 4 vs --threads 1", &one.stdout, &four.stdout);
+    assert_same_jsonl("--threads 1 vs default", baseline(), &one.stdout);
+}
+
+#[test]
+fn every_line_follows_the_entry_schema() {
+    let entries = parse_jsonl(baseline()).unwrap();
+    for e in &entries {
+        for k in [
+            "id",
+            "timestamp",
+            "protocol",
+            "transport",
+            "flow_id",
+            "src",
+            "dst",
+            "complete",
+            "vars",
+        ] {
+            assert!(e.get(k).is_some(), "entry lacks `{k}`: {e}");
+        }
+        assert!(e["complete"].is_boolean(), "`complete` is a bool: {e}");
+        assert!(
+            e["src"]["ip"].is_string() && e["src"]["port"].is_u64(),
+            "src {{ip, port}}: {e}"
+        );
+        assert!(
+            e.get("request").is_some() && e.get("response").is_some(),
+            "request/response keys (null when missing): {e}"
+        );
+        let ts = e["timestamp"].as_str().unwrap_or("");
+        assert!(
+            ts.ends_with('Z') && ts.contains('T'),
+            "timestamp is RFC 3339 UTC: {ts}"
+        );
+        if e["protocol"] == "HTTP" {
+            let v = &e["vars"];
+            assert_eq!(v["http"], Value::Bool(true), "vars.http: {e}");
+            if has_request(e) {
+                assert_eq!(
+                    v["method"].as_str(),
+                    method(e).as_deref(),
+                    "vars.method mirrors request.fields.method"
+                );
+                assert_eq!(
+                    v["url"].as_str().map(normalize_target),
+                    url(e),
+                    "vars.url mirrors request.fields.url"
+                );
+            }
+            if has_response(e) {
+                assert_eq!(
+                    v["status_code"].as_i64(),
+                    status(e),
+                    "vars.status_code mirrors the response"
+                );
+                if has_request(e) {
+                    assert!(
+                        e["elapsed_time"].as_i64().is_some_and(|t| t >= 0),
+                        "elapsed_time µs >= 0: {e}"
+                    );
+                }
+            }
+        }
+    }
+}
