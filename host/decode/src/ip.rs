@@ -1,20 +1,20 @@
-//! IPv4 / IPv6 headers, parsed by hand: it is the hot path and we need exactly
-//! addresses, protocol, the length-trimmed payload and fragment info.
+//! IPv4 / IPv6 headers via etherparse's lax slices: they give addresses,
+//! protocol, the payload trimmed to the IP length field (so Ethernet padding
+//! is gone) and whether the snaplen cut it. What stays ours is policy: which
+//! malformed lengths count as undecodable, and the IPv6 extension walk that
+//! stops at a fragment header (etherparse walks on into fragment data) and
+//! also skips Mobility/HIP/Shim6 headers (etherparse stops at them).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
+use etherparse::{
+    err::ip_auth::HeaderSliceError as AuthError, ip_number, IpAuthHeaderSlice, IpNumber,
+    Ipv6FragmentHeaderSlice, Ipv6RawExtHeaderSlice, LaxIpv4Slice, LaxIpv6Slice,
+};
 use remora_core::DropReason;
-
-use crate::link::be16;
 
 pub(crate) const PROTO_TCP: u8 = 6;
 pub(crate) const PROTO_UDP: u8 = 17;
-const PROTO_AH: u8 = 51;
-const V6_HOP_BY_HOP: u8 = 0;
-const V6_ROUTING: u8 = 43;
-const V6_FRAGMENT: u8 = 44;
-const V6_NO_NEXT: u8 = 59;
-const V6_DEST_OPTS: u8 = 60;
 const V6_MOBILITY: u8 = 135;
 const V6_HIP: u8 = 139;
 const V6_SHIM6: u8 = 140;
@@ -52,80 +52,84 @@ pub(crate) fn parse(data: &[u8]) -> Result<IpPacket<'_>, DropReason> {
     }
 }
 
-fn parse_v4(data: &[u8]) -> Result<IpPacket<'_>, DropReason> {
-    let h = data.get(..20).ok_or(DropReason::Undecodable)?;
-    let ihl = (h[0] & 0x0f) as usize * 4;
-    if ihl < 20 || ihl > data.len() {
-        return Err(DropReason::Undecodable);
-    }
-    let total = be16(&h[2..4]) as usize;
-    // total == 0 happens for TSO/GSO super-packets captured before segmentation.
-    let (end, truncated) = if total == 0 {
-        (data.len(), false)
-    } else if total < ihl {
-        return Err(DropReason::Undecodable);
-    } else if total > data.len() {
-        (data.len(), true)
+#[inline]
+fn cut_reason(truncated: bool) -> DropReason {
+    if truncated {
+        DropReason::Truncated
     } else {
-        (total, false)
-    };
-    let flags_off = be16(&h[6..8]);
-    let offset = (flags_off & 0x1fff) as u32 * 8;
-    let more = flags_off & 0x2000 != 0;
-    let fragment = (more || offset != 0).then(|| Fragment {
-        id: be16(&h[4..6]) as u32,
-        offset,
-        more,
-    });
-    let mut proto = h[9];
-    let mut payload = &data[ihl..end];
-    if proto == PROTO_AH && fragment.is_none() {
-        let (next, rest) = skip_ah(payload, truncated)?;
-        proto = next;
-        payload = rest;
+        DropReason::Undecodable
     }
+}
+
+fn parse_v4(data: &[u8]) -> Result<IpPacket<'_>, DropReason> {
+    let (ip, auth_err) = LaxIpv4Slice::from_slice(data).map_err(|_| DropReason::Undecodable)?;
+    let h = ip.header();
+    // etherparse falls back to the captured length when total length is
+    // smaller than the header; only 0 (TSO/GSO super-packets captured before
+    // segmentation) is legitimate, anything else is garbage.
+    let total = h.total_len() as usize;
+    if total != 0 && total < h.slice().len() {
+        return Err(DropReason::Undecodable);
+    }
+    let payload = ip.payload();
+    let fragment = h.is_fragmenting_payload().then(|| Fragment {
+        id: h.identification() as u32,
+        offset: h.fragments_offset().value() as u32 * 8,
+        more: h.more_fragments(),
+    });
+    let proto = if fragment.is_some() {
+        // etherparse reads an authentication header even in fragments; it
+        // only means something after reassembly, so report the IP protocol.
+        h.protocol().0
+    } else {
+        match auth_err {
+            None => payload.ip_number.0,
+            Some(AuthError::Len(_)) => return Err(cut_reason(payload.incomplete)),
+            Some(AuthError::Content(_)) => return Err(DropReason::Undecodable),
+        }
+    };
+    let payload_bytes = if fragment.is_some() && h.protocol() == ip_number::AUTH {
+        &data[h.slice().len()..h.slice().len() + ext_and_payload_len(&ip)]
+    } else {
+        payload.payload
+    };
     Ok(IpPacket {
-        src: IpAddr::V4(Ipv4Addr::new(h[12], h[13], h[14], h[15])),
-        dst: IpAddr::V4(Ipv4Addr::new(h[16], h[17], h[18], h[19])),
+        src: IpAddr::V4(h.source_addr()),
+        dst: IpAddr::V4(h.destination_addr()),
         proto,
-        payload,
-        truncated,
+        payload: payload_bytes,
+        truncated: payload.incomplete,
         fragment,
         is_v6: false,
     })
 }
 
-fn skip_ah(data: &[u8], truncated: bool) -> Result<(u8, &[u8]), DropReason> {
-    let cut = if truncated {
-        DropReason::Truncated
-    } else {
-        DropReason::Undecodable
-    };
-    let h = data.get(..2).ok_or(cut)?;
-    let len = (h[1] as usize + 2) * 4;
-    let rest = data.get(len..).ok_or(cut)?;
-    Ok((h[0], rest))
+/// Length of the IPv4 payload including an authentication header etherparse
+/// already stripped.
+fn ext_and_payload_len(ip: &LaxIpv4Slice<'_>) -> usize {
+    ip.extensions().auth.map_or(0, |a| a.slice().len()) + ip.payload().payload.len()
 }
 
 fn parse_v6(data: &[u8]) -> Result<IpPacket<'_>, DropReason> {
-    let h = data.get(..40).ok_or(DropReason::Undecodable)?;
-    let plen = be16(&h[4..6]) as usize;
-    // payload length 0: jumbogram or a GSO packet; take what was captured.
-    let (end, truncated) = if plen == 0 {
-        (data.len(), false)
-    } else if 40 + plen > data.len() {
-        (data.len(), true)
+    let (ip, ext_err) = LaxIpv6Slice::from_slice(data).map_err(|_| DropReason::Undecodable)?;
+    let h = ip.header();
+    let payload = ip.payload();
+    let truncated = payload.incomplete;
+    let (proto, payload_bytes, fragment) = if ip.extensions().is_empty() && ext_err.is_none() {
+        // The common case: TCP/UDP right after the fixed header.
+        (payload.ip_number.0, payload.payload, None)
     } else {
-        (40 + plen, false)
+        // Extension headers: walk them ourselves from the length-trimmed
+        // payload (extensions and upper layer are contiguous after the
+        // 40-byte header).
+        let end = 40 + ip.extensions().slice().len() + payload.payload.len();
+        skip_v6_extensions(h.next_header().0, &data[40..end], truncated)?
     };
-    let src: [u8; 16] = h[8..24].try_into().expect("16 bytes");
-    let dst: [u8; 16] = h[24..40].try_into().expect("16 bytes");
-    let (proto, payload, fragment) = skip_v6_extensions(h[6], &data[40..end], truncated)?;
     Ok(IpPacket {
-        src: IpAddr::V6(Ipv6Addr::from(src)),
-        dst: IpAddr::V6(Ipv6Addr::from(dst)),
+        src: IpAddr::V6(h.source_addr()),
+        dst: IpAddr::V6(h.destination_addr()),
         proto,
-        payload,
+        payload: payload_bytes,
         truncated,
         fragment,
         is_v6: true,
@@ -134,52 +138,54 @@ fn parse_v6(data: &[u8]) -> Result<IpPacket<'_>, DropReason> {
 
 /// Whether `proto` is an IPv6 extension header we know how to skip.
 pub(crate) fn is_v6_extension(proto: u8) -> bool {
-    matches!(
-        proto,
-        V6_HOP_BY_HOP | V6_ROUTING | V6_DEST_OPTS | V6_MOBILITY | V6_HIP | V6_SHIM6 | PROTO_AH
-    )
+    let p = IpNumber(proto);
+    p == ip_number::IPV6_HOP_BY_HOP
+        || p == ip_number::IPV6_ROUTE
+        || p == ip_number::IPV6_DEST_OPTIONS
+        || p == ip_number::AUTH
+        || matches!(proto, V6_MOBILITY | V6_HIP | V6_SHIM6)
 }
 
 /// Walks extension headers to the upper-layer protocol. Stops at a fragment
 /// header that really fragments (the rest is only meaningful after
 /// reassembly); atomic fragments (offset 0, no more) are walked through.
+/// Each header is sliced by etherparse; Mobility, HIP and Shim6 use the
+/// generic extension header layout, so they are sliced as raw headers.
 pub(crate) fn skip_v6_extensions(
     mut next: u8,
     mut data: &[u8],
     truncated: bool,
 ) -> Result<(u8, &[u8], Option<Fragment>), DropReason> {
-    let cut = if truncated {
-        DropReason::Truncated
-    } else {
-        DropReason::Undecodable
-    };
+    let cut = cut_reason(truncated);
     for _ in 0..MAX_EXT_HEADERS {
-        match next {
-            V6_FRAGMENT => {
-                let h = data.get(..8).ok_or(cut)?;
-                let off_flags = be16(&h[2..4]);
-                let offset = (off_flags >> 3) as u32 * 8;
-                let more = off_flags & 1 != 0;
-                next = h[0];
-                data = &data[8..];
-                if offset != 0 || more {
-                    let id = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
-                    return Ok((next, data, Some(Fragment { id, offset, more })));
-                }
+        let p = IpNumber(next);
+        if p == ip_number::IPV6_FRAG {
+            let f = Ipv6FragmentHeaderSlice::from_slice(data).map_err(|_| cut)?;
+            next = f.next_header().0;
+            data = &data[f.slice().len()..];
+            if f.is_fragmenting_payload() {
+                let frag = Fragment {
+                    id: f.identification(),
+                    offset: f.fragment_offset().value() as u32 * 8,
+                    more: f.more_fragments(),
+                };
+                return Ok((next, data, Some(frag)));
             }
-            PROTO_AH => {
-                let (n, rest) = skip_ah(data, truncated)?;
-                next = n;
-                data = rest;
-            }
-            V6_NO_NEXT => return Err(DropReason::NotTcpUdp),
-            p if is_v6_extension(p) => {
-                let h = data.get(..2).ok_or(cut)?;
-                let len = (h[1] as usize + 1) * 8;
-                next = h[0];
-                data = data.get(len..).ok_or(cut)?;
-            }
-            _ => return Ok((next, data, None)),
+        } else if p == ip_number::AUTH {
+            let a = IpAuthHeaderSlice::from_slice(data).map_err(|e| match e {
+                AuthError::Len(_) => cut,
+                AuthError::Content(_) => DropReason::Undecodable,
+            })?;
+            next = a.next_header().0;
+            data = &data[a.slice().len()..];
+        } else if p == ip_number::IPV6_NO_NEXT_HEADER {
+            return Err(DropReason::NotTcpUdp);
+        } else if is_v6_extension(next) {
+            let e = Ipv6RawExtHeaderSlice::from_slice(data).map_err(|_| cut)?;
+            next = e.next_header().0;
+            data = &data[e.slice().len()..];
+        } else {
+            return Ok((next, data, None));
         }
     }
     Err(DropReason::Undecodable)

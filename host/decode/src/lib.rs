@@ -1,7 +1,22 @@
 //! L2–L4 decoding: from a captured frame to a TCP/UDP [`Packet`].
 //!
-//! The normal path allocates nothing: headers are parsed in place and the
-//! payload borrows from the frame. Only IP fragments are copied, into the
+//! Header parsing is etherparse's: Ethernet II, VLAN/QinQ tags and Linux SLL
+//! link headers (`link`), IPv4 (with AH) and IPv6 with their length fields
+//! trimming the payload (`ip`), and TCP/UDP (`transport`).
+//!
+//! Hand-written, because etherparse 0.21 lacks it or we need other
+//! semantics:
+//! - link headers etherparse has no parser for: Linux SLL2, BSD Null/Loop
+//!   address families, MPLS label stacks, PPPoE sessions (and SLL with ARPHRD
+//!   types etherparse refuses, such as loopback);
+//! - the IPv6 extension-header walk (over etherparse's per-header slices),
+//!   which must stop at a fragment header and skip Mobility/HIP/Shim6;
+//! - IP fragment reassembly (`defrag`): bounded in memory, datagram count
+//!   and time, and counting every fragment it gives up on. It is fed from
+//!   etherparse's fragment fields (identification, offset, more-fragments).
+//!
+//! The normal path allocates nothing: etherparse slices borrow the frame and
+//! the payload borrows from it too. Only IP fragments are copied, into the
 //! bounded reassembly table.
 
 mod defrag;

@@ -1,13 +1,17 @@
 //! Link-layer headers: find where the IP header starts.
+//!
+//! Ethernet II, 802.1Q/802.1ad VLAN tags and Linux SLL come from etherparse.
+//! Written by hand, because etherparse 0.21 has no parser for them: Linux SLL2,
+//! BSD Null/Loop address-family headers, MPLS label stacks and PPPoE
+//! sessions (and SLL for ARPHRD types etherparse refuses, e.g. loopback).
 
+use etherparse::{
+    err::linux_sll::HeaderSliceError as SllError, EtherType, Ethernet2Slice, LinuxSllProtocolType,
+    LinuxSllSlice, SingleVlanSlice,
+};
 use remora_core::DropReason;
 use remora_source::LinkType;
 
-const ETH_IPV4: u16 = 0x0800;
-const ETH_IPV6: u16 = 0x86dd;
-const ETH_VLAN: u16 = 0x8100;
-const ETH_QINQ: u16 = 0x88a8;
-const ETH_QINQ_OLD: u16 = 0x9100;
 const ETH_MPLS: u16 = 0x8847;
 const ETH_MPLS_MC: u16 = 0x8848;
 const ETH_PPPOE_SESSION: u16 = 0x8864;
@@ -20,16 +24,30 @@ const MAX_TAGS: usize = 8;
 pub(crate) fn ip_bytes(link: LinkType, data: &[u8]) -> Result<&[u8], DropReason> {
     match link {
         LinkType::Ethernet => {
-            let h = data.get(..14).ok_or(DropReason::Undecodable)?;
-            by_ethertype(be16(&h[12..14]), &data[14..])
+            let eth = Ethernet2Slice::from_slice_without_fcs(data)
+                .map_err(|_| DropReason::Undecodable)?;
+            by_ethertype(eth.ether_type(), eth.payload_slice())
         }
-        LinkType::LinuxSll => {
-            let h = data.get(..16).ok_or(DropReason::Undecodable)?;
-            by_ethertype(be16(&h[14..16]), &data[16..])
-        }
+        LinkType::LinuxSll => match LinuxSllSlice::from_slice(data) {
+            Ok(sll) => match sll.protocol_type() {
+                LinuxSllProtocolType::EtherType(t) => by_ethertype(t, &data[16..]),
+                // ARPHRD_IPGRE: the protocol is the GRE payload's ethertype.
+                LinuxSllProtocolType::GenericRoutingEncapsulationProtocolType(t) => {
+                    by_ethertype(EtherType(t), &data[16..])
+                }
+                _ => Err(DropReason::NotTcpUdp),
+            },
+            Err(SllError::Len(_)) => Err(DropReason::Undecodable),
+            // etherparse only accepts a few ARPHRD types (not loopback, tun,
+            // ...) and the documented packet types; the protocol field still
+            // holds an ethertype for those, so read it directly.
+            Err(SllError::Content(_)) => by_ethertype(EtherType(be16(&data[14..16])), &data[16..]),
+        },
         LinkType::LinuxSll2 => {
+            // SLL2: protocol (2), reserved (2), ifindex (4), ARPHRD (2),
+            // packet type (1), address length (1), address (8).
             let h = data.get(..20).ok_or(DropReason::Undecodable)?;
-            by_ethertype(be16(&h[0..2]), &data[20..])
+            by_ethertype(EtherType(be16(&h[0..2])), &data[20..])
         }
         LinkType::RawIp | LinkType::Ipv4 | LinkType::Ipv6 => Ok(data),
         LinkType::Null => {
@@ -58,17 +76,19 @@ fn by_address_family(af: u32, rest: &[u8]) -> Result<&[u8], DropReason> {
     }
 }
 
-fn by_ethertype(mut ethertype: u16, mut rest: &[u8]) -> Result<&[u8], DropReason> {
+fn by_ethertype(mut ethertype: EtherType, mut rest: &[u8]) -> Result<&[u8], DropReason> {
     for _ in 0..MAX_TAGS {
         match ethertype {
-            ETH_IPV4 | ETH_IPV6 => return Ok(rest),
-            ETH_VLAN | ETH_QINQ | ETH_QINQ_OLD => {
-                let tag = rest.get(..4).ok_or(DropReason::Undecodable)?;
-                ethertype = be16(&tag[2..4]);
-                rest = &rest[4..];
+            EtherType::IPV4 | EtherType::IPV6 => return Ok(rest),
+            EtherType::VLAN_TAGGED_FRAME
+            | EtherType::PROVIDER_BRIDGING
+            | EtherType::VLAN_DOUBLE_TAGGED_FRAME => {
+                let tag = SingleVlanSlice::from_slice(rest).map_err(|_| DropReason::Undecodable)?;
+                ethertype = tag.ether_type();
+                rest = tag.payload_slice();
             }
-            ETH_MPLS | ETH_MPLS_MC => return after_mpls(rest),
-            ETH_PPPOE_SESSION => {
+            EtherType(ETH_MPLS | ETH_MPLS_MC) => return after_mpls(rest),
+            EtherType(ETH_PPPOE_SESSION) => {
                 // 6-byte PPPoE header, then the 2-byte PPP protocol.
                 let h = rest.get(..8).ok_or(DropReason::Undecodable)?;
                 return match be16(&h[6..8]) {
@@ -100,6 +120,6 @@ fn after_mpls(mut rest: &[u8]) -> Result<&[u8], DropReason> {
 }
 
 #[inline]
-pub(crate) fn be16(b: &[u8]) -> u16 {
+fn be16(b: &[u8]) -> u16 {
     u16::from_be_bytes([b[0], b[1]])
 }

@@ -1,20 +1,21 @@
 //! pcapng: self-describing blocks; each interface has its own link type and
-//! timestamp resolution, so both are resolved per packet.
+//! timestamp resolution, so both are resolved per packet. Blocks are parsed
+//! by pcap-parser; kept here are the timestamp conversion, the block framing
+//! checks that give exact errors (pcap-parser reports a packet block whose
+//! captured length overruns it as "incomplete" forever), and the obsolete
+//! packet block, which pcap-parser does not know.
+
+use pcap_parser::{InterfaceDescriptionBlock, OptionCode};
 
 use crate::link::LinkType;
 use crate::pcap::{read_u16, read_u32};
+use crate::MAX_RECORD_LEN;
 use remora_core::Timestamp;
 
 pub(crate) const SHB: u32 = 0x0a0d_0d0a;
-pub(crate) const IDB: u32 = 1;
 pub(crate) const OBSOLETE_PB: u32 = 2;
-pub(crate) const SPB: u32 = 3;
 pub(crate) const EPB: u32 = 6;
 const BYTE_ORDER_MAGIC: u32 = 0x1a2b_3c4d;
-
-const OPT_END: u16 = 0;
-const OPT_IF_TSRESOL: u16 = 9;
-const OPT_IF_TSOFFSET: u16 = 14;
 
 pub(crate) fn is_shb(head: &[u8]) -> bool {
     head.get(..4) == Some(&SHB.to_le_bytes()[..])
@@ -30,6 +31,72 @@ pub(crate) fn section_big_endian(shb_head: &[u8]) -> Option<bool> {
     } else {
         None
     }
+}
+
+/// What the next block's framing says, before pcap-parser looks at it.
+pub(crate) enum Framing {
+    /// Not enough bytes buffered to tell; `need` is the least that would do.
+    Short {
+        need: usize,
+    },
+    /// Type and total length (in the block's own byte order).
+    Block {
+        btype: u32,
+        len: usize,
+        be: bool,
+    },
+    Corrupt(String),
+}
+
+/// Reads the block header at the start of `head`; `be` is the current
+/// section's byte order (an SHB carries its own).
+pub(crate) fn framing(head: &[u8], be: bool) -> Framing {
+    if head.len() < 12 {
+        return Framing::Short { need: 12 };
+    }
+    let be = if is_shb(head) {
+        match section_big_endian(head) {
+            Some(be) => be,
+            None => return Framing::Corrupt("section header with a bad byte-order magic".into()),
+        }
+    } else {
+        be
+    };
+    let btype = read_u32(&head[0..4], be);
+    let len = read_u32(&head[4..8], be) as usize;
+    if len < 12 || !len.is_multiple_of(4) || len > MAX_RECORD_LEN {
+        return Framing::Corrupt(format!("invalid block length {len}"));
+    }
+    if let Some(trailer) = head.get(len - 4..len) {
+        if read_u32(trailer, be) as usize != len {
+            return Framing::Corrupt("block trailer length does not match header".into());
+        }
+    }
+    Framing::Block { btype, len, be }
+}
+
+/// Why a complete block that pcap-parser would not parse is corrupt.
+pub(crate) fn explain_bad_block(block: &[u8], btype: u32, be: bool) -> String {
+    if btype == EPB && block.len() >= 32 {
+        let caplen = read_u32(&block[20..24], be) as usize;
+        if caplen > block.len() - 32 {
+            return format!(
+                "captured length {caplen} exceeds the {}-byte packet block",
+                block.len() - 32
+            );
+        }
+    }
+    let what = match btype {
+        SHB => "section header block",
+        1 => "interface description block",
+        EPB => "enhanced packet block",
+        3 => "simple packet block",
+        _ => "block",
+    };
+    format!(
+        "malformed {what} of {} bytes (type {btype:#x})",
+        block.len()
+    )
 }
 
 /// How to turn an interface's timestamp units into microseconds.
@@ -51,45 +118,28 @@ pub(crate) struct Interface {
 }
 
 impl Interface {
-    /// Parses an IDB body (after type and length). Malformed options are ignored
-    /// rather than fatal: the packets are still usable with default timing.
-    pub fn parse(body: &[u8], be: bool) -> Option<Interface> {
-        if body.len() < 8 {
-            return None;
-        }
-        let link = LinkType::from_dlt(read_u16(&body[0..2], be) as u32);
-        let mut scale = Scale::Mul(1);
+    /// From pcap-parser's IDB. `if_tsresol` is taken from it; `if_tsoffset`
+    /// is read from the option here because pcap-parser decodes it as
+    /// little-endian even in big-endian sections.
+    pub fn from_idb(idb: &InterfaceDescriptionBlock<'_>, be: bool) -> Interface {
+        let link = LinkType::from_dlt(idb.linktype.0 as u32 & 0xffff);
         let mut offset_us = 0i64;
-        let mut opts = &body[8..];
-        while opts.len() >= 4 {
-            let code = read_u16(&opts[0..2], be);
-            let len = read_u16(&opts[2..4], be) as usize;
-            if code == OPT_END {
-                break;
+        for opt in &idb.options {
+            if opt.code == OptionCode::IfTsoffset && opt.len >= 8 && opt.value.len() >= 8 {
+                let v: [u8; 8] = opt.value[..8].try_into().unwrap_or_default();
+                let secs = if be {
+                    i64::from_be_bytes(v)
+                } else {
+                    i64::from_le_bytes(v)
+                };
+                offset_us = secs.saturating_mul(1_000_000);
             }
-            let Some(value) = opts.get(4..4 + len) else {
-                break;
-            };
-            match code {
-                OPT_IF_TSRESOL if len >= 1 => scale = scale_for(value[0]),
-                OPT_IF_TSOFFSET if len >= 8 => {
-                    let secs = if be {
-                        i64::from_be_bytes(value[..8].try_into().unwrap_or_default())
-                    } else {
-                        i64::from_le_bytes(value[..8].try_into().unwrap_or_default())
-                    };
-                    offset_us = secs.saturating_mul(1_000_000);
-                }
-                _ => {}
-            }
-            let padded = (len + 3) & !3;
-            opts = opts.get(4 + padded..).unwrap_or(&[]);
         }
-        Some(Interface {
+        Interface {
             link,
-            scale,
+            scale: scale_for(idb.if_tsresol),
             offset_us,
-        })
+        }
     }
 
     #[inline]
@@ -125,65 +175,37 @@ fn scale_for(tsresol: u8) -> Scale {
     }
 }
 
-/// Where the packet bytes sit inside a packet block's body.
-pub(crate) struct PacketRef {
+/// The obsolete packet block (type 2), which pcap-parser hands over as an
+/// unknown block: `body` is what lies between the length fields.
+pub(crate) struct ObsoletePacket {
     pub iface: u32,
     pub ts_hi: u32,
     pub ts_lo: u32,
-    /// Offset of the data within the body.
     pub data_off: usize,
     pub caplen: usize,
     pub wire_len: u32,
 }
 
-/// Parses a packet-carrying block body; `Err` explains a caplen that does not
-/// fit the block, which means the file is corrupt.
-pub(crate) fn packet_ref(btype: u32, body: &[u8], be: bool) -> Result<Option<PacketRef>, String> {
-    match btype {
-        EPB | OBSOLETE_PB => {
-            if body.len() < 20 {
-                return Err(format!(
-                    "packet block body of {} bytes is too short",
-                    body.len()
-                ));
-            }
-            let iface = if btype == EPB {
-                read_u32(&body[0..4], be)
-            } else {
-                read_u16(&body[0..2], be) as u32
-            };
-            let caplen = read_u32(&body[12..16], be) as usize;
-            if caplen > body.len() - 20 {
-                return Err(format!(
-                    "captured length {caplen} exceeds the {}-byte packet block",
-                    body.len() - 20
-                ));
-            }
-            Ok(Some(PacketRef {
-                iface,
-                ts_hi: read_u32(&body[4..8], be),
-                ts_lo: read_u32(&body[8..12], be),
-                data_off: 20,
-                caplen,
-                wire_len: read_u32(&body[16..20], be),
-            }))
-        }
-        SPB => {
-            if body.len() < 4 {
-                return Err("simple packet block too short".to_string());
-            }
-            let wire_len = read_u32(&body[0..4], be);
-            // SPBs have no caplen: the data is the original length, capped by the block.
-            let caplen = (wire_len as usize).min(body.len() - 4);
-            Ok(Some(PacketRef {
-                iface: 0,
-                ts_hi: 0,
-                ts_lo: 0,
-                data_off: 4,
-                caplen,
-                wire_len,
-            }))
-        }
-        _ => Ok(None),
+pub(crate) fn obsolete_packet(body: &[u8], be: bool) -> Result<ObsoletePacket, String> {
+    if body.len() < 20 {
+        return Err(format!(
+            "packet block body of {} bytes is too short",
+            body.len()
+        ));
     }
+    let caplen = read_u32(&body[12..16], be) as usize;
+    if caplen > body.len() - 20 {
+        return Err(format!(
+            "captured length {caplen} exceeds the {}-byte packet block",
+            body.len() - 20
+        ));
+    }
+    Ok(ObsoletePacket {
+        iface: read_u16(&body[0..2], be) as u32,
+        ts_hi: read_u32(&body[4..8], be),
+        ts_lo: read_u32(&body[8..12], be),
+        data_off: 20,
+        caplen,
+        wire_len: read_u32(&body[16..20], be),
+    })
 }
