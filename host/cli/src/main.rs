@@ -1,1 +1,80 @@
-fn main() {}
+//! `remora`: the command line. Parses arguments and wires the crates; the
+//! work happens in them.
+
+mod plugins;
+mod read;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "remora",
+    version,
+    about = "Wireshark for Kubernetes: capture traffic, reassemble TCP, dissect it with WebAssembly plugins",
+    long_about = "Remora reads captures (and, later, live interfaces), reassembles TCP streams and \
+                  hands them to protocol dissectors that are sandboxed WebAssembly components. \
+                  Every request/response pair becomes an entry you can print, filter and store."
+)]
+struct Cli {
+    /// Directory with plugin components (*.wasm) to load instead of the
+    /// built-in ones shipped next to the binary. Repeatable.
+    #[arg(
+        long = "plugins",
+        global = true,
+        env = "REMORA_PLUGINS",
+        value_name = "DIR",
+        value_delimiter = ':'
+    )]
+    plugin_dirs: Vec<PathBuf>,
+
+    /// Where compiled plugins are cached (default: $XDG_CACHE_HOME/remora or ~/.cache/remora).
+    #[arg(long, global = true, env = "REMORA_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Log filter, e.g. `info`, `remora=debug` (also RUST_LOG).
+    #[arg(
+        long,
+        global = true,
+        env = "REMORA_LOG",
+        default_value = "warn",
+        value_name = "FILTER"
+    )]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read a capture file (pcap or pcapng, optionally gzip-compressed, `-` for
+    /// stdin) and print its entries.
+    Read(read::ReadArgs),
+    /// List the plugins that would be loaded, with their protocols and ports.
+    Plugins,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let result = match &cli.command {
+        Command::Read(args) => read::run(&cli, args),
+        Command::Plugins => plugins::list(&cli),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("remora: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,1 +1,518 @@
-//! placeholder
+//! The dissect stage: turns reassembled byte streams into entries.
+//!
+//! Per flow it picks a plugin (port hints first, then each candidate's
+//! `probe`), opens one session in that plugin's instance of this shard, and
+//! feeds it the stream. The host owns buffering: bytes a plugin did not
+//! consume are kept and passed again with the next ones; bytes it asked to
+//! `skip` never cross the boundary. Messages come back tagged
+//! request/response with a transaction id and are paired here into entries.
+//!
+//! Architecture invariant: no protocol knowledge. A flow no plugin claims is
+//! counted as raw TCP/UDP; a plugin that traps or keeps failing on a flow is
+//! dropped for that flow, which falls back to raw, and capture goes on.
+
+mod backend;
+mod catalog;
+mod convert;
+mod pairing;
+mod select;
+mod stream;
+
+#[cfg(test)]
+mod tests;
+
+pub use backend::{Backend, BackendFault};
+pub use catalog::{catalog_from_runtime, schema_from_info};
+
+use std::sync::Arc;
+
+use ahash::AHashMap;
+use remora_core::{Direction, DropReason, Drops, Timestamp, Transport};
+use remora_entry::{Catalog, Entry};
+use remora_flow::{FlowEvent, FlowInfo};
+use remora_runtime::wit;
+
+use pairing::Pairing;
+use select::Selection;
+use stream::DirStream;
+
+#[derive(Clone, Debug)]
+pub struct DissectConfig {
+    /// Bytes per direction buffered while plugins probe a flow; a flow still
+    /// undecided after this many bytes is raw.
+    pub probe_bytes: usize,
+    /// Bytes per direction a plugin may leave unconsumed before the flow falls
+    /// back to raw (counted as `dissect_buffer_limit`).
+    pub max_pending: usize,
+    /// Parse errors on one flow before its plugin is dropped for that flow.
+    pub max_errors: u32,
+    /// Unpaired messages kept per flow; the oldest is emitted incomplete beyond.
+    pub max_unpaired: usize,
+}
+
+impl Default for DissectConfig {
+    fn default() -> Self {
+        DissectConfig {
+            probe_bytes: 8192,
+            max_pending: 1 << 20,
+            max_errors: 3,
+            max_unpaired: 1024,
+        }
+    }
+}
+
+/// What happened in this stage, summed over flows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DissectCounters {
+    /// Flows a plugin claimed.
+    pub flows_dissected: u64,
+    /// Flows no plugin claimed (or that fell back): plain TCP/UDP.
+    pub flows_raw: u64,
+    /// Flows whose plugin was dropped after faults or errors.
+    pub flows_fallen_back: u64,
+    pub raw_bytes: u64,
+    pub plugin_calls: u64,
+    pub messages: u64,
+    pub entries: u64,
+    pub incomplete_entries: u64,
+    pub parse_errors: u64,
+    pub plugin_faults: u64,
+    pub drops: Drops,
+}
+
+impl DissectCounters {
+    pub fn merge(&mut self, o: &DissectCounters) {
+        self.flows_dissected += o.flows_dissected;
+        self.flows_raw += o.flows_raw;
+        self.flows_fallen_back += o.flows_fallen_back;
+        self.raw_bytes += o.raw_bytes;
+        self.plugin_calls += o.plugin_calls;
+        self.messages += o.messages;
+        self.entries += o.entries;
+        self.incomplete_entries += o.incomplete_entries;
+        self.parse_errors += o.parse_errors;
+        self.plugin_faults += o.plugin_faults;
+        self.drops.merge(&o.drops);
+    }
+}
+
+enum FlowState<S> {
+    Probing(Selection),
+    Dissecting {
+        plugin: u16,
+        protocol: u16,
+        session: S,
+    },
+    Raw,
+}
+
+struct FlowDissect<S> {
+    info: wit::FlowInfo,
+    flow: FlowInfo,
+    state: FlowState<S>,
+    dirs: [DirStream; 2],
+    pairing: Pairing,
+    errors: u32,
+}
+
+/// One shard's dissect stage. Owned by one thread; takes no locks.
+pub struct DissectStage<B: Backend> {
+    backend: B,
+    catalog: Arc<Catalog>,
+    cfg: DissectConfig,
+    flows: AHashMap<u64, FlowDissect<B::Session>>,
+    counters: DissectCounters,
+}
+
+/// Receives each finished entry, in the order the stage finished them.
+pub type EntrySink<'a> = dyn FnMut(Entry) + 'a;
+
+impl<B: Backend> DissectStage<B> {
+    pub fn new(backend: B, catalog: Arc<Catalog>, cfg: DissectConfig) -> Self {
+        DissectStage {
+            backend,
+            catalog,
+            cfg,
+            flows: AHashMap::new(),
+            counters: DissectCounters::default(),
+        }
+    }
+
+    pub fn counters(&self) -> &DissectCounters {
+        &self.counters
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    pub fn on_event(&mut self, ev: FlowEvent<'_>, out: &mut EntrySink<'_>) {
+        match ev {
+            FlowEvent::Open { flow } => self.open(flow),
+            FlowEvent::Data {
+                flow,
+                dir,
+                ts,
+                offset,
+                data,
+            } => self.data(flow.id, dir, ts, offset, data, out),
+            FlowEvent::Datagram {
+                flow,
+                dir,
+                ts,
+                data,
+            } => self.datagram(flow.id, dir, ts, data, out),
+            FlowEvent::Gap { flow, dir, len, .. } => self.gap(flow.id, dir, len, out),
+            FlowEvent::End { flow, dir, .. } => self.end(flow.id, dir, out),
+            FlowEvent::Close { flow, .. } => self.close(flow.id, out),
+        }
+    }
+
+    fn open(&mut self, flow: &FlowInfo) {
+        let info = wit::FlowInfo {
+            id: flow.id,
+            transport: match flow.transport {
+                Transport::Tcp => wit::Transport::Tcp,
+                Transport::Udp => wit::Transport::Udp,
+            },
+            client_ip: flow.client.ip.to_string(),
+            client_port: flow.client.port,
+            server_ip: flow.server.ip.to_string(),
+            server_port: flow.server.port,
+        };
+        let selection = Selection::new(&self.catalog, flow);
+        let state = if selection.is_empty() {
+            self.counters.flows_raw += 1;
+            FlowState::Raw
+        } else {
+            FlowState::Probing(selection)
+        };
+        self.flows.insert(
+            flow.id,
+            FlowDissect {
+                info,
+                flow: flow.clone(),
+                state,
+                dirs: Default::default(),
+                pairing: Pairing::default(),
+                errors: 0,
+            },
+        );
+    }
+
+    fn data(
+        &mut self,
+        id: u64,
+        dir: Direction,
+        ts: Timestamp,
+        offset: u64,
+        data: &[u8],
+        out: &mut EntrySink<'_>,
+    ) {
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        match &mut f.state {
+            FlowState::Raw => self.counters.raw_bytes += data.len() as u64,
+            FlowState::Probing(sel) => {
+                sel.push(dir, offset, ts, data, self.cfg.probe_bytes);
+                self.decide(id, out);
+            }
+            FlowState::Dissecting { .. } => self.stream(id, dir, ts, offset, data, out),
+        }
+    }
+
+    /// Run the probes; on a verdict, open a session and replay what was buffered.
+    fn decide(&mut self, id: u64, out: &mut EntrySink<'_>) {
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        let FlowState::Probing(sel) = &mut f.state else {
+            return;
+        };
+        let verdict = sel.run(&mut self.backend, &f.info, &mut self.counters);
+        match verdict {
+            select::Verdict::Undecided => {}
+            select::Verdict::Raw => {
+                self.counters.raw_bytes += sel.buffered_bytes();
+                f.state = FlowState::Raw;
+                self.counters.flows_raw += 1;
+            }
+            select::Verdict::Chosen { plugin, protocol } => {
+                let FlowState::Probing(sel) = std::mem::replace(&mut f.state, FlowState::Raw)
+                else {
+                    unreachable!()
+                };
+                match self.backend.open(plugin, &f.info) {
+                    Ok(session) => {
+                        self.counters.flows_dissected += 1;
+                        f.state = FlowState::Dissecting {
+                            plugin,
+                            protocol,
+                            session,
+                        };
+                        let udp = f.flow.transport == Transport::Udp;
+                        for chunk in sel.into_chunks() {
+                            if udp {
+                                self.datagram(id, chunk.dir, chunk.ts, &chunk.data, out);
+                            } else {
+                                self.stream(
+                                    id,
+                                    chunk.dir,
+                                    chunk.ts,
+                                    chunk.offset,
+                                    &chunk.data,
+                                    out,
+                                );
+                            }
+                        }
+                    }
+                    Err(fault) => {
+                        self.fault(plugin, &fault);
+                        self.counters.flows_raw += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    fn fault(&mut self, plugin: u16, fault: &BackendFault) {
+        self.counters.plugin_faults += 1;
+        self.counters.drops.add(DropReason::PluginFault, 1);
+        tracing::debug!(plugin = %self.catalog.plugin(plugin).name, %fault, "plugin fault; flow falls back to raw");
+    }
+
+    fn stream(
+        &mut self,
+        id: u64,
+        dir: Direction,
+        ts: Timestamp,
+        offset: u64,
+        data: &[u8],
+        out: &mut EntrySink<'_>,
+    ) {
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        let FlowState::Dissecting {
+            plugin, session, ..
+        } = &f.state
+        else {
+            return;
+        };
+        let plugin = *plugin;
+        let st = &mut f.dirs[dir.index()];
+        let outcome = st.data(
+            &mut self.backend,
+            session,
+            dir,
+            ts,
+            offset,
+            data,
+            self.cfg.max_pending,
+            &mut |msgs, input, marks| convert::collect(msgs, input, marks, dir, &mut f.pairing),
+        );
+        self.after_call(id, plugin, outcome, out);
+    }
+
+    /// Account a call's outcome: errors, faults, limits; emit paired entries.
+    fn after_call(
+        &mut self,
+        id: u64,
+        plugin: u16,
+        outcome: stream::Outcome,
+        out: &mut EntrySink<'_>,
+    ) {
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        self.counters.plugin_calls += outcome.calls;
+        self.counters.messages += outcome.messages;
+        self.counters.parse_errors += outcome.errors as u64;
+        f.errors += outcome.errors;
+        let cfg_max_unpaired = self.cfg.max_unpaired;
+        let mut give_up = false;
+        if let Some(fault) = &outcome.fault {
+            self.counters.plugin_faults += 1;
+            self.counters.drops.add(DropReason::PluginFault, 1);
+            tracing::debug!(plugin = %self.catalog.plugin(plugin).name, flow = id, %fault, "plugin fault; flow falls back to raw");
+            give_up = true;
+        }
+        if outcome.over_limit {
+            self.counters.drops.add(DropReason::DissectBufferLimit, 1);
+            give_up = true;
+        }
+        if f.errors >= self.cfg.max_errors {
+            give_up = true;
+        }
+        let template = self.entry_template(id);
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        f.pairing
+            .emit_ready(&template, cfg_max_unpaired, &mut self.counters, out);
+        if give_up {
+            self.fall_back(id, out);
+        }
+    }
+
+    fn entry_template(&self, id: u64) -> Entry {
+        let f = &self.flows[&id];
+        let (plugin, protocol) = match &f.state {
+            FlowState::Dissecting {
+                plugin, protocol, ..
+            } => (*plugin, *protocol),
+            _ => (0, 0),
+        };
+        Entry {
+            id: 0,
+            flow_id: f.flow.id,
+            plugin,
+            protocol,
+            transport: f.flow.transport,
+            client: f.flow.client,
+            server: f.flow.server,
+            request: None,
+            response: None,
+            standalone: false,
+        }
+    }
+
+    /// Drop the plugin for this flow: flush what was paired so far, count it raw.
+    fn fall_back(&mut self, id: u64, out: &mut EntrySink<'_>) {
+        let template = self.entry_template(id);
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        f.pairing.flush(&template, &mut self.counters, out);
+        if let FlowState::Dissecting { session, .. } =
+            std::mem::replace(&mut f.state, FlowState::Raw)
+        {
+            self.backend.close(session);
+        }
+        self.counters.flows_fallen_back += 1;
+        self.counters.flows_raw += 1;
+    }
+
+    fn datagram(
+        &mut self,
+        id: u64,
+        dir: Direction,
+        ts: Timestamp,
+        data: &[u8],
+        out: &mut EntrySink<'_>,
+    ) {
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        match &mut f.state {
+            FlowState::Raw => self.counters.raw_bytes += data.len() as u64,
+            FlowState::Probing(sel) => {
+                let offset = sel.next_offset(dir);
+                sel.push(dir, offset, ts, data, self.cfg.probe_bytes);
+                self.decide(id, out);
+            }
+            FlowState::Dissecting {
+                plugin, session, ..
+            } => {
+                let plugin = *plugin;
+                let st = &mut f.dirs[dir.index()];
+                let outcome = st.datagram(
+                    &mut self.backend,
+                    session,
+                    dir,
+                    ts,
+                    data,
+                    &mut |msgs, input, marks| {
+                        convert::collect(msgs, input, marks, dir, &mut f.pairing)
+                    },
+                );
+                self.after_call(id, plugin, outcome, out);
+            }
+        }
+    }
+
+    fn gap(&mut self, id: u64, dir: Direction, len: u64, out: &mut EntrySink<'_>) {
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        match &mut f.state {
+            FlowState::Raw => {}
+            FlowState::Probing(sel) => sel.gap(dir, len),
+            FlowState::Dissecting {
+                plugin, session, ..
+            } => {
+                let plugin = *plugin;
+                let st = &mut f.dirs[dir.index()];
+                let outcome = st.gap(
+                    &mut self.backend,
+                    session,
+                    dir,
+                    len,
+                    &mut |msgs, input, marks| {
+                        convert::collect(msgs, input, marks, dir, &mut f.pairing)
+                    },
+                );
+                self.after_call(id, plugin, outcome, out);
+            }
+        }
+    }
+
+    fn end(&mut self, id: u64, dir: Direction, out: &mut EntrySink<'_>) {
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        if let FlowState::Probing(_) = f.state {
+            // The direction ended before any plugin was sure: decide on what we have.
+            if let FlowState::Probing(sel) = &mut f.state {
+                sel.finish_dir(dir);
+            }
+            self.decide(id, out);
+        }
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        if let FlowState::Dissecting {
+            plugin, session, ..
+        } = &f.state
+        {
+            let plugin = *plugin;
+            let st = &mut f.dirs[dir.index()];
+            let outcome = st.end(
+                &mut self.backend,
+                session,
+                dir,
+                &mut |msgs, input, marks| convert::collect(msgs, input, marks, dir, &mut f.pairing),
+            );
+            self.after_call(id, plugin, outcome, out);
+        }
+    }
+
+    fn close(&mut self, id: u64, out: &mut EntrySink<'_>) {
+        for dir in Direction::BOTH {
+            let ended = self
+                .flows
+                .get(&id)
+                .is_none_or(|f| f.dirs[dir.index()].ended);
+            if !ended {
+                self.end(id, dir, out);
+            }
+        }
+        let template = match self.flows.get(&id) {
+            Some(_) => self.entry_template(id),
+            None => return,
+        };
+        let Some(mut f) = self.flows.remove(&id) else {
+            return;
+        };
+        f.pairing.flush(&template, &mut self.counters, out);
+        match f.state {
+            FlowState::Dissecting { session, .. } => self.backend.close(session),
+            FlowState::Probing(sel) => {
+                self.counters.flows_raw += 1;
+                self.counters.raw_bytes += sel.buffered_bytes();
+            }
+            FlowState::Raw => {}
+        }
+    }
+}

@@ -112,6 +112,11 @@ impl<W: Write> TableWriter<W> {
         )
     }
 
+    /// The underlying writer, for output that shares it.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
+
     pub fn into_inner(self) -> W {
         self.out
     }

@@ -1,0 +1,99 @@
+//! Finding, loading and listing plugins.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use remora_runtime::{Runtime, RuntimeConfig};
+
+use crate::Cli;
+
+/// Built-in plugins ship in `plugins/` next to the binary (the build copies
+/// them there); user-installed ones live in the data directory.
+fn default_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            dirs.push(dir.join("plugins"));
+        }
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share")));
+    if let Some(d) = data {
+        dirs.push(d.join("remora/plugins"));
+    }
+    dirs
+}
+
+pub(crate) fn runtime_config(cli: &Cli, body_cap: Option<usize>) -> RuntimeConfig {
+    let mut cfg = RuntimeConfig::default();
+    if let Some(dir) = &cli.cache_dir {
+        cfg.cache_dir = Some(dir.clone());
+    }
+    if let Some(cap) = body_cap {
+        // "*" applies to every plugin unless its own section overrides it.
+        cfg.plugin_config
+            .entry("*".to_owned())
+            .or_default()
+            .insert("body-cap".to_owned(), cap.to_string());
+    }
+    cfg
+}
+
+/// Load every plugin from the chosen directories into a runtime.
+pub(crate) fn load(cli: &Cli, cfg: RuntimeConfig) -> anyhow::Result<Arc<Runtime>> {
+    let explicit = !cli.plugin_dirs.is_empty();
+    let dirs = if explicit {
+        cli.plugin_dirs.clone()
+    } else {
+        default_dirs()
+    };
+    let mut rt = Runtime::new(cfg).context("starting the plugin runtime")?;
+    let mut looked = Vec::new();
+    for dir in &dirs {
+        if !dir.is_dir() {
+            if explicit {
+                bail!("plugin directory {} does not exist", dir.display());
+            }
+            looked.push(dir.display().to_string());
+            continue;
+        }
+        rt.load_dir(dir)
+            .with_context(|| format!("loading plugins from {}", dir.display()))?;
+        looked.push(dir.display().to_string());
+    }
+    if rt.plugins().is_empty() {
+        bail!(
+            "no plugins found (looked in: {}). Built-in plugins are built by `scripts/build-plugins.sh` \
+             and copied next to the binary; or pass --plugins DIR",
+            looked.join(", ")
+        );
+    }
+    Ok(Arc::new(rt))
+}
+
+pub(crate) fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let rt = load(cli, runtime_config(cli, None))?;
+    println!(
+        "{:<16} {:<9} {:<10} {:<6} {:<28} {}",
+        "PLUGIN", "VERSION", "PROTOCOL", "L4", "PORTS", "FILE"
+    );
+    for p in rt.plugins() {
+        for proto in &p.info.protocols {
+            let ports: Vec<String> = proto.ports.iter().map(|p| p.to_string()).collect();
+            println!(
+                "{:<16} {:<9} {:<10} {:<6} {:<28} {}{}",
+                p.info.name,
+                p.info.version,
+                proto.name,
+                format!("{:?}", proto.transport).to_lowercase(),
+                ports.join(","),
+                p.path.display(),
+                if p.from_cache { "" } else { " (compiled now)" }
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,182 @@
+//! `remora read`: a capture file through the whole pipeline, entries out.
+
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use remora_dissect::catalog_from_runtime;
+use remora_entry::{entry_to_json, TableWriter};
+use remora_pipeline::{PipelineConfig, Progress, Summary};
+use remora_runtime::Shard;
+use remora_source::CaptureReader;
+
+use crate::plugins;
+use crate::Cli;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// Aligned columns for people (default when stdout is a terminal).
+    Table,
+    /// One JSON object per entry (default otherwise); schema in the README.
+    Jsonl,
+    /// No entries, only the summary: for measuring.
+    Count,
+}
+
+#[derive(Args)]
+pub(crate) struct ReadArgs {
+    /// Capture file: pcap or pcapng, optionally gzip-compressed; `-` reads stdin.
+    #[arg(value_name = "CAPTURE")]
+    file: PathBuf,
+
+    /// Output format.
+    #[arg(long, short = 'f', value_enum)]
+    format: Option<Format>,
+
+    /// Shard threads for flows, reassembly and dissection (default: number of
+    /// cores). The output is the same for any value.
+    #[arg(long, short = 'j', value_name = "N")]
+    threads: Option<usize>,
+
+    /// Bytes of each message body kept for display (default 16384; the
+    /// original length is always recorded).
+    #[arg(long, value_name = "BYTES")]
+    body_cap: Option<usize>,
+
+    /// No progress bar and no summary line.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+fn progress_bar(enabled: bool, total: Option<u64>) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let pb = match total {
+        Some(t) => ProgressBar::new(t),
+        None => ProgressBar::no_length(),
+    };
+    pb.set_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+    let template = if total.is_some() {
+        "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg} (eta {eta})"
+    } else {
+        "{spinner} [{elapsed_precise}] {bytes} {msg}"
+    };
+    pb.set_style(ProgressStyle::with_template(template).expect("valid template"));
+    pb
+}
+
+fn summary_line(path: &str, s: &Summary) -> String {
+    let secs = s.elapsed.as_secs_f64().max(1e-9);
+    let flows = s.flows.flows_opened;
+    let mut line = format!(
+        "{path}: {} packets, {} flows ({} dissected, {} raw), {} entries ({} incomplete), {} parse errors, {} plugin faults in {:.2}s ({:.0} packets/s)",
+        s.packets,
+        flows,
+        s.dissect.flows_dissected,
+        s.dissect.flows_raw,
+        s.entries,
+        s.dissect.incomplete_entries,
+        s.dissect.parse_errors,
+        s.dissect.plugin_faults,
+        secs,
+        s.packets as f64 / secs
+    );
+    let drops: Vec<String> = s
+        .drops()
+        .nonzero()
+        .map(|(r, n)| format!("{r}={n}"))
+        .collect();
+    if drops.is_empty() {
+        line.push_str("; no drops");
+    } else {
+        line.push_str(&format!("; drops: {}", drops.join(" ")));
+    }
+    line
+}
+
+pub(crate) fn run(cli: &Cli, args: &ReadArgs) -> anyhow::Result<ExitCode> {
+    let stdout_tty = io::stdout().is_terminal();
+    let format = args.format.unwrap_or(if stdout_tty {
+        Format::Table
+    } else {
+        Format::Jsonl
+    });
+    let mut reader = CaptureReader::open(&args.file)?;
+    let rt = plugins::load(cli, plugins::runtime_config(cli, args.body_cap))?;
+    let catalog = Arc::new(catalog_from_runtime(&rt));
+    let mut cfg = PipelineConfig::default();
+    if let Some(n) = args.threads {
+        anyhow::ensure!(n >= 1, "--threads must be at least 1, got {n}");
+        cfg.threads = n;
+    }
+
+    let show_progress = !args.quiet && io::stderr().is_terminal();
+    let pb = progress_bar(show_progress, reader.total_bytes());
+    let broken_pipe = Arc::new(AtomicBool::new(false));
+    let sink_catalog = catalog.clone();
+    let pipe_flag = broken_pipe.clone();
+    let mut table = TableWriter::new(
+        BufWriter::with_capacity(1 << 16, io::stdout()),
+        terminal_width(),
+    );
+    let mut sink = move |e: remora_entry::Entry| {
+        if pipe_flag.load(Ordering::Relaxed) {
+            return;
+        }
+        let res = match format {
+            Format::Count => Ok(()),
+            Format::Table => table.write(&sink_catalog, &e),
+            Format::Jsonl => {
+                let out = table.get_mut();
+                serde_json::to_writer(&mut *out, &entry_to_json(&sink_catalog, &e))
+                    .map_err(io::Error::from)
+                    .and_then(|_| out.write_all(b"\n"))
+            }
+        };
+        if let Err(err) = res {
+            if err.kind() == io::ErrorKind::BrokenPipe {
+                pipe_flag.store(true, Ordering::Relaxed);
+            } else {
+                tracing::error!("writing output: {err}");
+                pipe_flag.store(true, Ordering::Relaxed);
+            }
+        }
+    };
+    let pb2 = pb.clone();
+    let mut on_progress = move |p: &Progress| {
+        pb2.set_position(p.bytes);
+        pb2.set_message(format!("{} packets, {} entries", p.packets, p.entries));
+    };
+    let shard_rt = rt.clone();
+    let summary = remora_pipeline::run(
+        &mut reader,
+        &cfg,
+        || Shard::new(shard_rt.clone()),
+        catalog,
+        &mut sink,
+        &mut on_progress,
+    );
+    drop(sink);
+    pb.finish_and_clear();
+    io::stdout().flush().ok();
+    let name = args.file.display().to_string();
+    if let Some(err) = &summary.source_error {
+        eprintln!("remora: warning: {err}; entries before the damage were processed");
+    }
+    if !args.quiet {
+        eprintln!("{}", summary_line(&name, &summary));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn terminal_width() -> usize {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(160)
+}

@@ -1,0 +1,289 @@
+//! Per-direction stream state of a dissected flow: the host-owned buffer of
+//! bytes the plugin has not consumed, bytes it asked to skip, how many it
+//! needs before the next call, and when each byte arrived.
+
+use std::collections::VecDeque;
+
+use remora_core::{Direction, Timestamp};
+use remora_runtime::wit;
+
+use crate::backend::{Backend, BackendFault};
+
+/// Arrival times of stream offsets, so a message's start offset maps back to
+/// the capture time of the packet that carried it.
+#[derive(Default)]
+pub(crate) struct Marks(VecDeque<(u64, Timestamp)>);
+
+impl Marks {
+    /// Enough for the head and captured body of any message in flight; older
+    /// marks fall off and a very old start maps to the oldest time kept.
+    const CAP: usize = 256;
+
+    fn push(&mut self, offset: u64, ts: Timestamp) {
+        if let Some(&(last_off, _)) = self.0.back() {
+            if last_off >= offset {
+                return;
+            }
+        }
+        if self.0.len() == Self::CAP {
+            self.0.pop_front();
+        }
+        self.0.push_back((offset, ts));
+    }
+
+    /// Time of the packet that carried stream byte `offset`.
+    pub(crate) fn at(&self, offset: u64) -> Timestamp {
+        let i = self.0.partition_point(|&(o, _)| o <= offset);
+        match i {
+            0 => self.0.front().map(|m| m.1).unwrap_or_default(),
+            i => self.0[i - 1].1,
+        }
+    }
+}
+
+/// What the calls made for one event did.
+#[derive(Default)]
+pub(crate) struct Outcome {
+    pub calls: u64,
+    pub messages: u64,
+    pub errors: u32,
+    pub fault: Option<BackendFault>,
+    /// The plugin left more than `max_pending` bytes unconsumed.
+    pub over_limit: bool,
+}
+
+/// Hands a call's messages to the pairing, with the input their spans point into.
+pub(crate) type Collect<'a> = dyn FnMut(Vec<wit::Message>, &[u8], &Marks) + 'a;
+
+#[derive(Default)]
+pub(crate) struct DirStream {
+    /// Bytes not yet consumed by the plugin.
+    buf: Vec<u8>,
+    /// Stream offset of `buf[0]` (of the next byte when `buf` is empty).
+    base: u64,
+    /// Bytes still to drop unseen, at the plugin's request.
+    skip: u64,
+    /// Minimum pending bytes before the next call.
+    need: u32,
+    pub(crate) ended: bool,
+    marks: Marks,
+    /// Next offset for datagram flows, which have no stream offsets of their own.
+    datagram_offset: u64,
+}
+
+/// Bound on calls per event: a plugin that keeps asking to skip tiny amounts
+/// cannot make the host spin.
+const MAX_CALLS_PER_EVENT: usize = 64;
+
+impl DirStream {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn data<B: Backend>(
+        &mut self,
+        backend: &mut B,
+        session: &B::Session,
+        dir: Direction,
+        ts: Timestamp,
+        mut offset: u64,
+        mut data: &[u8],
+        max_pending: usize,
+        collect: &mut Collect<'_>,
+    ) -> Outcome {
+        let mut out = Outcome::default();
+        if self.ended {
+            return out;
+        }
+        if self.skip > 0 {
+            let n = self.skip.min(data.len() as u64);
+            self.skip -= n;
+            data = &data[n as usize..];
+            offset += n;
+            if self.buf.is_empty() {
+                self.base = offset;
+            }
+        }
+        if data.is_empty() {
+            return out;
+        }
+        self.marks.push(offset, ts);
+        if self.buf.is_empty() {
+            self.base = offset;
+            if data.len() < self.need as usize {
+                self.buf.extend_from_slice(data);
+            } else {
+                // Fast path: feed straight from the packet, copy only the leftover.
+                self.feed_loop(backend, session, dir, Some(data), &mut out, collect);
+            }
+        } else {
+            self.buf.extend_from_slice(data);
+            if self.buf.len() >= self.need as usize {
+                self.feed_loop(backend, session, dir, None, &mut out, collect);
+            }
+        }
+        if self.buf.len() > max_pending {
+            out.over_limit = true;
+        }
+        out
+    }
+
+    fn feed_loop<B: Backend>(
+        &mut self,
+        backend: &mut B,
+        session: &B::Session,
+        dir: Direction,
+        mut borrowed: Option<&[u8]>,
+        out: &mut Outcome,
+        collect: &mut Collect<'_>,
+    ) {
+        for _ in 0..MAX_CALLS_PER_EVENT {
+            let input: &[u8] = borrowed.unwrap_or(&self.buf);
+            let res = match backend.feed(session, dir, self.base, input) {
+                Ok(r) => r,
+                Err(f) => {
+                    out.fault = Some(f);
+                    return;
+                }
+            };
+            out.calls += 1;
+            out.messages += res.messages.len() as u64;
+            if res.error.is_some() {
+                out.errors += 1;
+            }
+            collect(res.messages, input, &self.marks);
+            let consumed = (res.consumed as usize).min(input.len());
+            let rest = input.len() - consumed;
+            let skipped = res.skip.min(rest as u64) as usize;
+            self.skip = res.skip - skipped as u64;
+            self.need = res.need;
+            let done = consumed + skipped;
+            match borrowed.take() {
+                Some(data) => {
+                    self.buf.clear();
+                    self.buf.extend_from_slice(&data[done..]);
+                }
+                None => {
+                    self.buf.drain(..done);
+                }
+            }
+            self.base += done as u64;
+            // Bytes after a skip are new to the plugin: offer them at once.
+            // Otherwise it already saw everything pending.
+            let again = skipped > 0
+                && !self.buf.is_empty()
+                && self.buf.len() >= self.need as usize
+                && res.error.is_none();
+            if !again {
+                return;
+            }
+        }
+    }
+
+    pub(crate) fn datagram<B: Backend>(
+        &mut self,
+        backend: &mut B,
+        session: &B::Session,
+        dir: Direction,
+        ts: Timestamp,
+        data: &[u8],
+        collect: &mut Collect<'_>,
+    ) -> Outcome {
+        let mut out = Outcome::default();
+        let offset = self.datagram_offset;
+        self.datagram_offset += data.len() as u64;
+        self.marks.push(offset, ts);
+        match backend.feed(session, dir, offset, data) {
+            Ok(res) => {
+                out.calls = 1;
+                out.messages = res.messages.len() as u64;
+                out.errors = res.error.is_some() as u32;
+                collect(res.messages, data, &self.marks);
+            }
+            Err(f) => out.fault = Some(f),
+        }
+        out
+    }
+
+    pub(crate) fn gap<B: Backend>(
+        &mut self,
+        backend: &mut B,
+        session: &B::Session,
+        dir: Direction,
+        mut len: u64,
+        collect: &mut Collect<'_>,
+    ) -> Outcome {
+        let mut out = Outcome::default();
+        // Lost bytes inside a body the plugin skips anyway are no loss.
+        if self.skip >= len {
+            self.skip -= len;
+            self.base += len;
+            return out;
+        }
+        len -= self.skip;
+        self.skip = 0;
+        // Pending bytes were an unfinished message; after the hole they are stale.
+        self.base += self.buf.len() as u64 + len;
+        self.buf.clear();
+        self.need = 0;
+        match backend.gap(session, dir, len) {
+            Ok(res) => {
+                out.calls = 1;
+                out.messages = res.messages.len() as u64;
+                out.errors = res.error.is_some() as u32;
+                collect(res.messages, &[], &self.marks);
+            }
+            Err(f) => out.fault = Some(f),
+        }
+        out
+    }
+
+    pub(crate) fn end<B: Backend>(
+        &mut self,
+        backend: &mut B,
+        session: &B::Session,
+        dir: Direction,
+        collect: &mut Collect<'_>,
+    ) -> Outcome {
+        let mut out = Outcome::default();
+        if self.ended {
+            return out;
+        }
+        self.ended = true;
+        self.buf = Vec::new();
+        match backend.end(session, dir) {
+            Ok(res) => {
+                out.calls = 1;
+                out.messages = res.messages.len() as u64;
+                out.errors = res.error.is_some() as u32;
+                collect(res.messages, &[], &self.marks);
+            }
+            Err(f) => out.fault = Some(f),
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_map_offsets_to_the_packet_that_carried_them() {
+        let mut m = Marks::default();
+        m.push(0, Timestamp(10));
+        m.push(100, Timestamp(20));
+        m.push(250, Timestamp(30));
+        assert_eq!(m.at(0), Timestamp(10));
+        assert_eq!(m.at(99), Timestamp(10));
+        assert_eq!(m.at(100), Timestamp(20));
+        assert_eq!(m.at(1000), Timestamp(30));
+    }
+
+    #[test]
+    fn marks_stay_bounded_and_old_offsets_map_to_the_oldest_kept() {
+        let mut m = Marks::default();
+        for i in 0..1000u64 {
+            m.push(i * 10, Timestamp(i as i64));
+        }
+        assert_eq!(m.0.len(), Marks::CAP);
+        assert_eq!(m.at(0), Timestamp((1000 - Marks::CAP) as i64));
+    }
+}

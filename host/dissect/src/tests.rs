@@ -1,0 +1,348 @@
+//! The stage against a native fake backend: buffering, skipping, pairing and
+//! fault handling without Wasm in the way (the Wasm path is tested end to end
+//! in the pipeline and e2e tests).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use remora_core::{Direction, Endpoint, FlowKey, Timestamp, Transport};
+use remora_entry::{Catalog, Entry, FieldSchema, FieldType, PluginSchema, ProtocolSchema, Value};
+use remora_flow::{CloseReason, FlowEvent, FlowInfo, FlowStats};
+use remora_runtime::wit;
+
+use crate::{Backend, BackendFault, DissectConfig, DissectStage};
+
+/// A line protocol: each `\n`-terminated line is a message (to-server lines
+/// are requests, to-client lines responses, txn = line number per direction).
+/// `SKIP n` asks the host to drop the next n bytes; `BOOM` faults; `ERR` is a
+/// parse error.
+#[derive(Default)]
+struct Lines {
+    sessions: HashMap<u32, [u64; 2]>,
+    next: u32,
+    fed_bytes: usize,
+    calls: usize,
+}
+
+impl Backend for Lines {
+    type Session = u32;
+
+    fn probe(
+        &mut self,
+        _: u16,
+        _: &wit::FlowInfo,
+        _: Direction,
+        data: &[u8],
+    ) -> Result<wit::ProbeResult, BackendFault> {
+        Ok(match data.first() {
+            Some(b) if b.is_ascii_alphabetic() => wit::ProbeResult::Yes(50),
+            Some(_) => wit::ProbeResult::No,
+            None => wit::ProbeResult::NeedMore,
+        })
+    }
+
+    fn open(&mut self, _: u16, _: &wit::FlowInfo) -> Result<u32, BackendFault> {
+        self.next += 1;
+        self.sessions.insert(self.next, [0; 2]);
+        Ok(self.next)
+    }
+
+    fn feed(
+        &mut self,
+        s: &u32,
+        dir: Direction,
+        base: u64,
+        data: &[u8],
+    ) -> Result<wit::FeedResult, BackendFault> {
+        self.calls += 1;
+        self.fed_bytes += data.len();
+        let mut res = wit::FeedResult {
+            consumed: 0,
+            skip: 0,
+            need: 0,
+            messages: vec![],
+            error: None,
+        };
+        let mut pos = 0;
+        while let Some(nl) = data[pos..].iter().position(|&b| b == b'\n') {
+            let line = &data[pos..pos + nl];
+            let start = pos;
+            pos += nl + 1;
+            res.consumed = pos as u32;
+            if line == b"BOOM" {
+                return Err(BackendFault("boom".into()));
+            }
+            if line == b"ERR" {
+                res.error = Some("bad line".into());
+                continue;
+            }
+            let counters = self.sessions.get_mut(s).unwrap();
+            let txn = counters[dir.index()];
+            counters[dir.index()] += 1;
+            res.messages.push(wit::Message {
+                kind: match dir {
+                    Direction::ToServer => wit::MessageKind::Request,
+                    Direction::ToClient => wit::MessageKind::Response,
+                },
+                txn,
+                start: base + start as u64,
+                fields: vec![wit::Field {
+                    id: 0,
+                    value: wit::Value::Str(wit::Text::Span(wit::Span {
+                        offset: start as u32,
+                        len: nl as u32,
+                    })),
+                }],
+                body: None,
+            });
+            if let Some(n) = line.strip_prefix(b"SKIP ") {
+                res.skip = std::str::from_utf8(n).unwrap().parse().unwrap();
+                break;
+            }
+        }
+        Ok(res)
+    }
+
+    fn gap(&mut self, _: &u32, _: Direction, _: u64) -> Result<wit::FeedResult, BackendFault> {
+        Ok(wit::FeedResult {
+            consumed: 0,
+            skip: 0,
+            need: 0,
+            messages: vec![],
+            error: None,
+        })
+    }
+
+    fn end(&mut self, _: &u32, _: Direction) -> Result<wit::FeedResult, BackendFault> {
+        Ok(wit::FeedResult {
+            consumed: 0,
+            skip: 0,
+            need: 0,
+            messages: vec![],
+            error: None,
+        })
+    }
+
+    fn close(&mut self, s: u32) {
+        self.sessions.remove(&s);
+    }
+}
+
+fn catalog() -> Arc<Catalog> {
+    Arc::new(Catalog {
+        plugins: vec![PluginSchema::new(
+            "lines".into(),
+            "0".into(),
+            vec![ProtocolSchema {
+                name: "LINES".into(),
+                flag: "lines".into(),
+                transport: Transport::Tcp,
+                ports: vec![7777],
+                request_summary: "{line}".into(),
+                response_summary: "{line}".into(),
+            }],
+            vec![FieldSchema {
+                id: 0,
+                name: "line".into(),
+                ty: FieldType::Str,
+                top_level: true,
+                doc: String::new(),
+            }],
+        )],
+    })
+}
+
+struct Harness {
+    stage: DissectStage<Lines>,
+    flow: FlowInfo,
+    entries: Vec<Entry>,
+    offsets: [u64; 2],
+}
+
+impl Harness {
+    fn new() -> Self {
+        let client = Endpoint::new("10.0.0.1".parse().unwrap(), 40000);
+        let server = Endpoint::new("10.0.0.2".parse().unwrap(), 7777);
+        let flow = FlowInfo {
+            id: 1,
+            key: FlowKey::new(Transport::Tcp, client, server),
+            transport: Transport::Tcp,
+            client,
+            server,
+            first_seen: Timestamp(0),
+            syn_seen: true,
+        };
+        let mut h = Harness {
+            stage: DissectStage::new(Lines::default(), catalog(), DissectConfig::default()),
+            flow,
+            entries: vec![],
+            offsets: [0; 2],
+        };
+        let flow = h.flow.clone();
+        h.event(FlowEvent::Open { flow: &flow });
+        h
+    }
+
+    fn event(&mut self, ev: FlowEvent<'_>) {
+        let entries = &mut self.entries;
+        self.stage.on_event(ev, &mut |e| entries.push(e));
+    }
+
+    fn send(&mut self, dir: Direction, ts: i64, data: &[u8]) {
+        let flow = self.flow.clone();
+        let offset = self.offsets[dir.index()];
+        self.offsets[dir.index()] += data.len() as u64;
+        self.event(FlowEvent::Data {
+            flow: &flow,
+            dir,
+            ts: Timestamp(ts),
+            offset,
+            data,
+        });
+    }
+
+    fn close(&mut self) {
+        let flow = self.flow.clone();
+        self.event(FlowEvent::Close {
+            flow: &flow,
+            ts: Timestamp(0),
+            reason: CloseReason::Fin,
+            stats: FlowStats::default(),
+        });
+    }
+
+    fn lines(&self) -> Vec<(Option<String>, Option<String>)> {
+        let text = |m: &Option<remora_entry::Message>| {
+            m.as_ref().map(|m| match m.get(0) {
+                Some(Value::Str(s)) => s.clone(),
+                other => panic!("unexpected {other:?}"),
+            })
+        };
+        self.entries
+            .iter()
+            .map(|e| (text(&e.request), text(&e.response)))
+            .collect()
+    }
+}
+
+fn s(x: &str) -> Option<String> {
+    Some(x.to_owned())
+}
+
+#[test]
+fn requests_pair_with_responses_by_txn() {
+    let mut h = Harness::new();
+    h.send(Direction::ToServer, 100, b"get a\nget b\n");
+    h.send(Direction::ToClient, 250, b"A\n");
+    h.send(Direction::ToClient, 300, b"B\n");
+    h.close();
+    assert_eq!(h.lines(), vec![(s("get a"), s("A")), (s("get b"), s("B"))]);
+    assert!(h.entries.iter().all(|e| e.complete()));
+    assert_eq!(h.entries[0].elapsed_us(), 150);
+}
+
+#[test]
+fn partial_message_is_buffered_by_the_host_until_complete() {
+    let mut h = Harness::new();
+    h.send(Direction::ToServer, 1, b"hel");
+    h.send(Direction::ToServer, 2, b"lo wor");
+    h.send(Direction::ToServer, 3, b"ld\n");
+    h.send(Direction::ToClient, 4, b"ok\n");
+    h.close();
+    assert_eq!(h.lines(), vec![(s("hello world"), s("ok"))]);
+    // the request's time is that of its first byte
+    assert_eq!(h.entries[0].request.as_ref().unwrap().ts, Timestamp(1));
+}
+
+#[test]
+fn skipped_bytes_never_reach_the_plugin() {
+    let mut h = Harness::new();
+    h.send(Direction::ToServer, 1, b"SKIP 1000\n");
+    for _ in 0..10 {
+        h.send(Direction::ToServer, 2, &[b'x'; 100]);
+    }
+    h.send(Direction::ToServer, 3, b"after\n");
+    h.close();
+    let fed = h.stage.backend().fed_bytes;
+    assert!(
+        fed < 100,
+        "skipped body crossed the boundary: {fed} bytes fed"
+    );
+    assert_eq!(h.lines(), vec![(s("SKIP 1000"), None), (s("after"), None)]);
+}
+
+#[test]
+fn skip_ending_inside_a_segment_feeds_the_rest_at_once() {
+    let mut h = Harness::new();
+    h.send(Direction::ToServer, 1, b"SKIP 3\nxxxnext\n");
+    h.close();
+    assert_eq!(h.lines(), vec![(s("SKIP 3"), None), (s("next"), None)]);
+}
+
+#[test]
+fn unanswered_requests_become_incomplete_entries_at_close() {
+    let mut h = Harness::new();
+    h.send(Direction::ToServer, 1, b"one\ntwo\n");
+    h.send(Direction::ToClient, 2, b"ONE\n");
+    h.close();
+    assert_eq!(h.lines(), vec![(s("one"), s("ONE")), (s("two"), None)]);
+    assert!(!h.entries[1].complete());
+    assert_eq!(h.stage.counters().incomplete_entries, 1);
+}
+
+#[test]
+fn a_fault_drops_the_plugin_for_the_flow_and_keeps_what_was_paired() {
+    let mut h = Harness::new();
+    h.send(Direction::ToServer, 1, b"one\n");
+    h.send(Direction::ToClient, 2, b"ONE\n");
+    h.send(Direction::ToServer, 3, b"two\nBOOM\n");
+    h.send(Direction::ToServer, 4, b"three\n");
+    h.close();
+    assert_eq!(h.lines(), vec![(s("one"), s("ONE"))]);
+    let c = h.stage.counters();
+    assert_eq!(c.plugin_faults, 1);
+    assert_eq!(c.flows_fallen_back, 1);
+    assert!(c.raw_bytes >= 6, "bytes after the fault are counted raw");
+}
+
+#[test]
+fn repeated_parse_errors_fall_back_to_raw() {
+    let mut h = Harness::new();
+    h.send(Direction::ToServer, 1, b"ERR\n");
+    h.send(Direction::ToServer, 1, b"ERR\n");
+    h.send(Direction::ToServer, 1, b"ERR\n");
+    h.send(Direction::ToServer, 1, b"fine\n");
+    h.close();
+    assert!(h.entries.is_empty());
+    assert_eq!(h.stage.counters().parse_errors, 3);
+    assert_eq!(h.stage.counters().flows_fallen_back, 1);
+}
+
+#[test]
+fn unclaimed_flow_is_counted_raw() {
+    let mut h = Harness::new();
+    h.send(Direction::ToServer, 1, b"\x00\x01binary");
+    h.close();
+    assert!(h.entries.is_empty());
+    assert_eq!(h.stage.counters().flows_raw, 1);
+    assert_eq!(h.stage.counters().flows_dissected, 0);
+}
+
+#[test]
+fn pending_bytes_over_the_cap_fall_back_instead_of_growing() {
+    let mut h = Harness::new();
+    h.stage.cfg.max_pending = 1000;
+    h.send(Direction::ToServer, 1, b"start");
+    for _ in 0..20 {
+        h.send(Direction::ToServer, 2, &[b'y'; 100]);
+    }
+    h.close();
+    assert_eq!(
+        h.stage
+            .counters()
+            .drops
+            .get(remora_core::DropReason::DissectBufferLimit),
+        1
+    );
+    assert_eq!(h.stage.counters().flows_fallen_back, 1);
+}
