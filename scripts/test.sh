@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# README command 2 (and what .ci/run calls): set up and run every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+scripts/setup.sh libpcap-dev pkg-config tshark tcpdump nginx-light curl wrk python3
+
+echo "== format and lints" >&2
+cargo fmt --all -- --check
+cargo fmt --manifest-path plugins/Cargo.toml --all -- --check
+cargo clippy --quiet --release --workspace --all-targets -- -D warnings
+cargo clippy --quiet --manifest-path plugins/Cargo.toml --target wasm32-wasip2 --release --workspace -- -D warnings
+
+echo "== build" >&2
+cargo build --quiet --release --workspace --bins
+scripts/build-plugins.sh release
+
+echo "== plugin tests (native)" >&2
+cargo test --quiet --manifest-path plugins/Cargo.toml --release --workspace --exclude 'remora-test-*'
+
+echo "== host and end-to-end tests" >&2
+cargo test --release --workspace
+
+echo "== all tests passed in $(( $(date +%s) - start ))s" >&2
