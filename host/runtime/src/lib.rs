@@ -1,1 +1,1313 @@
-//! placeholder
+//! The Wasm runtime: loads dissector plugins (WebAssembly components speaking
+//! `remora:plugin@0.1.x`) and runs them with limits and fault containment.
+//!
+//! * [`Runtime`] owns the wasmtime `Engine`, the `Linker` and the loaded plugins
+//!   (compiled once, cached on disk, validated). It is `Send + Sync` and shared
+//!   as `Arc<Runtime>` by every shard thread.
+//! * [`Shard`] is owned by one thread: one `Store` + instance per plugin,
+//!   created lazily from the plugin's `InstancePre`.
+//!
+//! Every call runs under a CPU deadline (epoch interruption), a memory cap
+//! (a `ResourceLimiter`) and a wasm stack cap. A trap, a limit hit or output that
+//! breaks the contract drops that plugin's instance in that shard (its sessions
+//! become [`Fault::Stale`]), is counted and logged, and quarantines the plugin in
+//! that shard with exponential back-off. Capture never stops because of a plugin.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _};
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceAny, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+mod stderr;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod testing;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "dissector-plugin",
+        additional_derives: [PartialEq],
+    });
+}
+
+use bindings::{DissectorPlugin, DissectorPluginPre};
+
+/// Host-side types of the plugin contract (`remora:plugin/types`).
+pub mod wit {
+    pub use crate::bindings::remora::plugin::host::Level;
+    pub use crate::bindings::remora::plugin::types::{
+        Body, Direction, FeedResult, Field, FieldDecl, FieldType, FlowInfo, Message, MessageKind,
+        PluginInfo, ProbeResult, ProtocolDecl, Span, Text, Transport, Value,
+    };
+}
+
+/// The contract version this host speaks (major.minor; any patch is accepted).
+pub const WIT_PACKAGE: &str = "remora:plugin";
+const HOST_WIT_MAJOR: u64 = 0;
+const HOST_WIT_MINOR: u64 = 1;
+
+/// Period of the epoch ticker: the granularity of the CPU deadline.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Settings of a [`Runtime`].
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Compiled components are cached here, keyed by sha256 of the wasm and an
+    /// engine fingerprint. `None`: the default (`$XDG_CACHE_HOME/remora/components`
+    /// or `~/.cache/remora/components`); an empty path disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// CPU time allowed per call (epoch based, granularity [`EPOCH_TICK`]).
+    pub call_deadline: Duration,
+    /// Linear memory per instance, bytes.
+    pub memory_limit: usize,
+    /// Wasm stack, bytes.
+    pub stack_limit: usize,
+    /// Total instances (pooling allocator slots) across all shards.
+    pub max_instances: u32,
+    /// Per plugin name: key -> value, served by `host.config`. The section
+    /// named "*" applies to every plugin unless the plugin's own overrides it.
+    pub plugin_config: HashMap<String, HashMap<String, String>>,
+    /// First quarantine after a fault; doubles per consecutive fault.
+    pub quarantine_base: Duration,
+    /// Cap of the quarantine back-off.
+    pub quarantine_max: Duration,
+    /// Most messages one call may return.
+    pub max_messages_per_call: usize,
+    /// Most body bytes one message may carry.
+    pub max_body_bytes: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            cache_dir: None,
+            call_deadline: Duration::from_millis(200),
+            memory_limit: 64 << 20,
+            stack_limit: 512 << 10,
+            max_instances: 1024,
+            plugin_config: HashMap::new(),
+            quarantine_base: Duration::from_secs(1),
+            quarantine_max: Duration::from_secs(60),
+            max_messages_per_call: 4096,
+            max_body_bytes: 16 << 20,
+        }
+    }
+}
+
+/// Index of a loaded plugin in its [`Runtime`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PluginId(pub u16);
+
+/// A loaded, validated plugin.
+#[derive(Debug)]
+pub struct Plugin {
+    pub id: PluginId,
+    pub path: PathBuf,
+    /// sha256 of the wasm file, hex.
+    pub sha256: String,
+    /// What `describe` returned.
+    pub info: wit::PluginInfo,
+    /// Time to compile, or to load from the cache.
+    pub compile_time: Duration,
+    pub from_cache: bool,
+}
+
+/// What went wrong in a plugin call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The call ran past its CPU deadline.
+    Deadline,
+    /// The instance hit its memory limit.
+    Memory,
+    /// The wasm stack overflowed.
+    Stack,
+    /// Any other trap: panic, `unreachable`, out-of-bounds access, ...
+    Trap(String),
+    /// The plugin returned output that breaks the contract.
+    Malformed(String),
+    /// The session belonged to an instance that has since been dropped.
+    Stale,
+    /// The plugin faulted recently and is in back-off in this shard.
+    Quarantined,
+}
+
+impl Fault {
+    /// Short name, for logs and counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fault::Deadline => "deadline",
+            Fault::Memory => "memory",
+            Fault::Stack => "stack",
+            Fault::Trap(_) => "trap",
+            Fault::Malformed(_) => "malformed",
+            Fault::Stale => "stale",
+            Fault::Quarantined => "quarantined",
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::Deadline => f.write_str("CPU deadline exceeded"),
+            Fault::Memory => f.write_str("memory limit exceeded"),
+            Fault::Stack => f.write_str("wasm stack overflow"),
+            Fault::Trap(m) => write!(f, "trap: {m}"),
+            Fault::Malformed(m) => write!(f, "malformed output: {m}"),
+            Fault::Stale => f.write_str("stale session (its instance was dropped)"),
+            Fault::Quarantined => f.write_str("plugin quarantined in this shard"),
+        }
+    }
+}
+
+impl std::error::Error for Fault {}
+
+// ---------------------------------------------------------------------------
+// Store data
+
+struct Limiter {
+    memory_limit: usize,
+    /// Set when a memory grow was refused; read after a trap.
+    hit: bool,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit || maximum.is_some_and(|m| desired > m) {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.hit = true;
+        Ok(())
+    }
+}
+
+struct PluginShared {
+    name: String,
+    config: HashMap<String, String>,
+}
+
+struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+    plugin: Arc<PluginShared>,
+    stderr: stderr::TracingStderr,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl bindings::remora::plugin::types::Host for HostState {}
+
+impl bindings::remora::plugin::host::Host for HostState {
+    fn log(&mut self, level: wit::Level, message: String) {
+        let plugin = self.plugin.name.as_str();
+        match level {
+            wit::Level::Trace => tracing::trace!(plugin, "{message}"),
+            wit::Level::Debug => tracing::debug!(plugin, "{message}"),
+            wit::Level::Info => tracing::info!(plugin, "{message}"),
+            wit::Level::Warn => tracing::warn!(plugin, "{message}"),
+            wit::Level::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+
+    fn config(&mut self, key: String) -> Option<String> {
+        self.plugin.config.get(&key).cloned()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Runtime
+
+struct Loaded {
+    pre: DissectorPluginPre<HostState>,
+    shared: Arc<PluginShared>,
+    /// Bitset of declared field ids.
+    fields: Box<[u64; 1024]>,
+}
+
+struct Ticker {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Engine, linker and loaded plugins. Load plugins first, then share it as
+/// `Arc<Runtime>` between [`Shard`]s.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cfg: RuntimeConfig,
+    cache_dir: Option<PathBuf>,
+    engine_fingerprint: String,
+    deadline_ticks: u64,
+    pooling: bool,
+    plugins: Vec<Plugin>,
+    loaded: Vec<Loaded>,
+    _ticker: Ticker,
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("cfg", &self.cfg)
+            .field("cache_dir", &self.cache_dir)
+            .field("pooling", &self.pooling)
+            .field("plugins", &self.plugins)
+            .finish_non_exhaustive()
+    }
+}
+
+fn base_config(cfg: &RuntimeConfig) -> Config {
+    let mut c = Config::new();
+    c.wasm_component_model(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(cfg.stack_limit)
+        .parallel_compilation(true)
+        .cranelift_opt_level(wasmtime::OptLevel::Speed);
+    c
+}
+
+fn pooling(cfg: &RuntimeConfig) -> PoolingAllocationConfig {
+    let n = cfg.max_instances.max(1);
+    let mut p = PoolingAllocationConfig::new();
+    // A wasm32-wasip2 component holds one memory but a few core instances
+    // (main module plus wit-component's shim and fixup modules) and up to two
+    // tables (main + shim), hence the factors.
+    p.total_component_instances(n)
+        .total_memories(n)
+        .total_tables(n.saturating_mul(2))
+        .total_core_instances(n.saturating_mul(4))
+        .total_gc_heaps(n)
+        .max_memory_size(cfg.memory_limit);
+    p
+}
+
+fn build_engine(cfg: &RuntimeConfig) -> anyhow::Result<(Engine, bool)> {
+    // 1. Pooling with the default 4 GiB reservations (no bounds checks).
+    let mut c = base_config(cfg);
+    c.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(cfg)));
+    match Engine::new(&c) {
+        Ok(e) => return Ok((e, true)),
+        Err(e) => tracing::warn!(
+            "pooling allocator with 4 GiB reservations failed ({e:#}); trying small reservations"
+        ),
+    }
+    // 2. Pooling with reservations sized to the memory limit (bounds-checked).
+    let mut c = base_config(cfg);
+    c.memory_reservation(cfg.memory_limit as u64)
+        .memory_guard_size(2 << 20)
+        .memory_reservation_for_growth(0)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(cfg)));
+    match Engine::new(&c) {
+        Ok(e) => return Ok((e, true)),
+        Err(e) => {
+            tracing::warn!("pooling allocator failed ({e:#}); falling back to on-demand allocation")
+        }
+    }
+    // 3. On demand.
+    let c = base_config(cfg);
+    Ok((
+        Engine::new(&c)
+            .map_err(anyhow::Error::from)
+            .context("creating the wasmtime engine")?,
+        false,
+    ))
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })?;
+    Some(base.join("remora").join("components"))
+}
+
+/// A `Hasher` that feeds sha256, to turn wasmtime's compatibility hash into a
+/// stable fingerprint.
+struct ShaHasher(Sha256);
+impl std::hash::Hasher for ShaHasher {
+    fn finish(&self) -> u64 {
+        0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+fn engine_fingerprint(engine: &Engine) -> String {
+    use std::hash::Hash;
+    let mut h = ShaHasher(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut h);
+    hex::encode(&h.0.finalize()[..8])
+}
+
+/// Checks the `remora:plugin` interfaces a component imports and exports
+/// against the version this host speaks.
+fn check_contract(engine: &Engine, component: &Component) -> anyhow::Result<()> {
+    let ty = component.component_type();
+    let names: Vec<String> = ty
+        .imports(engine)
+        .map(|(n, _)| n.to_string())
+        .chain(ty.exports(engine).map(|(n, _)| n.to_string()))
+        .collect();
+    let host = format!("{WIT_PACKAGE}@{HOST_WIT_MAJOR}.{HOST_WIT_MINOR}.x");
+    let mut exports_dissector = false;
+    for name in &names {
+        let Some(rest) = name.strip_prefix(&format!("{WIT_PACKAGE}/")) else {
+            continue;
+        };
+        let (iface, version) = match rest.split_once('@') {
+            Some((i, v)) => (i, Some(v)),
+            None => (rest, None),
+        };
+        let Some(version) = version else {
+            bail!("it targets an unversioned {WIT_PACKAGE} (`{name}`), host speaks {host}");
+        };
+        let mut parts = version.split(['.', '-', '+']);
+        let major: Option<u64> = parts.next().and_then(|p| p.parse().ok());
+        let minor: Option<u64> = parts.next().and_then(|p| p.parse().ok());
+        let compatible = match (major, minor) {
+            (Some(0), Some(m)) => HOST_WIT_MAJOR == 0 && m == HOST_WIT_MINOR,
+            (Some(ma), Some(_)) => ma == HOST_WIT_MAJOR && HOST_WIT_MAJOR != 0,
+            _ => false,
+        };
+        if !compatible {
+            bail!("it targets {WIT_PACKAGE}@{version}, host speaks {host}");
+        }
+        if iface == "dissector" {
+            exports_dissector = true;
+        }
+    }
+    if !exports_dissector {
+        bail!("it does not export {WIT_PACKAGE}/dissector (not a Remora dissector plugin?)");
+    }
+    Ok(())
+}
+
+fn classify_bytes(bytes: &[u8]) -> anyhow::Result<()> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        bail!("not a WebAssembly file");
+    }
+    // Bytes 4..8: version (2 bytes) and layer (2 bytes): layer 0 is a core module.
+    if bytes[6..8] == [0, 0] {
+        bail!(
+            "a core WebAssembly module, not a component (build for wasm32-wasip2, or wrap it with `wasm-tools component new`)"
+        );
+    }
+    Ok(())
+}
+
+fn validate_info(info: &wit::PluginInfo) -> anyhow::Result<Box<[u64; 1024]>> {
+    if info.name.trim().is_empty() {
+        bail!("describe(): empty plugin name");
+    }
+    for p in &info.protocols {
+        if p.name.trim().is_empty() || p.flag.trim().is_empty() {
+            bail!("describe(): a protocol has an empty name or flag");
+        }
+    }
+    let mut bits = Box::new([0u64; 1024]);
+    let mut names = std::collections::HashSet::new();
+    for f in &info.fields {
+        if f.name.trim().is_empty() {
+            bail!("describe(): field id {} has an empty name", f.id);
+        }
+        let (w, b) = ((f.id >> 6) as usize, 1u64 << (f.id & 63));
+        if bits[w] & b != 0 {
+            bail!("describe(): field id {} declared twice", f.id);
+        }
+        bits[w] |= b;
+        if !names.insert(f.name.as_str()) {
+            bail!("describe(): field name `{}` declared twice", f.name);
+        }
+    }
+    Ok(bits)
+}
+
+impl Runtime {
+    /// Creates the engine (pooling allocator when possible) and starts the
+    /// epoch ticker thread, which stops when the `Runtime` drops.
+    pub fn new(cfg: RuntimeConfig) -> anyhow::Result<Self> {
+        let (engine, pooling) = build_engine(&cfg)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI")?;
+        DissectorPlugin::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(anyhow::Error::from)
+            .context("linking remora:plugin/host")?;
+
+        let cache_dir = match &cfg.cache_dir {
+            Some(d) if d.as_os_str().is_empty() => None,
+            Some(d) => Some(d.clone()),
+            None => default_cache_dir(),
+        };
+        let engine_fingerprint = engine_fingerprint(&engine);
+        let tick_ns = EPOCH_TICK.as_nanos();
+        let deadline_ticks = (cfg.call_deadline.as_nanos().div_ceil(tick_ns) as u64).max(1) + 1;
+
+        let (tx, rx) = mpsc::channel::<()>();
+        let ticking = engine.clone();
+        let thread = std::thread::Builder::new()
+            .name("remora-epoch".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(EPOCH_TICK) {
+                    ticking.increment_epoch();
+                }
+            })
+            .context("starting the epoch ticker")?;
+
+        Ok(Runtime {
+            engine,
+            linker,
+            cfg,
+            cache_dir,
+            engine_fingerprint,
+            deadline_ticks,
+            pooling,
+            plugins: Vec::new(),
+            loaded: Vec::new(),
+            _ticker: Ticker {
+                stop: Some(tx),
+                thread: Some(thread),
+            },
+        })
+    }
+
+    /// Whether the pooling allocator is in use (else on-demand allocation).
+    pub fn pooling(&self) -> bool {
+        self.pooling
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.cfg
+    }
+
+    pub fn plugins(&self) -> &[Plugin] {
+        &self.plugins
+    }
+
+    pub fn plugin(&self, id: PluginId) -> &Plugin {
+        &self.plugins[id.0 as usize]
+    }
+
+    /// Loads every `*.wasm` in `dir`, sorted by file name.
+    pub fn load_dir(&mut self, dir: &Path) -> anyhow::Result<Vec<PluginId>> {
+        let mut files = Vec::new();
+        for e in std::fs::read_dir(dir)
+            .with_context(|| format!("reading plugin directory {}", dir.display()))?
+        {
+            let p = e
+                .with_context(|| format!("reading plugin directory {}", dir.display()))?
+                .path();
+            if p.extension().is_some_and(|x| x == "wasm") && p.is_file() {
+                files.push(p);
+            }
+        }
+        files.sort();
+        files.iter().map(|f| self.load_file(f)).collect()
+    }
+
+    /// Compiles (or loads from the cache), links, instantiates once to call
+    /// `describe`, and validates a plugin.
+    pub fn load_file(&mut self, path: &Path) -> anyhow::Result<PluginId> {
+        self.load_inner(path)
+            .with_context(|| format!("plugin {}", path.display()))
+    }
+
+    fn load_inner(&mut self, path: &Path) -> anyhow::Result<PluginId> {
+        if self.plugins.len() >= u16::MAX as usize {
+            bail!("too many plugins");
+        }
+        let bytes = std::fs::read(path).context("reading the file")?;
+        classify_bytes(&bytes)?;
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+
+        let t0 = Instant::now();
+        let (component, from_cache) = self.compile(&bytes, &sha256)?;
+        let compile_time = t0.elapsed();
+
+        check_contract(&self.engine, &component)?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .context("linking")?;
+        let pre = DissectorPluginPre::new(instance_pre)
+            .map_err(anyhow::Error::from)
+            .context("finding the dissector exports")?;
+
+        // Describe, in a throwaway store with the usual limits.
+        let probe_shared = Arc::new(PluginShared {
+            name: path.display().to_string(),
+            config: HashMap::new(),
+        });
+        let mut store = self.new_store(probe_shared);
+        let inst = pre
+            .instantiate(&mut store)
+            .map_err(|e| describe_error(e, &store))?;
+        let info = inst
+            .remora_plugin_dissector()
+            .call_describe(&mut store)
+            .map_err(|e| describe_error(e, &store))
+            .context("calling describe()")?;
+        drop(store);
+        let fields = validate_info(&info)?;
+        if let Some(other) = self.plugins.iter().find(|p| p.info.name == info.name) {
+            bail!(
+                "plugin name `{}` is already taken by {}",
+                info.name,
+                other.path.display()
+            );
+        }
+
+        let id = PluginId(self.plugins.len() as u16);
+        // "*" holds defaults for every plugin; its own section overrides them.
+        let mut config = self.cfg.plugin_config.get("*").cloned().unwrap_or_default();
+        if let Some(own) = self.cfg.plugin_config.get(&info.name) {
+            config.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        let shared = Arc::new(PluginShared {
+            name: info.name.clone(),
+            config,
+        });
+        tracing::info!(
+            plugin = %info.name,
+            version = %info.version,
+            path = %path.display(),
+            from_cache,
+            compile_ms = compile_time.as_secs_f64() * 1e3,
+            "loaded plugin"
+        );
+        self.loaded.push(Loaded {
+            pre,
+            shared,
+            fields,
+        });
+        self.plugins.push(Plugin {
+            id,
+            path: path.to_path_buf(),
+            sha256,
+            info,
+            compile_time,
+            from_cache,
+        });
+        Ok(id)
+    }
+
+    fn compile(&self, bytes: &[u8], sha256: &str) -> anyhow::Result<(Component, bool)> {
+        let cached = self
+            .cache_dir
+            .as_ref()
+            .map(|d| d.join(format!("{sha256}-{}.cwasm", self.engine_fingerprint)));
+        if let Some(file) = cached.as_ref().filter(|f| f.is_file()) {
+            // Read into memory rather than `deserialize_file` (an mmap): a cache
+            // file truncated or rewritten in place by someone else would then
+            // SIGBUS the whole capture.
+            match std::fs::read(file) {
+                // SAFETY: the file was written by `precompile_component` of an
+                // engine with the same compatibility fingerprint, into a directory
+                // we own; `deserialize` still checks the header and the engine's
+                // compatibility.
+                Ok(bytes) => match unsafe { Component::deserialize(&self.engine, &bytes) } {
+                    Ok(c) => return Ok((c, true)),
+                    Err(e) => {
+                        tracing::warn!(file = %file.display(), "ignoring unusable cache entry: {e:#}")
+                    }
+                },
+                Err(e) => tracing::warn!(file = %file.display(), "cannot read cache entry: {e:#}"),
+            }
+        }
+        let compiled = self
+            .engine
+            .precompile_component(bytes)
+            .map_err(|e| anyhow!("{e:#}"))
+            .context("not a valid WebAssembly component")?;
+        if let Some(file) = &cached {
+            if let Err(e) = write_atomic(file, &compiled) {
+                tracing::warn!(file = %file.display(), "cannot write the component cache: {e:#}");
+            }
+        }
+        // SAFETY: `compiled` was just produced by this engine.
+        let c = unsafe { Component::deserialize(&self.engine, &compiled) }?;
+        Ok((c, false))
+    }
+
+    fn new_store(&self, plugin: Arc<PluginShared>) -> Store<HostState> {
+        let stderr = stderr::TracingStderr::new(&plugin.name);
+        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+        let mut store = Store::new(
+            &self.engine,
+            HostState {
+                wasi,
+                table: ResourceTable::new(),
+                limiter: Limiter {
+                    memory_limit: self.cfg.memory_limit,
+                    hit: false,
+                },
+                plugin,
+                stderr,
+            },
+        );
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(self.deadline_ticks);
+        store
+    }
+}
+
+fn write_atomic(file: &Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    // Unique per process and call: concurrent writers never share a temp file.
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let tmp = dir.join(format!(
+        ".{}.{}.{}.tmp",
+        file.file_name().and_then(|n| n.to_str()).unwrap_or("c"),
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&tmp, data)?;
+    std::fs::rename(&tmp, file)
+}
+
+fn classify(e: &wasmtime::Error, store: &Store<HostState>) -> Fault {
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => Fault::Deadline,
+        Some(Trap::StackOverflow) => Fault::Stack,
+        _ if store.data().limiter.hit => Fault::Memory,
+        trap => {
+            let mut msg = match trap {
+                Some(t) => t.to_string(),
+                None => format!("{:#}", e.root_cause()),
+            };
+            let frame = e.downcast_ref::<wasmtime::WasmBacktrace>().and_then(|bt| {
+                // The innermost frame of the plugin's own code, not std's abort path.
+                bt.frames().iter().find_map(|f| {
+                    let name = format!("{:#}", rustc_demangle::demangle(f.func_name()?));
+                    (!is_runtime_frame(&name)).then_some(name)
+                })
+            });
+            if let Some(frame) = frame {
+                msg.push_str(" in ");
+                msg.push_str(&frame);
+            }
+            if let Some(tail) = store.data().stderr.tail() {
+                msg.push_str("; stderr: ");
+                msg.push_str(&tail);
+            }
+            Fault::Trap(msg)
+        }
+    }
+}
+
+/// Frames of std's panic/abort machinery, skipped when naming where a trap happened.
+fn is_runtime_frame(name: &str) -> bool {
+    name == "abort"
+        || ["std::", "core::", "alloc::", "__rustc::", "__rust_"]
+            .iter()
+            .any(|p| name.starts_with(p))
+}
+
+fn describe_error(e: wasmtime::Error, store: &Store<HostState>) -> anyhow::Error {
+    let f = classify(&e, store);
+    anyhow!("{f} ({e:#})")
+}
+
+// ---------------------------------------------------------------------------
+// Shard
+
+static NEXT_SHARD: AtomicU32 = AtomicU32::new(0);
+
+/// A live dissection session of one flow, created by [`Shard::open`].
+///
+/// Pass it back to [`Shard::close`]; dropping it without closing leaks the
+/// guest-side state until the instance is dropped.
+#[derive(Debug)]
+pub struct SessionId {
+    plugin: PluginId,
+    shard: u32,
+    generation: u32,
+    handle: ResourceAny,
+}
+
+impl SessionId {
+    pub fn plugin(&self) -> PluginId {
+        self.plugin
+    }
+}
+
+/// Fault counts by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    pub deadline: u64,
+    pub memory: u64,
+    pub stack: u64,
+    pub trap: u64,
+    pub malformed: u64,
+}
+
+impl FaultCounts {
+    pub fn total(&self) -> u64 {
+        self.deadline + self.memory + self.stack + self.trap + self.malformed
+    }
+}
+
+/// Per-plugin counters of one shard.
+#[derive(Clone, Debug)]
+pub struct PluginCounters {
+    pub plugin: PluginId,
+    pub name: String,
+    /// Calls that reached the plugin (describe excluded).
+    pub calls: u64,
+    /// Wall time spent in those calls.
+    pub call_ns: u64,
+    pub faults: FaultCounts,
+    /// Calls refused because the plugin was quarantined.
+    pub quarantined_calls: u64,
+    pub instances_created: u64,
+    /// Set while the plugin is quarantined in this shard.
+    pub quarantined_until: Option<Instant>,
+    pub sessions_open: u64,
+}
+
+struct Live {
+    store: Store<HostState>,
+    bindings: DissectorPlugin,
+}
+
+struct Slot {
+    live: Option<Live>,
+    generation: u32,
+    quarantined_until: Option<Instant>,
+    /// Back-off of the next quarantine.
+    backoff: Duration,
+    /// After a fault: a success at or after this instant resets `backoff`
+    /// (the plugin then ran without fault for as long as it was quarantined).
+    reset_backoff_at: Option<Instant>,
+    calls: u64,
+    call_ns: u64,
+    faults: FaultCounts,
+    quarantined_calls: u64,
+    instances_created: u64,
+    sessions_open: u64,
+}
+
+/// The per-thread side of the runtime: one store and instance per plugin,
+/// created on first use. Not `Sync`; owned by one shard thread.
+pub struct Shard {
+    rt: Arc<Runtime>,
+    id: u32,
+    slots: Vec<Slot>,
+}
+
+impl fmt::Debug for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shard")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Output bounds a result must respect.
+struct Bounds<'a> {
+    data_len: usize,
+    /// Bitset of declared field ids.
+    fields: &'a [u64; 1024],
+    max_messages: usize,
+    max_body: usize,
+}
+
+fn check_text(t: &wit::Text, data_len: usize) -> Result<(), String> {
+    if let wit::Text::Span(s) = t {
+        if s.offset as u64 + s.len as u64 > data_len as u64 {
+            return Err(format!(
+                "span {}+{} outside the {data_len} bytes of input",
+                s.offset, s.len
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_result(r: &wit::FeedResult, b: &Bounds<'_>) -> Result<(), String> {
+    if r.consumed as usize > b.data_len {
+        return Err(format!("consumed {} of {} bytes", r.consumed, b.data_len));
+    }
+    if r.messages.len() > b.max_messages {
+        return Err(format!(
+            "{} messages in one call (cap {})",
+            r.messages.len(),
+            b.max_messages
+        ));
+    }
+    for m in &r.messages {
+        for f in &m.fields {
+            if b.fields[(f.id >> 6) as usize] & (1 << (f.id & 63)) == 0 {
+                return Err(format!("undeclared field id {}", f.id));
+            }
+            match &f.value {
+                wit::Value::Str(t) => check_text(t, b.data_len)?,
+                wit::Value::Pair((k, v)) => {
+                    check_text(k, b.data_len)?;
+                    check_text(v, b.data_len)?;
+                }
+                _ => {}
+            }
+        }
+        if let Some(body) = &m.body {
+            if body.data.len() > b.max_body {
+                return Err(format!(
+                    "body of {} bytes (cap {})",
+                    body.data.len(),
+                    b.max_body
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Records a fault: drops the instance (its sessions become stale),
+/// quarantines the plugin in this shard, counts and logs.
+fn record_fault(rt: &Runtime, shard: u32, slot: &mut Slot, p: PluginId, fault: Fault) -> Fault {
+    slot.live = None;
+    slot.generation = slot.generation.wrapping_add(1);
+    slot.sessions_open = 0;
+    match &fault {
+        Fault::Deadline => slot.faults.deadline += 1,
+        Fault::Memory => slot.faults.memory += 1,
+        Fault::Stack => slot.faults.stack += 1,
+        Fault::Trap(_) => slot.faults.trap += 1,
+        Fault::Malformed(_) => slot.faults.malformed += 1,
+        Fault::Stale | Fault::Quarantined => {}
+    }
+    let backoff = slot.backoff;
+    let now = Instant::now();
+    slot.quarantined_until = Some(now + backoff);
+    slot.reset_backoff_at = Some(now + backoff * 2);
+    slot.backoff = (backoff * 2)
+        .min(rt.cfg.quarantine_max)
+        .max(rt.cfg.quarantine_base);
+    tracing::warn!(
+        plugin = %rt.plugins[p.0 as usize].info.name,
+        shard,
+        kind = fault.kind(),
+        quarantine_ms = backoff.as_millis() as u64,
+        "plugin fault: {fault}"
+    );
+    fault
+}
+
+impl Shard {
+    pub fn new(rt: Arc<Runtime>) -> Self {
+        let base = rt.cfg.quarantine_base;
+        let slots = (0..rt.plugins.len())
+            .map(|_| Slot {
+                live: None,
+                generation: 0,
+                quarantined_until: None,
+                backoff: base,
+                reset_backoff_at: None,
+                calls: 0,
+                call_ns: 0,
+                faults: FaultCounts::default(),
+                quarantined_calls: 0,
+                instances_created: 0,
+                sessions_open: 0,
+            })
+            .collect();
+        Shard {
+            rt,
+            id: NEXT_SHARD.fetch_add(1, Ordering::Relaxed),
+            slots,
+        }
+    }
+
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.rt
+    }
+
+    fn fault(&mut self, p: PluginId, fault: Fault) -> Fault {
+        record_fault(&self.rt, self.id, &mut self.slots[p.0 as usize], p, fault)
+    }
+
+    /// Runs `f` on the plugin's instance (creating it if needed) under the
+    /// per-call limits. `generation`: the session's, checked for staleness.
+    #[inline]
+    fn call<R>(
+        &mut self,
+        p: PluginId,
+        generation: Option<u32>,
+        f: impl FnOnce(&mut Store<HostState>, &DissectorPlugin) -> wasmtime::Result<R>,
+    ) -> Result<R, Fault> {
+        let rt = &*self.rt;
+        let slot = &mut self.slots[p.0 as usize];
+        if let Some(g) = generation {
+            if g != slot.generation || slot.live.is_none() {
+                return Err(Fault::Stale);
+            }
+        }
+        if let Some(until) = slot.quarantined_until {
+            if Instant::now() < until {
+                slot.quarantined_calls += 1;
+                return Err(Fault::Quarantined);
+            }
+            slot.quarantined_until = None;
+        }
+        if slot.live.is_none() {
+            let loaded = &rt.loaded[p.0 as usize];
+            let mut store = rt.new_store(loaded.shared.clone());
+            slot.instances_created += 1;
+            match loaded.pre.instantiate(&mut store) {
+                Ok(bindings) => slot.live = Some(Live { store, bindings }),
+                Err(e) => {
+                    let fault = classify(&e, &store);
+                    return Err(record_fault(rt, self.id, slot, p, fault));
+                }
+            }
+        }
+        let live = slot.live.as_mut().expect("instantiated above");
+        live.store.data_mut().limiter.hit = false;
+        live.store.set_epoch_deadline(rt.deadline_ticks);
+        let t0 = Instant::now();
+        let r = f(&mut live.store, &live.bindings);
+        slot.call_ns += t0.elapsed().as_nanos() as u64;
+        slot.calls += 1;
+        match r {
+            Ok(v) => {
+                if let Some(at) = slot.reset_backoff_at {
+                    if Instant::now() >= at {
+                        slot.backoff = rt.cfg.quarantine_base;
+                        slot.reset_backoff_at = None;
+                    }
+                }
+                Ok(v)
+            }
+            Err(e) => {
+                let fault = classify(&e, &live.store);
+                Err(record_fault(rt, self.id, slot, p, fault))
+            }
+        }
+    }
+
+    fn check(
+        &mut self,
+        p: PluginId,
+        r: wit::FeedResult,
+        data_len: usize,
+    ) -> Result<wit::FeedResult, Fault> {
+        let b = Bounds {
+            data_len,
+            fields: &self.rt.loaded[p.0 as usize].fields,
+            max_messages: self.rt.cfg.max_messages_per_call,
+            max_body: self.rt.cfg.max_body_bytes,
+        };
+        match validate_result(&r, &b) {
+            Ok(()) => Ok(r),
+            Err(m) => Err(self.fault(p, Fault::Malformed(m))),
+        }
+    }
+
+    fn session_gen(&self, s: &SessionId) -> Result<u32, Fault> {
+        if s.shard != self.id {
+            return Err(Fault::Stale);
+        }
+        Ok(s.generation)
+    }
+
+    /// Does this flow speak the plugin's protocol?
+    pub fn probe(
+        &mut self,
+        p: PluginId,
+        flow: &wit::FlowInfo,
+        dir: wit::Direction,
+        data: &[u8],
+    ) -> Result<wit::ProbeResult, Fault> {
+        let r = self.call(p, None, |store, b| {
+            b.remora_plugin_dissector()
+                .call_probe(store, flow, dir, data)
+        })?;
+        if let wit::ProbeResult::Yes(c) = r {
+            if !(1..=100).contains(&c) {
+                return Err(self.fault(p, Fault::Malformed(format!("probe confidence {c}"))));
+            }
+        }
+        Ok(r)
+    }
+
+    /// Creates a session (one per flow).
+    pub fn open(&mut self, p: PluginId, flow: &wit::FlowInfo) -> Result<SessionId, Fault> {
+        let handle = self.call(p, None, |store, b| {
+            b.remora_plugin_dissector()
+                .session()
+                .call_constructor(store, flow)
+        })?;
+        let slot = &mut self.slots[p.0 as usize];
+        slot.sessions_open += 1;
+        Ok(SessionId {
+            plugin: p,
+            shard: self.id,
+            generation: slot.generation,
+            handle,
+        })
+    }
+
+    /// New bytes of `dir` at stream offset `base`.
+    pub fn feed(
+        &mut self,
+        s: &SessionId,
+        dir: wit::Direction,
+        base: u64,
+        data: &[u8],
+    ) -> Result<wit::FeedResult, Fault> {
+        let g = self.session_gen(s)?;
+        let h = s.handle;
+        let r = self.call(s.plugin, Some(g), |store, b| {
+            b.remora_plugin_dissector()
+                .session()
+                .call_feed(store, h, dir, base, data)
+        })?;
+        self.check(s.plugin, r, data.len())
+    }
+
+    /// `len` bytes of `dir` were lost.
+    pub fn gap(
+        &mut self,
+        s: &SessionId,
+        dir: wit::Direction,
+        len: u64,
+    ) -> Result<wit::FeedResult, Fault> {
+        let g = self.session_gen(s)?;
+        let h = s.handle;
+        let r = self.call(s.plugin, Some(g), |store, b| {
+            b.remora_plugin_dissector()
+                .session()
+                .call_gap(store, h, dir, len)
+        })?;
+        self.check(s.plugin, r, 0)
+    }
+
+    /// `dir` ended.
+    pub fn end(&mut self, s: &SessionId, dir: wit::Direction) -> Result<wit::FeedResult, Fault> {
+        let g = self.session_gen(s)?;
+        let h = s.handle;
+        let r = self.call(s.plugin, Some(g), |store, b| {
+            b.remora_plugin_dissector()
+                .session()
+                .call_end(store, h, dir)
+        })?;
+        self.check(s.plugin, r, 0)
+    }
+
+    /// Drops the session. Stale ids and errors are ignored (a trap in the
+    /// destructor is still counted as a fault).
+    pub fn close(&mut self, s: SessionId) {
+        let Ok(g) = self.session_gen(&s) else { return };
+        let h = s.handle;
+        if self
+            .call(s.plugin, Some(g), |store, _| h.resource_drop(store))
+            .is_ok()
+        {
+            let slot = &mut self.slots[s.plugin.0 as usize];
+            slot.sessions_open = slot.sessions_open.saturating_sub(1);
+        }
+    }
+
+    /// Whether the plugin is quarantined in this shard right now.
+    pub fn is_quarantined(&self, p: PluginId) -> bool {
+        self.slots[p.0 as usize]
+            .quarantined_until
+            .is_some_and(|t| Instant::now() < t)
+    }
+
+    pub fn counters(&self) -> Vec<PluginCounters> {
+        self.slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| PluginCounters {
+                plugin: PluginId(i as u16),
+                name: self.rt.plugins[i].info.name.clone(),
+                calls: s.calls,
+                call_ns: s.call_ns,
+                faults: s.faults,
+                quarantined_calls: s.quarantined_calls,
+                instances_created: s.instances_created,
+                quarantined_until: s.quarantined_until.filter(|t| Instant::now() < *t),
+                sessions_open: s.sessions_open,
+            })
+            .collect()
+    }
+}
+
+// `Runtime` is shared by shard threads; a `Shard` moves into its thread.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    const fn send<T: Send>() {}
+    send_sync::<Runtime>();
+    send::<Shard>();
+    send::<SessionId>();
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wit::*;
+
+    fn info(fields: &[(u16, &str)]) -> PluginInfo {
+        PluginInfo {
+            name: "p".into(),
+            version: "1".into(),
+            protocols: vec![ProtocolDecl {
+                name: "P".into(),
+                flag: "p".into(),
+                transport: Transport::Tcp,
+                ports: vec![],
+                request_summary: String::new(),
+                response_summary: String::new(),
+            }],
+            fields: fields
+                .iter()
+                .map(|&(id, name)| FieldDecl {
+                    id,
+                    name: name.into(),
+                    type_: FieldType::Str,
+                    top_level: false,
+                    doc: String::new(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn describe_validation() {
+        let bits = validate_info(&info(&[(1, "a"), (65535, "b")])).unwrap();
+        assert_eq!(bits[0], 2);
+        assert_eq!(bits[1023], 1 << 63);
+        let e = |i: PluginInfo| validate_info(&i).unwrap_err().to_string();
+        assert!(e(info(&[(1, "a"), (1, "b")])).contains("field id 1 declared twice"));
+        assert!(e(info(&[(1, "a"), (2, "a")])).contains("`a` declared twice"));
+        assert!(e(info(&[(1, " ")])).contains("empty name"));
+        let mut i = info(&[]);
+        i.name.clear();
+        assert!(e(i).contains("empty plugin name"));
+        let mut i = info(&[]);
+        i.protocols[0].flag.clear();
+        assert!(e(i).contains("empty name or flag"));
+    }
+
+    #[test]
+    fn result_validation() {
+        let mut fields = Box::new([0u64; 1024]);
+        fields[0] = 1 << 3;
+        let msg = |id: u16, value: Value| Message {
+            kind: MessageKind::Request,
+            txn: 0,
+            start: 0,
+            fields: vec![Field { id, value }],
+            body: None,
+        };
+        let span = |offset, len| Text::Span(Span { offset, len });
+        let res = |consumed, messages| FeedResult {
+            consumed,
+            skip: 0,
+            need: 0,
+            messages,
+            error: None,
+        };
+        let check = |r: &FeedResult, n: usize| {
+            let b = Bounds {
+                data_len: 10,
+                fields: &fields,
+                max_messages: n,
+                max_body: 4,
+            };
+            validate_result(r, &b)
+        };
+        assert!(check(&res(10, vec![msg(3, Value::Str(span(2, 8)))]), 9).is_ok());
+        assert!(check(&res(11, vec![]), 9)
+            .unwrap_err()
+            .contains("consumed 11 of 10"));
+        assert!(check(&res(0, vec![msg(3, Value::Str(span(u32::MAX, 2)))]), 9).is_err());
+        assert!(check(
+            &res(0, vec![msg(3, Value::Pair((span(0, 1), span(9, 2))))]),
+            9
+        )
+        .is_err());
+        assert!(check(&res(0, vec![msg(4, Value::Int(1))]), 9)
+            .unwrap_err()
+            .contains("undeclared"));
+        assert!(check(&res(0, vec![msg(3, Value::Int(1)); 3]), 2)
+            .unwrap_err()
+            .contains("3 messages"));
+        let mut m = msg(3, Value::Boolean(true));
+        m.body = Some(Body {
+            data: vec![0; 5],
+            original_len: 5,
+            truncated: false,
+            decoded_from: None,
+        });
+        assert!(check(&res(0, vec![m]), 9)
+            .unwrap_err()
+            .contains("body of 5 bytes"));
+    }
+
+    #[test]
+    fn file_classification() {
+        assert!(classify_bytes(b"\0asm\x0d\0\x01\0").is_ok());
+        assert!(classify_bytes(b"\0asm\x01\0\0\0")
+            .unwrap_err()
+            .to_string()
+            .contains("core"));
+        assert!(classify_bytes(b"MZ").is_err());
+    }
+}

@@ -1,0 +1,597 @@
+//! End-to-end tests against real components (the test plugins in
+//! `plugins/testing`, built once per test process).
+
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use remora_runtime::testing::plugin_path;
+use remora_runtime::wit::{
+    Direction, FieldType, FlowInfo, MessageKind, ProbeResult, Text, Transport, Value,
+};
+use remora_runtime::{Fault, PluginId, Runtime, RuntimeConfig, Shard};
+
+/// Runs `f` on its own thread and fails the test if it takes longer than `secs`.
+fn bounded<F: FnOnce() + Send + 'static>(secs: u64, f: F) {
+    let (tx, rx) = mpsc::channel();
+    let t = std::thread::spawn(move || {
+        f();
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(()) => t.join().unwrap(),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            // The closure panicked: re-raise its panic.
+            if let Err(p) = t.join() {
+                std::panic::resume_unwind(p)
+            }
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("test exceeded {secs} s"),
+    }
+}
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "remora_runtime=info".into()),
+        )
+        .try_init();
+}
+
+/// A config for tests: a cache shared by the test process (not ~/.cache), few
+/// pool slots, quick quarantine.
+fn test_config() -> RuntimeConfig {
+    RuntimeConfig {
+        cache_dir: Some(std::env::temp_dir().join("remora-runtime-tests-cache")),
+        // Generous: the machine may be busy (tests run in parallel); the
+        // deadline test sets its own.
+        call_deadline: Duration::from_secs(2),
+        max_instances: 32,
+        quarantine_base: Duration::from_millis(20),
+        ..RuntimeConfig::default()
+    }
+}
+
+fn runtime_with(cfg: RuntimeConfig, crates: &[&str]) -> (Arc<Runtime>, Vec<PluginId>) {
+    init_tracing();
+    let mut rt = Runtime::new(cfg).expect("runtime");
+    let ids = crates
+        .iter()
+        .map(|c| rt.load_file(&plugin_path(c)).expect("load"))
+        .collect();
+    (Arc::new(rt), ids)
+}
+
+fn flow(server_port: u16) -> FlowInfo {
+    FlowInfo {
+        id: 1,
+        transport: Transport::Tcp,
+        client_ip: "10.0.0.1".into(),
+        client_port: 40000,
+        server_ip: "10.0.0.2".into(),
+        server_port,
+    }
+}
+
+fn span_text<'a>(v: &Value, data: &'a [u8]) -> &'a str {
+    match v {
+        Value::Str(Text::Span(s)) => {
+            std::str::from_utf8(&data[s.offset as usize..(s.offset + s.len) as usize]).unwrap()
+        }
+        other => panic!("expected a span, got {other:?}"),
+    }
+}
+
+#[test]
+fn lines_round_trip() {
+    bounded(300, || {
+        let (rt, ids) = runtime_with(test_config(), &["remora-test-lines"]);
+        let p = ids[0];
+        let plugin = rt.plugin(p);
+        assert_eq!(plugin.info.name, "test-lines");
+        assert_eq!(plugin.info.protocols[0].flag, "lines");
+        assert_eq!(plugin.info.protocols[0].ports, vec![7777]);
+        assert_eq!(plugin.info.fields.len(), 1);
+        assert_eq!(plugin.info.fields[0].name, "line");
+        assert_eq!(plugin.info.fields[0].type_, FieldType::Str);
+        assert!(plugin.info.fields[0].top_level);
+        assert_eq!(plugin.sha256.len(), 64);
+
+        let mut shard = Shard::new(rt.clone());
+        let f = flow(7777);
+        assert_eq!(
+            shard.probe(p, &f, Direction::ToServer, b"GET x").unwrap(),
+            ProbeResult::Yes(50)
+        );
+        assert_eq!(
+            shard.probe(p, &f, Direction::ToServer, b"").unwrap(),
+            ProbeResult::NeedMore
+        );
+        assert_eq!(
+            shard
+                .probe(p, &f, Direction::ToServer, b"\x16\x03")
+                .unwrap(),
+            ProbeResult::No
+        );
+        assert_eq!(
+            shard
+                .probe(p, &flow(80), Direction::ToServer, b"GET x")
+                .unwrap(),
+            ProbeResult::No
+        );
+
+        let s = shard.open(p, &f).unwrap();
+        let req = b"hello\nworld\npart";
+        let r = shard.feed(&s, Direction::ToServer, 100, req).unwrap();
+        assert_eq!(r.consumed, 12);
+        assert_eq!(r.error, None);
+        assert_eq!(r.messages.len(), 2);
+        for (i, (m, text, start)) in r
+            .messages
+            .iter()
+            .zip([("hello", 100), ("world", 106)])
+            .map(|(m, (t, s))| (m, t, s))
+            .enumerate()
+        {
+            assert_eq!(m.kind, MessageKind::Request);
+            assert_eq!(m.txn, i as u64);
+            assert_eq!(m.start, start);
+            assert_eq!(m.fields.len(), 1);
+            assert_eq!(m.fields[0].id, 1);
+            assert_eq!(span_text(&m.fields[0].value, req), text);
+        }
+        // The unconsumed tail comes back with more bytes.
+        let more = b"partial\n";
+        let r = shard.feed(&s, Direction::ToServer, 112, more).unwrap();
+        assert_eq!((r.consumed, r.messages.len()), (8, 1));
+        assert_eq!((r.messages[0].txn, r.messages[0].start), (2, 112));
+        assert_eq!(span_text(&r.messages[0].fields[0].value, more), "partial");
+
+        let resp = b"ok 0\nok 1\n";
+        let r = shard.feed(&s, Direction::ToClient, 0, resp).unwrap();
+        assert_eq!(r.consumed, 10);
+        let got: Vec<_> = r
+            .messages
+            .iter()
+            .map(|m| (m.kind, m.txn, span_text(&m.fields[0].value, resp)))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (MessageKind::Response, 0, "ok 0"),
+                (MessageKind::Response, 1, "ok 1")
+            ]
+        );
+
+        assert!(shard
+            .gap(&s, Direction::ToClient, 10)
+            .unwrap()
+            .messages
+            .is_empty());
+        assert!(shard
+            .end(&s, Direction::ToServer)
+            .unwrap()
+            .messages
+            .is_empty());
+        let c = &shard.counters()[0];
+        assert_eq!(c.sessions_open, 1);
+        shard.close(s);
+        let c = &shard.counters()[0];
+        assert_eq!(c.sessions_open, 0);
+        assert_eq!(c.instances_created, 1);
+        assert_eq!(c.faults.total(), 0);
+        assert_eq!(c.calls, 4 + 1 + 3 + 2 + 1);
+        assert!(c.call_ns > 0);
+    });
+}
+
+#[test]
+fn cache_second_load_is_faster() {
+    bounded(300, || {
+        init_tracing();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = RuntimeConfig {
+            cache_dir: Some(dir.path().to_path_buf()),
+            ..test_config()
+        };
+        let path = plugin_path("remora-test-lines");
+
+        let mut rt1 = Runtime::new(cfg.clone()).unwrap();
+        let id = rt1.load_file(&path).unwrap();
+        let first = rt1.plugin(id);
+        assert!(!first.from_cache);
+        let entries = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(entries, 1, "one cache entry written");
+
+        let mut rt2 = Runtime::new(cfg).unwrap();
+        let id = rt2.load_file(&path).unwrap();
+        let second = rt2.plugin(id);
+        assert!(second.from_cache);
+        assert!(
+            second.compile_time < first.compile_time,
+            "cached {:?} vs compiled {:?}",
+            second.compile_time,
+            first.compile_time
+        );
+        assert_eq!(first.sha256, second.sha256);
+        // The cached component works.
+        let mut shard = Shard::new(Arc::new(rt2));
+        let s = shard.open(id, &flow(7777)).unwrap();
+        assert_eq!(
+            shard
+                .feed(&s, Direction::ToServer, 0, b"a\n")
+                .unwrap()
+                .messages
+                .len(),
+            1
+        );
+
+        // A corrupt cache entry is ignored and rewritten.
+        for e in std::fs::read_dir(dir.path()).unwrap() {
+            std::fs::write(e.unwrap().path(), b"garbage").unwrap();
+        }
+        let mut rt3 = Runtime::new(RuntimeConfig {
+            cache_dir: Some(dir.path().into()),
+            ..test_config()
+        })
+        .unwrap();
+        let id = rt3.load_file(&path).unwrap();
+        assert!(!rt3.plugin(id).from_cache);
+    });
+}
+
+#[test]
+fn deadline_fault_and_shard_keeps_serving() {
+    bounded(300, || {
+        let cfg = RuntimeConfig {
+            call_deadline: Duration::from_millis(200),
+            ..test_config()
+        };
+        let deadline = cfg.call_deadline;
+        let (rt, ids) = runtime_with(cfg, &["remora-test-lines", "remora-test-loop"]);
+        let (lines, looping) = (ids[0], ids[1]);
+        let mut shard = Shard::new(rt);
+        assert_eq!(
+            shard
+                .probe(looping, &flow(7001), Direction::ToServer, b"x")
+                .unwrap(),
+            ProbeResult::Yes(100)
+        );
+        assert_eq!(
+            shard
+                .probe(looping, &flow(7777), Direction::ToServer, b"x")
+                .unwrap(),
+            ProbeResult::No
+        );
+        let s = shard.open(looping, &flow(7001)).unwrap();
+        let t0 = Instant::now();
+        let r = shard.feed(&s, Direction::ToServer, 0, b"spin");
+        let took = t0.elapsed();
+        assert_eq!(r, Err(Fault::Deadline));
+        assert!(took >= deadline.mul_f32(0.9), "trapped after {took:?}");
+        assert!(
+            took < deadline + Duration::from_millis(500),
+            "trapped after {took:?}"
+        );
+
+        // The same shard still serves the well-behaved plugin.
+        let ls = shard.open(lines, &flow(7777)).unwrap();
+        let r = shard
+            .feed(&ls, Direction::ToServer, 0, b"still here\n")
+            .unwrap();
+        assert_eq!(r.messages.len(), 1);
+        // The faulted plugin's session is stale.
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(
+            shard.feed(&s, Direction::ToServer, 0, b"x"),
+            Err(Fault::Stale)
+        );
+        let c = &shard.counters()[looping.0 as usize];
+        assert_eq!(c.faults.deadline, 1);
+    });
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+#[test]
+fn memory_fault_and_rss_stays_bounded() {
+    bounded(300, || {
+        let cfg = RuntimeConfig {
+            memory_limit: 32 << 20,
+            quarantine_base: Duration::from_millis(1),
+            ..test_config()
+        };
+        let (rt, ids) = runtime_with(cfg, &["remora-test-alloc"]);
+        let p = ids[0];
+        let mut shard = Shard::new(rt);
+        let before = rss_bytes();
+        for _ in 0..8 {
+            let s = shard.open(p, &flow(7002)).unwrap();
+            assert_eq!(
+                shard.feed(&s, Direction::ToServer, 0, b"more"),
+                Err(Fault::Memory)
+            );
+            std::thread::sleep(Duration::from_millis(3));
+        }
+        let grown = rss_bytes().saturating_sub(before);
+        // 8 faults x 32 MiB would be 256 MiB if nothing were released.
+        assert!(grown < 96 << 20, "RSS grew by {} MiB", grown >> 20);
+        let c = &shard.counters()[0];
+        assert_eq!(c.faults.memory, 8);
+        assert_eq!(c.instances_created, 8);
+    });
+}
+
+#[test]
+fn panic_is_a_trap_with_the_message() {
+    bounded(300, || {
+        let (rt, ids) = runtime_with(test_config(), &["remora-test-panic"]);
+        let mut shard = Shard::new(rt);
+        let s = shard.open(ids[0], &flow(7003)).unwrap();
+        match shard.feed(&s, Direction::ToServer, 0, b"12345") {
+            Err(Fault::Trap(m)) => {
+                assert!(m.contains("test-panic: feed called with 5 bytes"), "{m}");
+                assert!(m.contains("unreachable"), "{m}");
+                assert!(m.contains("session.feed"), "{m}");
+            }
+            other => panic!("expected a trap, got {other:?}"),
+        }
+        assert_eq!(shard.counters()[0].faults.trap, 1);
+    });
+}
+
+#[test]
+fn stack_overflow_is_a_stack_fault() {
+    bounded(300, || {
+        let (rt, ids) = runtime_with(test_config(), &["remora-test-stack"]);
+        let mut shard = Shard::new(rt);
+        let s = shard.open(ids[0], &flow(7005)).unwrap();
+        assert_eq!(
+            shard.feed(&s, Direction::ToServer, 0, b"abc"),
+            Err(Fault::Stack)
+        );
+        assert_eq!(shard.counters()[0].faults.stack, 1);
+    });
+}
+
+#[test]
+fn malformed_output_is_a_fault_and_sessions_go_stale() {
+    bounded(300, || {
+        let cfg = RuntimeConfig {
+            quarantine_base: Duration::from_millis(1),
+            ..test_config()
+        };
+        let (rt, ids) = runtime_with(cfg, &["remora-test-malformed"]);
+        let p = ids[0];
+        let mut shard = Shard::new(rt);
+        for (input, expect) in [
+            (b"0", "consumed 2 of 1"),
+            (b"1", "span 1+1 outside"),
+            (b"2", "undeclared field id 999"),
+        ] {
+            let s = shard.open(p, &flow(7004)).unwrap();
+            let other = shard.open(p, &flow(7004)).unwrap();
+            match shard.feed(&s, Direction::ToServer, 0, input) {
+                Err(Fault::Malformed(m)) => assert!(m.contains(expect), "{m}"),
+                r => panic!("expected malformed, got {r:?}"),
+            }
+            // Both sessions of the dropped instance are stale, even after the
+            // quarantine and a fresh instance.
+            std::thread::sleep(Duration::from_millis(5));
+            let fresh = shard.open(p, &flow(7004)).unwrap();
+            assert_eq!(
+                shard.feed(&s, Direction::ToServer, 0, b"x"),
+                Err(Fault::Stale)
+            );
+            assert_eq!(shard.gap(&other, Direction::ToServer, 1), Err(Fault::Stale));
+            assert_eq!(shard.end(&other, Direction::ToClient), Err(Fault::Stale));
+            shard.close(s);
+            shard.close(other);
+            shard.close(fresh);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let c = &shard.counters()[0];
+        assert_eq!(c.faults.malformed, 3);
+        assert_eq!(c.sessions_open, 0);
+    });
+}
+
+#[test]
+fn session_from_another_shard_is_stale() {
+    bounded(300, || {
+        let (rt, ids) = runtime_with(test_config(), &["remora-test-lines"]);
+        let mut a = Shard::new(rt.clone());
+        let mut b = Shard::new(rt);
+        let s = a.open(ids[0], &flow(7777)).unwrap();
+        assert_eq!(
+            b.feed(&s, Direction::ToServer, 0, b"x\n"),
+            Err(Fault::Stale)
+        );
+        assert_eq!(
+            a.feed(&s, Direction::ToServer, 0, b"x\n")
+                .unwrap()
+                .messages
+                .len(),
+            1
+        );
+    });
+}
+
+#[test]
+fn quarantine_backs_off_then_recovers() {
+    bounded(300, || {
+        let base = Duration::from_millis(300);
+        let cfg = RuntimeConfig {
+            quarantine_base: base,
+            quarantine_max: base * 4,
+            ..test_config()
+        };
+        let (rt, ids) = runtime_with(cfg, &["remora-test-panic", "remora-test-lines"]);
+        let (p, lines) = (ids[0], ids[1]);
+        let mut shard = Shard::new(rt);
+        let f = flow(7003);
+        let fault = |shard: &mut Shard| {
+            let s = shard.open(p, &f).unwrap();
+            assert!(matches!(
+                shard.feed(&s, Direction::ToServer, 0, b"x"),
+                Err(Fault::Trap(_))
+            ));
+            Instant::now()
+        };
+
+        // 1st fault: quarantined for `base`.
+        let t = fault(&mut shard);
+        assert_eq!(
+            shard.probe(p, &f, Direction::ToServer, b"x"),
+            Err(Fault::Quarantined)
+        );
+        assert_eq!(shard.open(p, &f).err(), Some(Fault::Quarantined));
+        assert!(shard.is_quarantined(p));
+        assert!(shard.counters()[p.0 as usize].quarantined_until.is_some());
+        // Other plugins are unaffected.
+        assert!(shard
+            .probe(lines, &flow(7777), Direction::ToServer, b"a")
+            .is_ok());
+        std::thread::sleep(
+            (t + base + Duration::from_millis(20)).saturating_duration_since(Instant::now()),
+        );
+
+        // 2nd fault straight after recovering (open succeeds, but the plugin has
+        // not been healthy for long): 2 x base.
+        let t = fault(&mut shard);
+        std::thread::sleep(
+            (t + base + Duration::from_millis(50)).saturating_duration_since(Instant::now()),
+        );
+        assert_eq!(
+            shard.probe(p, &f, Direction::ToServer, b"x"),
+            Err(Fault::Quarantined)
+        );
+        std::thread::sleep(
+            (t + base * 2 + Duration::from_millis(20)).saturating_duration_since(Instant::now()),
+        );
+
+        // Recovered: a fresh instance serves calls.
+        assert_eq!(
+            shard.probe(p, &f, Direction::ToServer, b"x"),
+            Ok(ProbeResult::Yes(100))
+        );
+        // Healthy for as long as the last quarantine: a success resets the back-off.
+        std::thread::sleep(
+            (t + base * 4 + Duration::from_millis(20)).saturating_duration_since(Instant::now()),
+        );
+        assert_eq!(
+            shard.probe(p, &f, Direction::ToServer, b"x"),
+            Ok(ProbeResult::Yes(100))
+        );
+        let t = fault(&mut shard);
+        std::thread::sleep(
+            (t + base + Duration::from_millis(20)).saturating_duration_since(Instant::now()),
+        );
+        assert_eq!(
+            shard.probe(p, &f, Direction::ToServer, b"x"),
+            Ok(ProbeResult::Yes(100))
+        );
+
+        let c = &shard.counters()[p.0 as usize];
+        assert_eq!(c.faults.trap, 3);
+        assert_eq!(c.instances_created, 4);
+        assert!(c.quarantined_calls >= 3);
+        assert!(c.quarantined_until.is_none());
+    });
+}
+
+#[test]
+fn wit_version_mismatch_is_a_clear_error() {
+    bounded(300, || {
+        init_tracing();
+        let path = plugin_path("remora-test-future");
+        let mut rt = Runtime::new(test_config()).unwrap();
+        let err = format!("{:#}", rt.load_file(&path).unwrap_err());
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(
+            err.contains("targets remora:plugin@0.2.0, host speaks remora:plugin@0.1.x"),
+            "{err}"
+        );
+        assert!(rt.plugins().is_empty());
+    });
+}
+
+#[test]
+fn non_components_are_clear_errors() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let mut rt = Runtime::new(test_config()).unwrap();
+    let cases: [(&str, &[u8], &str); 4] = [
+        ("text.wasm", b"hello, world", "not a WebAssembly file"),
+        (
+            "core.wasm",
+            b"\0asm\x01\0\0\0",
+            "a core WebAssembly module, not a component",
+        ),
+        (
+            "broken.wasm",
+            b"\0asm\x0d\0\x01\0\x07\x05",
+            "not a valid WebAssembly component",
+        ),
+        ("missing.wasm", b"", "reading the file"),
+    ];
+    for (name, bytes, expect) in cases {
+        let p = dir.path().join(name);
+        if !bytes.is_empty() {
+            std::fs::write(&p, bytes).unwrap();
+        }
+        let err = format!("{:#}", rt.load_file(&p).unwrap_err());
+        assert!(err.contains(&p.display().to_string()), "{err}");
+        assert!(err.contains(expect), "{err}");
+    }
+}
+
+#[test]
+fn load_dir_sorted_and_names_a_bad_file() {
+    bounded(300, || {
+        init_tracing();
+        let dir = tempfile::tempdir().unwrap();
+        let copy = |krate: &str, name: &str| -> PathBuf {
+            let to = dir.path().join(name);
+            std::fs::copy(plugin_path(krate), &to).unwrap();
+            to
+        };
+        copy("remora-test-loop", "b-loop.wasm");
+        copy("remora-test-lines", "a-lines.wasm");
+        std::fs::write(dir.path().join("README.txt"), "not a plugin").unwrap();
+        let mut rt = Runtime::new(test_config()).unwrap();
+        let ids = rt.load_dir(dir.path()).unwrap();
+        assert_eq!(ids, vec![PluginId(0), PluginId(1)]);
+        let names: Vec<_> = rt.plugins().iter().map(|p| p.info.name.as_str()).collect();
+        assert_eq!(names, ["test-lines", "test-loop"]);
+
+        let bad = dir.path().join("c-bad.wasm");
+        std::fs::write(&bad, b"nope").unwrap();
+        let mut rt = Runtime::new(test_config()).unwrap();
+        let err = format!("{:#}", rt.load_dir(dir.path()).unwrap_err());
+        assert!(err.contains("c-bad.wasm"), "{err}");
+    });
+}
+
+#[test]
+fn default_config_pooling_engine() {
+    init_tracing();
+    let rt = Runtime::new(RuntimeConfig {
+        cache_dir: Some(PathBuf::new()),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    // The pooling allocator works on a normal 64-bit Linux; where the address
+    // space is restricted (ulimit -v) the runtime falls back to on-demand
+    // allocation, which is logged, not an error.
+    eprintln!("pooling allocator: {}", rt.pooling());
+    if std::env::var_os("REMORA_EXPECT_POOLING").is_some() {
+        assert!(rt.pooling());
+    }
+}
