@@ -1,0 +1,188 @@
+//! The adapter `export_dissector!` instantiates: implements the generated
+//! `Guest` traits by delegating to a [`Dissector`], converting SDK types to the
+//! binding types. Not a public API.
+
+pub use wit_bindgen;
+
+use crate::bindings::exports::remora::plugin::dissector as exp;
+use crate::bindings::remora::plugin::types as w;
+use crate::{Direction, Dissector, Input, Output, Session};
+use core::cell::RefCell;
+use core::marker::PhantomData;
+
+pub struct Adapter<D>(PhantomData<D>);
+
+pub struct SessionAdapter<D: Dissector> {
+    inner: RefCell<(D::Session, Output)>,
+}
+
+impl<D: Dissector> exp::Guest for Adapter<D> {
+    type Session = SessionAdapter<D>;
+
+    fn describe() -> w::PluginInfo {
+        plugin_info(D::info())
+    }
+
+    fn probe(flow: w::FlowInfo, dir: w::Direction, data: Vec<u8>) -> w::ProbeResult {
+        match D::probe(&flow_info(flow), direction(dir), &data) {
+            crate::Probe::No => w::ProbeResult::No,
+            crate::Probe::NeedMore => w::ProbeResult::NeedMore,
+            crate::Probe::Yes(c) => w::ProbeResult::Yes(c.clamp(1, 100)),
+        }
+    }
+}
+
+impl<D: Dissector> exp::GuestSession for SessionAdapter<D> {
+    fn new(flow: w::FlowInfo) -> Self {
+        SessionAdapter {
+            inner: RefCell::new((D::session(&flow_info(flow)), Output::new())),
+        }
+    }
+
+    fn feed(&self, dir: w::Direction, base: u64, data: Vec<u8>) -> w::FeedResult {
+        let mut g = self.inner.borrow_mut();
+        let (s, out) = &mut *g;
+        let p = s.feed(direction(dir), &Input::new(base, &data), out);
+        feed_result(out.finish(p))
+    }
+
+    fn gap(&self, dir: w::Direction, len: u64) -> w::FeedResult {
+        let mut g = self.inner.borrow_mut();
+        let (s, out) = &mut *g;
+        s.gap(direction(dir), len, out);
+        feed_result(out.finish(crate::Progress::default()))
+    }
+
+    fn end(&self, dir: w::Direction) -> w::FeedResult {
+        let mut g = self.inner.borrow_mut();
+        let (s, out) = &mut *g;
+        s.end(direction(dir), out);
+        feed_result(out.finish(crate::Progress::default()))
+    }
+}
+
+fn direction(d: w::Direction) -> Direction {
+    match d {
+        w::Direction::ToServer => Direction::ToServer,
+        w::Direction::ToClient => Direction::ToClient,
+    }
+}
+
+fn transport(t: crate::Transport) -> w::Transport {
+    match t {
+        crate::Transport::Tcp => w::Transport::Tcp,
+        crate::Transport::Udp => w::Transport::Udp,
+    }
+}
+
+fn flow_info(f: w::FlowInfo) -> crate::FlowInfo {
+    crate::FlowInfo {
+        id: f.id,
+        transport: match f.transport {
+            w::Transport::Tcp => crate::Transport::Tcp,
+            w::Transport::Udp => crate::Transport::Udp,
+        },
+        client_ip: f.client_ip,
+        client_port: f.client_port,
+        server_ip: f.server_ip,
+        server_port: f.server_port,
+    }
+}
+
+fn plugin_info(i: crate::PluginInfo) -> w::PluginInfo {
+    w::PluginInfo {
+        name: i.name,
+        version: i.version,
+        protocols: i
+            .protocols
+            .into_iter()
+            .map(|p| w::ProtocolDecl {
+                name: p.name,
+                flag: p.flag,
+                transport: transport(p.transport),
+                ports: p.ports,
+                request_summary: p.request_summary,
+                response_summary: p.response_summary,
+            })
+            .collect(),
+        fields: i
+            .fields
+            .into_iter()
+            .map(|f| w::FieldDecl {
+                id: f.id,
+                name: f.name,
+                type_: match f.ty {
+                    crate::FieldType::Boolean => w::FieldType::Boolean,
+                    crate::FieldType::Int => w::FieldType::Int,
+                    crate::FieldType::Float => w::FieldType::Float,
+                    crate::FieldType::Str => w::FieldType::Str,
+                    crate::FieldType::Bytes => w::FieldType::Bytes,
+                    crate::FieldType::StrList => w::FieldType::StrList,
+                    crate::FieldType::IntList => w::FieldType::IntList,
+                    crate::FieldType::StrMap => w::FieldType::StrMap,
+                },
+                top_level: f.top_level,
+                doc: f.doc,
+            })
+            .collect(),
+    }
+}
+
+#[inline]
+fn text(t: crate::Text) -> w::Text {
+    match t {
+        crate::Text::Span(s) => w::Text::Span(w::Span {
+            offset: s.offset,
+            len: s.len,
+        }),
+        crate::Text::Owned(s) => w::Text::Owned(s),
+    }
+}
+
+#[inline]
+fn value(v: crate::Value) -> w::Value {
+    match v {
+        crate::Value::Boolean(b) => w::Value::Boolean(b),
+        crate::Value::Int(i) => w::Value::Int(i),
+        crate::Value::Float(f) => w::Value::Float(f),
+        crate::Value::Str(t) => w::Value::Str(text(t)),
+        crate::Value::Bytes(b) => w::Value::Bytes(b),
+        crate::Value::Pair(a, b) => w::Value::Pair((text(a), text(b))),
+    }
+}
+
+fn feed_result(r: crate::FeedResult) -> w::FeedResult {
+    w::FeedResult {
+        consumed: r.consumed,
+        skip: r.skip,
+        need: r.need,
+        messages: r
+            .messages
+            .into_iter()
+            .map(|m| w::Message {
+                kind: match m.kind {
+                    crate::MessageKind::Request => w::MessageKind::Request,
+                    crate::MessageKind::Response => w::MessageKind::Response,
+                    crate::MessageKind::Standalone => w::MessageKind::Standalone,
+                },
+                txn: m.txn,
+                start: m.start,
+                fields: m
+                    .fields
+                    .into_iter()
+                    .map(|f| w::Field {
+                        id: f.id,
+                        value: value(f.value),
+                    })
+                    .collect(),
+                body: m.body.map(|b| w::Body {
+                    data: b.data,
+                    original_len: b.original_len,
+                    truncated: b.truncated,
+                    decoded_from: b.decoded_from,
+                }),
+            })
+            .collect(),
+        error: r.error,
+    }
+}
