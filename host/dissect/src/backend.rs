@@ -8,11 +8,26 @@ use remora_runtime::{wit, Fault, PluginId, SessionId, Shard};
 
 /// A plugin call failed: the flow's plugin is dropped, the flow goes raw.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackendFault(pub String);
+pub struct BackendFault {
+    pub message: String,
+    /// The call did not run because of an earlier fault (the plugin is
+    /// quarantined, or the session died with its instance). Counted once,
+    /// where it happened, not again for every flow it touches.
+    pub consequence: bool,
+}
+
+impl BackendFault {
+    pub fn new(message: impl Into<String>) -> Self {
+        BackendFault {
+            message: message.into(),
+            consequence: false,
+        }
+    }
+}
 
 impl fmt::Display for BackendFault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -52,7 +67,10 @@ pub trait Backend {
 }
 
 fn fault(f: Fault) -> BackendFault {
-    BackendFault(f.to_string())
+    BackendFault {
+        message: f.to_string(),
+        consequence: matches!(f, Fault::Stale | Fault::Quarantined),
+    }
 }
 
 impl Backend for Shard {

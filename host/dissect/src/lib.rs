@@ -277,9 +277,11 @@ impl<B: Backend> DissectStage<B> {
     }
 
     fn fault(&mut self, plugin: u16, fault: &BackendFault) {
-        self.counters.plugin_faults += 1;
-        self.counters.drops.add(DropReason::PluginFault, 1);
-        tracing::debug!(plugin = %self.catalog.plugin(plugin).name, %fault, "plugin fault; flow falls back to raw");
+        if !fault.consequence {
+            self.counters.plugin_faults += 1;
+            self.counters.drops.add(DropReason::PluginFault, 1);
+        }
+        tracing::debug!(plugin = %self.catalog.plugin(plugin).name, %fault, "plugin call failed; flow falls back to raw");
     }
 
     fn stream(
@@ -330,19 +332,15 @@ impl<B: Backend> DissectStage<B> {
         self.counters.messages += outcome.messages;
         self.counters.parse_errors += outcome.errors as u64;
         f.errors += outcome.errors;
+        let too_many_errors = f.errors >= self.cfg.max_errors;
         let cfg_max_unpaired = self.cfg.max_unpaired;
-        let mut give_up = false;
+        let mut give_up = too_many_errors;
         if let Some(fault) = &outcome.fault {
-            self.counters.plugin_faults += 1;
-            self.counters.drops.add(DropReason::PluginFault, 1);
-            tracing::debug!(plugin = %self.catalog.plugin(plugin).name, flow = id, %fault, "plugin fault; flow falls back to raw");
+            self.fault(plugin, fault);
             give_up = true;
         }
         if outcome.over_limit {
             self.counters.drops.add(DropReason::DissectBufferLimit, 1);
-            give_up = true;
-        }
-        if f.errors >= self.cfg.max_errors {
             give_up = true;
         }
         let template = self.entry_template(id);

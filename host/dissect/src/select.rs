@@ -183,9 +183,11 @@ impl Selection {
                     }
                     Ok(ProbeResult::No) => c.alive = false,
                     Ok(ProbeResult::NeedMore) => {}
-                    Err(_) => {
-                        counters.plugin_faults += 1;
-                        counters.drops.add(remora_core::DropReason::PluginFault, 1);
+                    Err(fault) => {
+                        if !fault.consequence {
+                            counters.plugin_faults += 1;
+                            counters.drops.add(remora_core::DropReason::PluginFault, 1);
+                        }
                         c.alive = false;
                     }
                 }

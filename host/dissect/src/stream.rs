@@ -165,9 +165,10 @@ impl DirStream {
                 }
             }
             self.base += done as u64;
-            // Bytes after a skip are new to the plugin: offer them at once.
-            // Otherwise it already saw everything pending.
-            let again = skipped > 0
+            // A call that made progress may have stopped at a message
+            // boundary (or a skip exposed bytes it never saw): offer the rest
+            // at once. A call that made none waits for new bytes.
+            let again = done > 0
                 && !self.buf.is_empty()
                 && self.buf.len() >= self.need as usize
                 && res.error.is_none();

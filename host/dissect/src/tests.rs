@@ -70,7 +70,7 @@ impl Backend for Lines {
             pos += nl + 1;
             res.consumed = pos as u32;
             if line == b"BOOM" {
-                return Err(BackendFault("boom".into()));
+                return Err(BackendFault::new("boom"));
             }
             if line == b"ERR" {
                 res.error = Some("bad line".into());

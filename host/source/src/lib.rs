@@ -30,6 +30,7 @@ mod link;
 mod pcap;
 mod pcapng;
 mod sniff;
+mod write;
 
 use std::fs::File;
 use std::io::{self, Cursor, Read};
@@ -39,6 +40,7 @@ use std::sync::{Arc, Mutex};
 
 pub use error::SourceError;
 pub use link::LinkType;
+pub use write::PcapWriter;
 use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{Block, LegacyPcapReader, PcapBlockOwned, PcapError, PcapNGReader};
 use remora_core::Timestamp;

@@ -1,0 +1,143 @@
+//! Deliberately broken plugins (infinite loop, unbounded allocation, panic,
+//! stack overflow, malformed output) run next to a good one on the same
+//! capture: each is stopped within its limit, counted, its flow falls back to
+//! raw, and every flow of the good plugin is still dissected.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use remora_dissect::catalog_from_runtime;
+use remora_entry::{Catalog, Entry, Value};
+use remora_pipeline::{PipelineConfig, Summary};
+use remora_runtime::testing::plugin_path;
+use remora_runtime::{Runtime, RuntimeConfig, Shard};
+use support::Capture;
+
+const BROKEN: &[(&str, u16)] = &[
+    ("remora-test-loop", 7001),
+    ("remora-test-alloc", 7002),
+    ("remora-test-panic", 7003),
+    ("remora-test-malformed", 7004),
+    ("remora-test-stack", 7005),
+];
+
+/// Good line-protocol flows before, between and after one flow per broken plugin.
+fn capture() -> (Capture, usize) {
+    let mut cap = Capture::new();
+    let mut good = 0;
+    let mut port = 40000;
+    let lines_flow = |cap: &mut Capture, port: &mut u16, n: usize| {
+        *port += 1;
+        let mut c = cap.connect(*port, 7777);
+        for i in 0..n {
+            cap.to_server(&mut c, format!("hello {port} {i}\n").as_bytes());
+            cap.to_client(&mut c, format!("world {port} {i}\n").as_bytes());
+        }
+        cap.close(&mut c);
+        n
+    };
+    good += lines_flow(&mut cap, &mut port, 3);
+    for &(_, p) in BROKEN {
+        port += 1;
+        let mut c = cap.connect(port, p);
+        cap.to_server(&mut c, b"trigger the bug\n");
+        cap.to_client(&mut c, b"reply\n");
+        // the good plugin keeps working in the same shard meanwhile
+        good += lines_flow(&mut cap, &mut port, 2);
+        cap.to_server(&mut c, b"more bytes after the fault\n");
+        cap.close(&mut c);
+    }
+    good += lines_flow(&mut cap, &mut port, 4);
+    (cap, good)
+}
+
+fn runtime() -> Arc<Runtime> {
+    let cfg = RuntimeConfig {
+        call_deadline: Duration::from_millis(200),
+        memory_limit: 32 << 20,
+        // Short quarantine: the broken flows each fault once, the test is about containment.
+        quarantine_base: Duration::from_millis(1),
+        ..RuntimeConfig::default()
+    };
+    let mut rt = Runtime::new(cfg).unwrap();
+    rt.load_file(&plugin_path("remora-test-lines")).unwrap();
+    for (name, _) in BROKEN {
+        rt.load_file(&plugin_path(name)).unwrap();
+    }
+    Arc::new(rt)
+}
+
+fn run(rt: &Arc<Runtime>, threads: usize) -> (Vec<Entry>, Summary, Arc<Catalog>) {
+    let (cap, _) = capture();
+    let mut reader = cap.reader();
+    let catalog = Arc::new(catalog_from_runtime(rt));
+    let cfg = PipelineConfig {
+        threads,
+        ..PipelineConfig::default()
+    };
+    let mut entries = Vec::new();
+    let mut sink = |e| entries.push(e);
+    let summary = remora_pipeline::run(
+        &mut reader,
+        &cfg,
+        || Shard::new(rt.clone()),
+        catalog.clone(),
+        &mut sink,
+        &mut |_| {},
+    );
+    (entries, summary, catalog)
+}
+
+fn line(e: &Entry, req: bool) -> String {
+    let m = if req { &e.request } else { &e.response };
+    match m.as_ref().and_then(|m| m.fields.first()).map(|f| &f.value) {
+        Some(Value::Str(s)) => s.clone(),
+        other => panic!("no line in {e:?}: {other:?}"),
+    }
+}
+
+#[test]
+fn broken_plugins_are_contained_and_other_flows_still_dissected() {
+    let rt = runtime();
+    let (_, good) = capture();
+    let started = Instant::now();
+    let (entries, summary, catalog) = run(&rt, 1);
+    let took = started.elapsed();
+
+    // Every good transaction is there, complete and correctly paired.
+    let lines: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| catalog.plugin(e.plugin).name == "test-lines")
+        .collect();
+    assert_eq!(lines.len(), good, "good entries: {lines:#?}");
+    for e in &lines {
+        assert!(e.complete(), "{e:?}");
+        assert_eq!(line(e, true).replace("hello", ""), line(e, false).replace("world", ""));
+    }
+    // Each broken plugin faulted once (counted where it happened), and
+    // produced no entries.
+    assert_eq!(summary.dissect.plugin_faults, BROKEN.len() as u64, "{:?}", summary.dissect);
+    assert_eq!(entries.len(), good, "only the good plugin's entries");
+    assert_eq!(summary.dissect.flows_fallen_back as usize, BROKEN.len());
+    assert_eq!(
+        summary.drops().get(remora_core::DropReason::PluginFault),
+        summary.dissect.plugin_faults
+    );
+    // Bounded: one deadline (200 ms) plus slack, not an endless loop.
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+}
+
+#[test]
+fn containment_holds_with_several_shards() {
+    let rt = runtime();
+    let (_, good) = capture();
+    let (entries, summary, catalog) = run(&rt, 3);
+    let n = entries
+        .iter()
+        .filter(|e| catalog.plugin(e.plugin).name == "test-lines" && e.complete())
+        .count();
+    assert_eq!(n, good);
+    assert_eq!(summary.dissect.flows_fallen_back as usize, BROKEN.len());
+}
