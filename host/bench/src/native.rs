@@ -157,7 +157,12 @@ impl<D: Dissector> Backend for Native<D> {
         Ok(result(r))
     }
 
-    fn gap(&mut self, s: &usize, dir: Direction, len: u64) -> Result<wit::FeedResult, BackendFault> {
+    fn gap(
+        &mut self,
+        s: &usize,
+        dir: Direction,
+        len: u64,
+    ) -> Result<wit::FeedResult, BackendFault> {
         let mut out = std::mem::take(&mut self.out);
         self.session(s)?.gap(sdk_dir(dir), len, &mut out);
         let r = out.finish(remora_sdk::Progress::consumed(0));

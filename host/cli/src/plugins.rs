@@ -77,8 +77,8 @@ pub(crate) fn load(cli: &Cli, cfg: RuntimeConfig) -> anyhow::Result<Arc<Runtime>
 pub(crate) fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
     let rt = load(cli, runtime_config(cli, None))?;
     println!(
-        "{:<16} {:<9} {:<10} {:<6} {:<28} {}",
-        "PLUGIN", "VERSION", "PROTOCOL", "L4", "PORTS", "FILE"
+        "{:<16} {:<9} {:<10} {:<6} {:<28} FILE",
+        "PLUGIN", "VERSION", "PROTOCOL", "L4", "PORTS"
     );
     for p in rt.plugins() {
         for proto in &p.info.protocols {

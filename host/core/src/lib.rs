@@ -108,9 +108,17 @@ impl FlowKey {
     /// The key of the flow a packet from `src` to `dst` belongs to, whichever way it goes.
     pub fn new(transport: Transport, src: Endpoint, dst: Endpoint) -> Self {
         if src <= dst {
-            FlowKey { transport, lo: src, hi: dst }
+            FlowKey {
+                transport,
+                lo: src,
+                hi: dst,
+            }
         } else {
-            FlowKey { transport, lo: dst, hi: src }
+            FlowKey {
+                transport,
+                lo: dst,
+                hi: src,
+            }
         }
     }
 

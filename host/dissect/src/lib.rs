@@ -293,6 +293,35 @@ impl<B: Backend> DissectStage<B> {
         data: &[u8],
         out: &mut EntrySink<'_>,
     ) {
+        let max_pending = self.cfg.max_pending;
+        self.call(id, dir, out, |st, backend, session, collect| {
+            st.data(
+                backend,
+                session,
+                dir,
+                ts,
+                offset,
+                data,
+                max_pending,
+                collect,
+            )
+        });
+    }
+
+    /// Run one operation on a dissected flow's direction, hand the messages
+    /// to its pairing, and account for the outcome.
+    fn call(
+        &mut self,
+        id: u64,
+        dir: Direction,
+        out: &mut EntrySink<'_>,
+        op: impl FnOnce(
+            &mut DirStream,
+            &mut B,
+            &B::Session,
+            &mut stream::Collect<'_>,
+        ) -> stream::Outcome,
+    ) {
         let Some(f) = self.flows.get_mut(&id) else {
             return;
         };
@@ -303,16 +332,12 @@ impl<B: Backend> DissectStage<B> {
             return;
         };
         let plugin = *plugin;
-        let st = &mut f.dirs[dir.index()];
-        let outcome = st.data(
+        let pairing = &mut f.pairing;
+        let outcome = op(
+            &mut f.dirs[dir.index()],
             &mut self.backend,
             session,
-            dir,
-            ts,
-            offset,
-            data,
-            self.cfg.max_pending,
-            &mut |msgs, input, marks| convert::collect(msgs, input, marks, dir, &mut f.pairing),
+            &mut |msgs, input, marks| convert::collect(msgs, input, marks, dir, pairing),
         );
         self.after_call(id, plugin, outcome, out);
     }
@@ -410,22 +435,10 @@ impl<B: Backend> DissectStage<B> {
                 sel.push(dir, offset, ts, data, self.cfg.probe_bytes);
                 self.decide(id, out);
             }
-            FlowState::Dissecting {
-                plugin, session, ..
-            } => {
-                let plugin = *plugin;
-                let st = &mut f.dirs[dir.index()];
-                let outcome = st.datagram(
-                    &mut self.backend,
-                    session,
-                    dir,
-                    ts,
-                    data,
-                    &mut |msgs, input, marks| {
-                        convert::collect(msgs, input, marks, dir, &mut f.pairing)
-                    },
-                );
-                self.after_call(id, plugin, outcome, out);
+            FlowState::Dissecting { .. } => {
+                self.call(id, dir, out, |st, backend, session, collect| {
+                    st.datagram(backend, session, dir, ts, data, collect)
+                })
             }
         }
     }
@@ -437,21 +450,10 @@ impl<B: Backend> DissectStage<B> {
         match &mut f.state {
             FlowState::Raw => {}
             FlowState::Probing(sel) => sel.gap(dir, len),
-            FlowState::Dissecting {
-                plugin, session, ..
-            } => {
-                let plugin = *plugin;
-                let st = &mut f.dirs[dir.index()];
-                let outcome = st.gap(
-                    &mut self.backend,
-                    session,
-                    dir,
-                    len,
-                    &mut |msgs, input, marks| {
-                        convert::collect(msgs, input, marks, dir, &mut f.pairing)
-                    },
-                );
-                self.after_call(id, plugin, outcome, out);
+            FlowState::Dissecting { .. } => {
+                self.call(id, dir, out, |st, backend, session, collect| {
+                    st.gap(backend, session, dir, len, collect)
+                })
             }
         }
     }
@@ -460,30 +462,14 @@ impl<B: Backend> DissectStage<B> {
         let Some(f) = self.flows.get_mut(&id) else {
             return;
         };
-        if let FlowState::Probing(_) = f.state {
+        if let FlowState::Probing(sel) = &mut f.state {
             // The direction ended before any plugin was sure: decide on what we have.
-            if let FlowState::Probing(sel) = &mut f.state {
-                sel.finish_dir(dir);
-            }
+            sel.finish_dir(dir);
             self.decide(id, out);
         }
-        let Some(f) = self.flows.get_mut(&id) else {
-            return;
-        };
-        if let FlowState::Dissecting {
-            plugin, session, ..
-        } = &f.state
-        {
-            let plugin = *plugin;
-            let st = &mut f.dirs[dir.index()];
-            let outcome = st.end(
-                &mut self.backend,
-                session,
-                dir,
-                &mut |msgs, input, marks| convert::collect(msgs, input, marks, dir, &mut f.pairing),
-            );
-            self.after_call(id, plugin, outcome, out);
-        }
+        self.call(id, dir, out, |st, backend, session, collect| {
+            st.end(backend, session, dir, collect)
+        });
     }
 
     fn close(&mut self, id: u64, out: &mut EntrySink<'_>) {

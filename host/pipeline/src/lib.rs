@@ -100,6 +100,38 @@ impl Summary {
     }
 }
 
+/// Calls the progress callback about ten times a second, checking the clock
+/// only every few thousand packets.
+struct Reporter {
+    last: Instant,
+}
+
+impl Reporter {
+    fn new() -> Self {
+        Reporter {
+            last: Instant::now(),
+        }
+    }
+
+    fn maybe(
+        &mut self,
+        packets: u64,
+        reader: &CaptureReader,
+        entries: &AtomicU64,
+        progress: &mut dyn FnMut(&Progress),
+    ) {
+        if packets.is_multiple_of(4096) && self.last.elapsed() >= Duration::from_millis(100) {
+            self.last = Instant::now();
+            progress(&Progress {
+                bytes: reader.bytes_consumed(),
+                total_bytes: reader.total_bytes(),
+                packets,
+                entries: entries.load(Ordering::Relaxed),
+            });
+        }
+    }
+}
+
 /// Packets per batch sent to a shard: large enough to amortise channel
 /// costs, small enough to keep latency and memory low.
 const BATCH_PACKETS: usize = 256;
@@ -154,7 +186,7 @@ where
     let threads = cfg.threads.max(1);
     let mut shard_cfg = cfg.clone();
     shard_cfg.flow = split_limits(&cfg.flow, threads);
-    let mut decoder = Decoder::new(cfg.decode.clone());
+    let mut decoder = Decoder::new(cfg.decode);
     let entries = AtomicU64::new(0);
     let mut summary = Summary::default();
     let mut next_id = 1u64;
@@ -169,7 +201,7 @@ where
         let mut worker = ShardWorker::new(&shard_cfg, &make_backend, catalog);
         let mut ticker = Ticker::new(cfg);
         let mut seq = 1u64;
-        let mut last_report = Instant::now();
+        let mut reporter = Reporter::new();
         let mut out = |_: OrderKey, e: Entry| numbered(e);
         loop {
             let frame = match reader.next_frame() {
@@ -193,15 +225,7 @@ where
                 }
             }
             seq += 1;
-            if seq % 4096 == 0 && last_report.elapsed() >= Duration::from_millis(100) {
-                last_report = Instant::now();
-                progress(&Progress {
-                    bytes: reader.bytes_consumed(),
-                    total_bytes: reader.total_bytes(),
-                    packets: seq - 1,
-                    entries: entries.load(Ordering::Relaxed),
-                });
-            }
+            reporter.maybe(seq - 1, reader, &entries, progress);
         }
         worker.finish(&mut out);
         let (flows, dissect) = worker.counters();
@@ -324,7 +348,7 @@ where
         let mut ticker = Ticker::new(cfg);
         let mut seq = 1u64;
         let mut err = None;
-        let mut last_report = Instant::now();
+        let mut reporter = Reporter::new();
         loop {
             let frame = match reader.next_frame() {
                 None => break,
@@ -349,15 +373,7 @@ where
                 }
             }
             seq += 1;
-            if seq % 4096 == 0 && last_report.elapsed() >= Duration::from_millis(100) {
-                last_report = Instant::now();
-                progress(&Progress {
-                    bytes: reader.bytes_consumed(),
-                    total_bytes: reader.total_bytes(),
-                    packets: seq - 1,
-                    entries: entries.load(Ordering::Relaxed),
-                });
-            }
+            reporter.maybe(seq - 1, reader, entries, progress);
         }
         for s in 0..threads {
             send(&mut batches, s);

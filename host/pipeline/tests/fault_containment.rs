@@ -32,8 +32,8 @@ fn capture() -> (Capture, usize) {
         *port += 1;
         let mut c = cap.connect(*port, 7777);
         for i in 0..n {
-            cap.to_server(&mut c, format!("hello {port} {i}\n").as_bytes());
-            cap.to_client(&mut c, format!("world {port} {i}\n").as_bytes());
+            cap.client_sends(&mut c, format!("hello {port} {i}\n").as_bytes());
+            cap.server_sends(&mut c, format!("world {port} {i}\n").as_bytes());
         }
         cap.close(&mut c);
         n
@@ -42,11 +42,11 @@ fn capture() -> (Capture, usize) {
     for &(_, p) in BROKEN {
         port += 1;
         let mut c = cap.connect(port, p);
-        cap.to_server(&mut c, b"trigger the bug\n");
-        cap.to_client(&mut c, b"reply\n");
+        cap.client_sends(&mut c, b"trigger the bug\n");
+        cap.server_sends(&mut c, b"reply\n");
         // the good plugin keeps working in the same shard meanwhile
         good += lines_flow(&mut cap, &mut port, 2);
-        cap.to_server(&mut c, b"more bytes after the fault\n");
+        cap.client_sends(&mut c, b"more bytes after the fault\n");
         cap.close(&mut c);
     }
     good += lines_flow(&mut cap, &mut port, 4);
@@ -114,11 +114,19 @@ fn broken_plugins_are_contained_and_other_flows_still_dissected() {
     assert_eq!(lines.len(), good, "good entries: {lines:#?}");
     for e in &lines {
         assert!(e.complete(), "{e:?}");
-        assert_eq!(line(e, true).replace("hello", ""), line(e, false).replace("world", ""));
+        assert_eq!(
+            line(e, true).replace("hello", ""),
+            line(e, false).replace("world", "")
+        );
     }
     // Each broken plugin faulted once (counted where it happened), and
     // produced no entries.
-    assert_eq!(summary.dissect.plugin_faults, BROKEN.len() as u64, "{:?}", summary.dissect);
+    assert_eq!(
+        summary.dissect.plugin_faults,
+        BROKEN.len() as u64,
+        "{:?}",
+        summary.dissect
+    );
     assert_eq!(entries.len(), good, "only the good plugin's entries");
     assert_eq!(summary.dissect.flows_fallen_back as usize, BROKEN.len());
     assert_eq!(

@@ -255,6 +255,27 @@ impl bindings::remora::plugin::host::Host for HostState {
 // ---------------------------------------------------------------------------
 // Runtime
 
+/// The clock plugins see through WASI: always the epoch.
+struct FrozenClock;
+
+impl wasmtime_wasi::HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
 struct Loaded {
     pre: DissectorPluginPre<HostState>,
     shared: Arc<PluginShared>,
@@ -684,7 +705,13 @@ impl Runtime {
 
     fn new_store(&self, plugin: Arc<PluginShared>) -> Store<HostState> {
         let stderr = stderr::TracingStderr::new(&plugin.name);
-        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+        // No clock beyond what the host gives: a dissector that reads WASI
+        // clocks sees a frozen epoch, so its output depends only on its input.
+        let wasi = WasiCtx::builder()
+            .stderr(stderr.clone())
+            .wall_clock(FrozenClock)
+            .monotonic_clock(FrozenClock)
+            .build();
         let mut store = Store::new(
             &self.engine,
             HostState {

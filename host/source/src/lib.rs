@@ -40,10 +40,10 @@ use std::sync::{Arc, Mutex};
 
 pub use error::SourceError;
 pub use link::LinkType;
-pub use write::PcapWriter;
 use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{Block, LegacyPcapReader, PcapBlockOwned, PcapError, PcapNGReader};
 use remora_core::Timestamp;
+pub use write::PcapWriter;
 
 use compression::{maybe_gunzip, Counting};
 use input::{read_up_to, Stashing};

@@ -70,7 +70,8 @@ mod tests {
         w.write_frame(2_000_001, &[7u8; 300]).unwrap();
         assert_eq!(w.packets(), 2);
         let bytes = w.into_inner();
-        let mut r = CaptureReader::open_reader(std::io::Cursor::new(bytes), Path::new("mem"), None).unwrap();
+        let mut r = CaptureReader::open_reader(std::io::Cursor::new(bytes), Path::new("mem"), None)
+            .unwrap();
         let f = r.next_frame().unwrap().unwrap();
         assert_eq!(f.data, b"first frame");
         assert_eq!(f.ts.micros(), 1_500_000);

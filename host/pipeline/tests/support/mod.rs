@@ -28,7 +28,15 @@ impl Capture {
         }
     }
 
-    fn frame(&mut self, from: (Ipv4Addr, u16), to: (Ipv4Addr, u16), seq: u32, ack: u32, flags: &str, payload: &[u8]) {
+    fn frame(
+        &mut self,
+        from: (Ipv4Addr, u16),
+        to: (Ipv4Addr, u16),
+        seq: u32,
+        ack: u32,
+        flags: &str,
+        payload: &[u8],
+    ) {
         let mut b = PacketBuilder::ethernet2([1, 1, 1, 1, 1, 1], [2, 2, 2, 2, 2, 2])
             .ipv4(from.0.octets(), to.0.octets(), 64)
             .tcp(from.1, to.1, seq, 65535);
@@ -64,12 +72,12 @@ impl Capture {
         c
     }
 
-    pub fn to_server(&mut self, c: &mut Conn, data: &[u8]) {
+    pub fn client_sends(&mut self, c: &mut Conn, data: &[u8]) {
         self.frame(c.client, c.server, c.cseq, c.sseq, "PA", data);
         c.cseq = c.cseq.wrapping_add(data.len() as u32);
     }
 
-    pub fn to_client(&mut self, c: &mut Conn, data: &[u8]) {
+    pub fn server_sends(&mut self, c: &mut Conn, data: &[u8]) {
         self.frame(c.server, c.client, c.sseq, c.cseq, "PA", data);
         c.sseq = c.sseq.wrapping_add(data.len() as u32);
     }
@@ -84,6 +92,11 @@ impl Capture {
 
     pub fn reader(self) -> CaptureReader {
         let bytes = self.w.into_inner();
-        CaptureReader::open_reader(std::io::Cursor::new(bytes), Path::new("synthetic.pcap"), None).unwrap()
+        CaptureReader::open_reader(
+            std::io::Cursor::new(bytes),
+            Path::new("synthetic.pcap"),
+            None,
+        )
+        .unwrap()
     }
 }
