@@ -3,84 +3,47 @@
 //! Test fixture for the host runtime: claims TCP port 7002 only (probe says
 //! `yes(100)` there and `no` everywhere else).
 
-wit_bindgen::generate!({ path: "../../../wit", world: "dissector-plugin" });
+use remora_sdk::prelude::*;
 
-use exports::remora::plugin::dissector::{Guest, GuestSession};
-use remora::plugin::types::{
-    Direction, FeedResult, FieldDecl, FieldType, FlowInfo, PluginInfo, ProbeResult, ProtocolDecl,
-    Transport,
-};
-
+const NAME: &str = "test-alloc";
 const PORT: u16 = 7002;
 
-struct Plugin;
-struct Session;
+pub struct Alloc;
+pub struct Hoard(Vec<Vec<u8>>);
 
-impl Guest for Plugin {
-    type Session = Session;
+impl Dissector for Alloc {
+    type Session = Hoard;
 
-    fn describe() -> PluginInfo {
-        PluginInfo {
-            name: "test-alloc".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            protocols: vec![ProtocolDecl {
-                name: "test-alloc".to_uppercase(),
-                flag: "test-alloc".into(),
-                transport: Transport::Tcp,
-                ports: vec![PORT],
-                request_summary: String::new(),
-                response_summary: String::new(),
-            }],
-            fields: vec![FieldDecl {
-                id: 1,
-                name: "x".into(),
-                type_: FieldType::Str,
-                top_level: false,
-                doc: String::new(),
-            }],
-        }
+    fn info() -> PluginInfo {
+        PluginInfo::new(NAME, env!("CARGO_PKG_VERSION"))
+            .protocol(ProtocolDecl::tcp(&NAME.to_uppercase(), NAME).ports(&[PORT]))
+            .field(FieldDecl::new(1, "x", FieldType::Str))
     }
 
-    fn probe(flow: FlowInfo, _dir: Direction, _data: Vec<u8>) -> ProbeResult {
+    fn probe(flow: &FlowInfo, _dir: Direction, _data: &[u8]) -> Probe {
         if flow.transport == Transport::Tcp && flow.server_port == PORT {
-            ProbeResult::Yes(100)
+            Probe::Yes(100)
         } else {
-            ProbeResult::No
+            Probe::No
         }
     }
-}
 
-fn empty() -> FeedResult {
-    FeedResult {
-        consumed: 0,
-        skip: 0,
-        need: 0,
-        messages: Vec::new(),
-        error: None,
+    fn session(_flow: &FlowInfo) -> Hoard {
+        Hoard(Vec::new())
     }
 }
 
-impl GuestSession for Session {
-    fn new(_flow: FlowInfo) -> Self {
-        Session
-    }
-
-    fn feed(&self, _dir: Direction, _base: u64, data: Vec<u8>) -> FeedResult {
-        let mut hoard = HOARD.lock().unwrap();
+impl Session for Hoard {
+    fn feed(&mut self, _dir: Direction, input: &Input, _out: &mut Output) -> Progress {
         loop {
-            // 1 MiB, touched so the pages are really used.
-            hoard.push(vec![data.len() as u8 | 1; 1 << 20]);
+            // 1 MiB, touched so the pages are really used; `black_box` keeps
+            // the optimiser from proving the hoard is never read.
+            self.0.push(vec![input.len() as u8 | 1; 1 << 20]);
+            core::hint::black_box(&self.0);
         }
     }
 
-    fn gap(&self, _dir: Direction, _len: u64) -> FeedResult {
-        empty()
-    }
-
-    fn end(&self, _dir: Direction) -> FeedResult {
-        empty()
-    }
+    fn gap(&mut self, _dir: Direction, _len: u64, _out: &mut Output) {}
 }
 
-export!(Plugin);
-static HOARD: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+remora_sdk::export_dissector!(Alloc);

@@ -3,86 +3,46 @@
 //! Test fixture for the host runtime: claims TCP port 7005 only (probe says
 //! `yes(100)` there and `no` everywhere else).
 
-wit_bindgen::generate!({ path: "../../../wit", world: "dissector-plugin" });
+use remora_sdk::prelude::*;
 
-use exports::remora::plugin::dissector::{Guest, GuestSession};
-use remora::plugin::types::{
-    Direction, FeedResult, FieldDecl, FieldType, FlowInfo, PluginInfo, ProbeResult, ProtocolDecl,
-    Transport,
-};
-
+const NAME: &str = "test-stack";
 const PORT: u16 = 7005;
 
-struct Plugin;
-struct Session;
+pub struct Deep;
+pub struct Recurse;
 
-impl Guest for Plugin {
-    type Session = Session;
+impl Dissector for Deep {
+    type Session = Recurse;
 
-    fn describe() -> PluginInfo {
-        PluginInfo {
-            name: "test-stack".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            protocols: vec![ProtocolDecl {
-                name: "test-stack".to_uppercase(),
-                flag: "test-stack".into(),
-                transport: Transport::Tcp,
-                ports: vec![PORT],
-                request_summary: String::new(),
-                response_summary: String::new(),
-            }],
-            fields: vec![FieldDecl {
-                id: 1,
-                name: "x".into(),
-                type_: FieldType::Str,
-                top_level: false,
-                doc: String::new(),
-            }],
-        }
+    fn info() -> PluginInfo {
+        PluginInfo::new(NAME, env!("CARGO_PKG_VERSION"))
+            .protocol(ProtocolDecl::tcp(&NAME.to_uppercase(), NAME).ports(&[PORT]))
+            .field(FieldDecl::new(1, "x", FieldType::Str))
     }
 
-    fn probe(flow: FlowInfo, _dir: Direction, _data: Vec<u8>) -> ProbeResult {
+    fn probe(flow: &FlowInfo, _dir: Direction, _data: &[u8]) -> Probe {
         if flow.transport == Transport::Tcp && flow.server_port == PORT {
-            ProbeResult::Yes(100)
+            Probe::Yes(100)
         } else {
-            ProbeResult::No
-        }
-    }
-}
-
-fn empty() -> FeedResult {
-    FeedResult {
-        consumed: 0,
-        skip: 0,
-        need: 0,
-        messages: Vec::new(),
-        error: None,
-    }
-}
-
-impl GuestSession for Session {
-    fn new(_flow: FlowInfo) -> Self {
-        Session
-    }
-
-    fn feed(&self, _dir: Direction, _base: u64, data: Vec<u8>) -> FeedResult {
-        let n = recurse(&data, 0);
-        FeedResult {
-            consumed: (n as usize % (data.len() + 1)) as u32,
-            ..empty()
+            Probe::No
         }
     }
 
-    fn gap(&self, _dir: Direction, _len: u64) -> FeedResult {
-        empty()
-    }
-
-    fn end(&self, _dir: Direction) -> FeedResult {
-        empty()
+    fn session(_flow: &FlowInfo) -> Recurse {
+        Recurse
     }
 }
 
-export!(Plugin);
+impl Session for Recurse {
+    fn feed(&mut self, _dir: Direction, input: &Input, _out: &mut Output) -> Progress {
+        let n = recurse(input.data, 0);
+        Progress::consumed(n as usize % (input.len() + 1))
+    }
+
+    fn gap(&mut self, _dir: Direction, _len: u64, _out: &mut Output) {}
+}
+
+remora_sdk::export_dissector!(Deep);
 
 /// Not a tail call (the result is used after the call), so it cannot become a
 /// loop; only scalars live in the frame, so it uses the wasm stack rather than

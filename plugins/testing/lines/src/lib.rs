@@ -4,119 +4,70 @@
 //! server is a request, every line sent to the client a response; the n-th
 //! line of each direction has `txn` n, so request n pairs with response n.
 
-use std::cell::Cell;
-
-wit_bindgen::generate!({ path: "../../../wit", world: "dissector-plugin" });
-
-use exports::remora::plugin::dissector::{Guest, GuestSession};
-use remora::plugin::types::{
-    Direction, FeedResult, Field, FieldDecl, FieldType, FlowInfo, Message, MessageKind, PluginInfo,
-    ProbeResult, ProtocolDecl, Span, Text, Transport, Value,
-};
+use remora_sdk::prelude::*;
 
 const PORT: u16 = 7777;
-const FIELD_LINE: u16 = 1;
+const F_LINE: u16 = 1;
 
-struct Plugin;
+pub struct Lines;
 
-struct Session {
-    /// Next txn per direction (index 0: to-server, 1: to-client).
-    next_txn: [Cell<u64>; 2],
+pub struct LinesSession {
+    /// Next txn per direction (indexed by `Direction::index`).
+    next_txn: [u64; 2],
 }
 
-impl Guest for Plugin {
-    type Session = Session;
+impl Dissector for Lines {
+    type Session = LinesSession;
 
-    fn describe() -> PluginInfo {
-        PluginInfo {
-            name: "test-lines".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            protocols: vec![ProtocolDecl {
-                name: "LINES".into(),
-                flag: "lines".into(),
-                transport: Transport::Tcp,
-                ports: vec![PORT],
-                request_summary: "{line}".into(),
-                response_summary: "{line}".into(),
-            }],
-            fields: vec![FieldDecl {
-                id: FIELD_LINE,
-                name: "line".into(),
-                type_: FieldType::Str,
-                top_level: true,
-                doc: "The line, without its terminating newline.".into(),
-            }],
-        }
+    fn info() -> PluginInfo {
+        PluginInfo::new("test-lines", env!("CARGO_PKG_VERSION"))
+            .protocol(
+                ProtocolDecl::tcp("LINES", "lines")
+                    .ports(&[PORT])
+                    .summaries("{line}", "{line}"),
+            )
+            .field(
+                FieldDecl::new(F_LINE, "line", FieldType::Str)
+                    .top_level()
+                    .doc("The line, without its terminating newline."),
+            )
     }
 
-    fn probe(flow: FlowInfo, _dir: Direction, data: Vec<u8>) -> ProbeResult {
+    fn probe(flow: &FlowInfo, _dir: Direction, data: &[u8]) -> Probe {
         if flow.transport != Transport::Tcp || flow.server_port != PORT {
-            return ProbeResult::No;
+            return Probe::No;
         }
         match data.first() {
-            None => ProbeResult::NeedMore,
-            Some(b) if b.is_ascii_alphabetic() => ProbeResult::Yes(50),
-            Some(_) => ProbeResult::No,
-        }
-    }
-}
-
-fn empty() -> FeedResult {
-    FeedResult {
-        consumed: 0,
-        skip: 0,
-        need: 0,
-        messages: Vec::new(),
-        error: None,
-    }
-}
-
-impl GuestSession for Session {
-    fn new(_flow: FlowInfo) -> Self {
-        Session {
-            next_txn: [Cell::new(0), Cell::new(0)],
+            None => Probe::NeedMore,
+            Some(b) if b.is_ascii_alphabetic() => Probe::Yes(50),
+            Some(_) => Probe::No,
         }
     }
 
-    fn feed(&self, dir: Direction, base: u64, data: Vec<u8>) -> FeedResult {
-        let (kind, counter) = match dir {
-            Direction::ToServer => (MessageKind::Request, &self.next_txn[0]),
-            Direction::ToClient => (MessageKind::Response, &self.next_txn[1]),
+    fn session(_flow: &FlowInfo) -> LinesSession {
+        LinesSession { next_txn: [0; 2] }
+    }
+}
+
+impl Session for LinesSession {
+    fn feed(&mut self, dir: Direction, input: &Input, out: &mut Output) -> Progress {
+        let kind = match dir {
+            Direction::ToServer => MessageKind::Request,
+            Direction::ToClient => MessageKind::Response,
         };
-        let mut messages = Vec::new();
-        let mut start = 0usize;
-        while let Some(pos) = data[start..].iter().position(|&b| b == b'\n') {
-            let txn = counter.get();
-            counter.set(txn + 1);
-            messages.push(Message {
-                kind,
-                txn,
-                start: base + start as u64,
-                fields: vec![Field {
-                    id: FIELD_LINE,
-                    value: Value::Str(Text::Span(Span {
-                        offset: start as u32,
-                        len: pos as u32,
-                    })),
-                }],
-                body: None,
-            });
-            start += pos + 1;
+        let txn = &mut self.next_txn[dir.index()];
+        let mut start = 0;
+        // The line keeps a `\r` before its `\n` (no `Cursor::line`, which strips it).
+        while let Some(nl) = input.cursor(start).find(b'\n') {
+            out.message(kind, *txn, input.offset(start))
+                .field(F_LINE, input.span(start..nl));
+            *txn += 1;
+            start = nl + 1;
         }
-        FeedResult {
-            consumed: start as u32,
-            messages,
-            ..empty()
-        }
+        Progress::consumed(start)
     }
 
-    fn gap(&self, _dir: Direction, _len: u64) -> FeedResult {
-        empty()
-    }
-
-    fn end(&self, _dir: Direction) -> FeedResult {
-        empty()
-    }
+    fn gap(&mut self, _dir: Direction, _len: u64, _out: &mut Output) {}
 }
 
-export!(Plugin);
+remora_sdk::export_dissector!(Lines);

@@ -1,111 +1,70 @@
-//! A dissector whose `feed` returns output that breaks the contract: the first input byte modulo 3 picks `consumed` past the input, a span out of range, or an undeclared field id.
+//! A dissector whose `feed` returns output that breaks the contract: the first
+//! input byte modulo 3 picks `consumed` past the input, a span out of range, or
+//! an undeclared field id. The SDK passes such raw values through unchecked
+//! (a hand-built `Progress` and `Span`, any field id); the host must reject them.
 //!
 //! Test fixture for the host runtime: claims TCP port 7004 only (probe says
 //! `yes(100)` there and `no` everywhere else).
 
-wit_bindgen::generate!({ path: "../../../wit", world: "dissector-plugin" });
+use remora_sdk::prelude::*;
 
-use exports::remora::plugin::dissector::{Guest, GuestSession};
-use remora::plugin::types::{
-    Direction, FeedResult, Field, FieldDecl, FieldType, FlowInfo, Message, MessageKind, PluginInfo,
-    ProbeResult, ProtocolDecl, Span, Text, Transport, Value,
-};
-
+const NAME: &str = "test-malformed";
 const PORT: u16 = 7004;
+const F_X: u16 = 1;
+const UNDECLARED: u16 = 999;
 
-struct Plugin;
-struct Session;
+pub struct Malformed;
+pub struct Liar;
 
-impl Guest for Plugin {
-    type Session = Session;
+impl Dissector for Malformed {
+    type Session = Liar;
 
-    fn describe() -> PluginInfo {
-        PluginInfo {
-            name: "test-malformed".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            protocols: vec![ProtocolDecl {
-                name: "test-malformed".to_uppercase(),
-                flag: "test-malformed".into(),
-                transport: Transport::Tcp,
-                ports: vec![PORT],
-                request_summary: String::new(),
-                response_summary: String::new(),
-            }],
-            fields: vec![FieldDecl {
-                id: 1,
-                name: "x".into(),
-                type_: FieldType::Str,
-                top_level: false,
-                doc: String::new(),
-            }],
-        }
+    fn info() -> PluginInfo {
+        PluginInfo::new(NAME, env!("CARGO_PKG_VERSION"))
+            .protocol(ProtocolDecl::tcp(&NAME.to_uppercase(), NAME).ports(&[PORT]))
+            .field(FieldDecl::new(F_X, "x", FieldType::Str))
     }
 
-    fn probe(flow: FlowInfo, _dir: Direction, _data: Vec<u8>) -> ProbeResult {
+    fn probe(flow: &FlowInfo, _dir: Direction, _data: &[u8]) -> Probe {
         if flow.transport == Transport::Tcp && flow.server_port == PORT {
-            ProbeResult::Yes(100)
+            Probe::Yes(100)
         } else {
-            ProbeResult::No
+            Probe::No
         }
     }
-}
 
-fn empty() -> FeedResult {
-    FeedResult {
-        consumed: 0,
-        skip: 0,
-        need: 0,
-        messages: Vec::new(),
-        error: None,
+    fn session(_flow: &FlowInfo) -> Liar {
+        Liar
     }
 }
 
-impl GuestSession for Session {
-    fn new(_flow: FlowInfo) -> Self {
-        Session
-    }
-
-    fn feed(&self, _dir: Direction, _base: u64, data: Vec<u8>) -> FeedResult {
-        let mk = |value| Message {
-            kind: MessageKind::Request,
-            txn: 0,
-            start: 0,
-            fields: vec![Field { id: 1, value }],
-            body: None,
-        };
-        let len = data.len() as u32;
-        match data.first().copied().unwrap_or(0) % 3 {
-            0 => FeedResult {
+impl Session for Liar {
+    fn feed(&mut self, _dir: Direction, input: &Input, out: &mut Output) -> Progress {
+        let len = input.len();
+        match input.data.first().copied().unwrap_or(0) % 3 {
+            // Consumes one byte more than it was given.
+            0 => Progress {
                 consumed: len + 1,
-                ..empty()
+                ..Progress::default()
             },
-            1 => FeedResult {
-                consumed: 0,
-                messages: vec![mk(Value::Str(Text::Span(Span {
-                    offset: len,
+            // A span starting right after the input.
+            1 => {
+                let span = Span {
+                    offset: len as u32,
                     len: 1,
-                })))],
-                ..empty()
-            },
+                };
+                out.request(0, 0).field(F_X, span);
+                Progress::default()
+            }
+            // A field id `info` never declared.
             _ => {
-                let mut m = mk(Value::Int(1));
-                m.fields[0].id = 999;
-                FeedResult {
-                    consumed: 0,
-                    messages: vec![m],
-                    ..empty()
-                }
+                out.request(0, 0).int(UNDECLARED, 1);
+                Progress::default()
             }
         }
     }
 
-    fn gap(&self, _dir: Direction, _len: u64) -> FeedResult {
-        empty()
-    }
-
-    fn end(&self, _dir: Direction) -> FeedResult {
-        empty()
-    }
+    fn gap(&mut self, _dir: Direction, _len: u64, _out: &mut Output) {}
 }
 
-export!(Plugin);
+remora_sdk::export_dissector!(Malformed);
