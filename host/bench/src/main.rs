@@ -15,6 +15,10 @@ use remora_pipeline::{PipelineConfig, Stage};
 use remora_runtime::{Runtime, RuntimeConfig, Shard};
 use remora_source::CaptureReader;
 
+// The same allocator as the `remora` binary, so the stages compare fairly.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum BenchStage {
     /// (a) iterate packets only
@@ -96,12 +100,13 @@ fn main() -> anyhow::Result<()> {
     };
     let secs = summary.elapsed.as_secs_f64();
     println!(
-        "packets={} seconds={:.4} packets_per_second={:.0} entries={} flows={} drops={}",
+        "packets={} seconds={:.4} packets_per_second={:.0} entries={} flows={} plugin_calls={} drops={}",
         summary.packets,
         secs,
         summary.packets as f64 / secs.max(1e-9),
         summary.entries,
         summary.flows.flows_opened,
+        summary.dissect.plugin_calls,
         summary.drops().nonzero().map(|(_, n)| n).sum::<u64>()
     );
     Ok(())

@@ -13,7 +13,11 @@ fn text(t: wit::Text, input: &[u8]) -> String {
         wit::Text::Span(s) => {
             let start = (s.offset as usize).min(input.len());
             let end = start.saturating_add(s.len as usize).min(input.len());
-            String::from_utf8_lossy(&input[start..end]).into_owned()
+            let bytes = &input[start..end];
+            match std::str::from_utf8(bytes) {
+                Ok(s) => s.to_owned(),
+                Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+            }
         }
     }
 }

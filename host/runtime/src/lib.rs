@@ -330,6 +330,10 @@ fn base_config(cfg: &RuntimeConfig) -> Config {
         .max_wasm_stack(cfg.stack_limit)
         .parallel_compilation(true)
         .cranelift_opt_level(wasmtime::OptLevel::Speed);
+    // `REMORA_WASM_PROFILE=perfmap` lets `perf` name plugin functions.
+    if std::env::var_os("REMORA_WASM_PROFILE").is_some_and(|v| v == "perfmap") {
+        c.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     c
 }
 
