@@ -148,9 +148,14 @@ pub(crate) fn run(cli: &Cli, args: &ReadArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let pb2 = pb.clone();
+    let started = std::time::Instant::now();
     let mut on_progress = move |p: &Progress| {
+        let rate = p.packets as f64 / started.elapsed().as_secs_f64().max(1e-3);
         pb2.set_position(p.bytes);
-        pb2.set_message(format!("{} packets, {} entries", p.packets, p.entries));
+        pb2.set_message(format!(
+            "{} packets ({:.0}/s), {} entries",
+            p.packets, rate, p.entries
+        ));
     };
     let shard_rt = rt.clone();
     let summary = remora_pipeline::run(
