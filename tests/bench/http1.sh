@@ -97,7 +97,8 @@ bench() {
     # start), what `remora read --format count` printed, tshark's output lines
     local note=""
     case "$label" in
-        "(d)"*) note="prints: $(head -c 200 "$log.stdout" | head -1 | cut -c1-50)" ;;
+        # remora's summary line (stderr): entries found and its in-process rate
+        "(d)"*) note="$( (grep -o '[0-9]* entries\|([0-9]* packets/s)' "$log" | tr '\n' ' ' | sed 's/(\([0-9]*\) packets\/s)/in-process \1 packets\/s/') || true)" ;;
         "(f)"*) note="$(wc -l < "$log.stdout") lines (http PDUs)" ;;
         *) note="$( (grep -o 'packets=[0-9]* seconds=[0-9.e-]*' "$log.stdout" | tail -1 \
             | awk -F'[= ]' '$4 > 0 {printf "in-process %.0f packets/s", $2 / $4}') || true)" ;;
