@@ -315,3 +315,32 @@ fn every_line_follows_the_entry_schema() {
         }
     }
 }
+
+#[test]
+fn closed_output_pipe_stops_reading_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    // A reader that takes one line and goes away, like `| head -1`.
+    let mut child = Command::new(common::remora_bin())
+        .args(["read", "--format", "jsonl", "--threads", "2"])
+        .arg(http1_pcap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn remora");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("read one line");
+    assert!(first.starts_with('{'), "first line: {first}");
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "status {:?}, stderr: {stderr}",
+        out.status
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("remora: error"), "{stderr}");
+    assert!(!stderr.contains("writing output"), "{stderr}");
+}

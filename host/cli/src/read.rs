@@ -109,7 +109,11 @@ pub(crate) fn run(cli: &Cli, args: &ReadArgs) -> anyhow::Result<ExitCode> {
     let mut reader = CaptureReader::open(&args.file)?;
     let rt = plugins::load(cli, plugins::runtime_config(cli, args.body_cap))?;
     let catalog = Arc::new(catalog_from_runtime(&rt));
-    let mut cfg = PipelineConfig::default();
+    let broken_pipe = Arc::new(AtomicBool::new(false));
+    let mut cfg = PipelineConfig {
+        cancel: Some(broken_pipe.clone()),
+        ..PipelineConfig::default()
+    };
     if let Some(n) = args.threads {
         anyhow::ensure!(n >= 1, "--threads must be at least 1, got {n}");
         cfg.threads = n;
@@ -117,7 +121,6 @@ pub(crate) fn run(cli: &Cli, args: &ReadArgs) -> anyhow::Result<ExitCode> {
 
     let show_progress = !args.quiet && io::stderr().is_terminal();
     let pb = progress_bar(show_progress, reader.total_bytes());
-    let broken_pipe = Arc::new(AtomicBool::new(false));
     let sink_catalog = catalog.clone();
     let pipe_flag = broken_pipe.clone();
     let mut table = TableWriter::new(
@@ -139,12 +142,11 @@ pub(crate) fn run(cli: &Cli, args: &ReadArgs) -> anyhow::Result<ExitCode> {
             }
         };
         if let Err(err) = res {
-            if err.kind() == io::ErrorKind::BrokenPipe {
-                pipe_flag.store(true, Ordering::Relaxed);
-            } else {
+            // Nobody reads any more (`| head`): stop reading the capture.
+            if err.kind() != io::ErrorKind::BrokenPipe {
                 tracing::error!("writing output: {err}");
-                pipe_flag.store(true, Ordering::Relaxed);
             }
+            pipe_flag.store(true, Ordering::Relaxed);
         }
     };
     let pb2 = pb.clone();

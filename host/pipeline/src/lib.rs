@@ -15,7 +15,7 @@
 mod merge;
 mod shard;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,6 +51,9 @@ pub struct PipelineConfig {
     pub tick_us: i64,
     /// ... or every this many packets, whichever comes first.
     pub tick_packets: u64,
+    /// Set to stop reading early (the consumer went away, e.g. a closed
+    /// pipe); what was read is still finished and counted.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Default for PipelineConfig {
@@ -63,6 +66,7 @@ impl Default for PipelineConfig {
             stop_after: Stage::Dissect,
             tick_us: 1_000_000,
             tick_packets: 65_536,
+            cancel: None,
         }
     }
 }
@@ -206,6 +210,9 @@ where
         let mut reporter = Reporter::new();
         let mut out = |_: OrderKey, e: Entry| numbered(e);
         loop {
+            if cancelled(cfg) {
+                break;
+            }
             let frame = match reader.next_frame() {
                 None => break,
                 Some(Err(e)) => {
@@ -263,6 +270,12 @@ where
         entries: summary.entries,
     });
     summary
+}
+
+fn cancelled(cfg: &PipelineConfig) -> bool {
+    cfg.cancel
+        .as_ref()
+        .is_some_and(|c| c.load(Ordering::Relaxed))
 }
 
 /// Each shard gets an equal share of the table-wide limits.
@@ -352,6 +365,9 @@ where
         let mut err = None;
         let mut reporter = Reporter::new();
         loop {
+            if cancelled(cfg) {
+                break;
+            }
             let frame = match reader.next_frame() {
                 None => break,
                 Some(Err(e)) => {
