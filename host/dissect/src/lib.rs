@@ -48,6 +48,8 @@ pub struct DissectConfig {
     pub max_errors: u32,
     /// Unpaired messages kept per flow; the oldest is emitted incomplete beyond.
     pub max_unpaired: usize,
+    /// Bytes of unpaired messages kept per flow, likewise.
+    pub max_unpaired_bytes: usize,
 }
 
 impl Default for DissectConfig {
@@ -57,6 +59,7 @@ impl Default for DissectConfig {
             max_pending: 1 << 20,
             max_errors: 3,
             max_unpaired: 1024,
+            max_unpaired_bytes: 4 << 20,
         }
     }
 }
@@ -358,7 +361,7 @@ impl<B: Backend> DissectStage<B> {
         self.counters.parse_errors += outcome.errors as u64;
         f.errors += outcome.errors;
         let too_many_errors = f.errors >= self.cfg.max_errors;
-        let cfg_max_unpaired = self.cfg.max_unpaired;
+        let cfg_max_unpaired = (self.cfg.max_unpaired, self.cfg.max_unpaired_bytes);
         let mut give_up = too_many_errors;
         if let Some(fault) = &outcome.fault {
             self.fault(plugin, fault);

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 
 use remora_core::Direction;
-use remora_entry::{Entry, Message};
+use remora_entry::{Entry, Message, Value};
 use remora_runtime::wit::MessageKind;
 
 use crate::{DissectCounters, EntrySink};
@@ -17,10 +17,27 @@ enum Ready {
     },
 }
 
+/// Bytes a message holds, for the bound on what waits unpaired.
+fn held_bytes(m: &Message) -> usize {
+    let fields: usize = m
+        .fields
+        .iter()
+        .map(|f| match &f.value {
+            Value::Str(s) => s.len(),
+            Value::Bytes(b) => b.len(),
+            Value::Pair(k, v) => k.len() + v.len(),
+            _ => 8,
+        })
+        .sum();
+    fields + m.body.as_ref().map_or(0, |b| b.data.len())
+}
+
 #[derive(Default)]
 pub(crate) struct Pairing {
     /// Messages waiting for their partner, oldest first.
     unpaired: VecDeque<(bool, u64, Message)>,
+    /// What `unpaired` holds, in bytes.
+    unpaired_bytes: usize,
     /// Entries finished by the last calls, in the order they finished.
     ready: Vec<Ready>,
 }
@@ -50,13 +67,17 @@ impl Pairing {
         match partner {
             Some(i) => {
                 let (_, _, other) = self.unpaired.remove(i).expect("index from position");
+                self.unpaired_bytes -= held_bytes(&other);
                 self.ready.push(if is_request {
                     Ready::Pair(msg, other)
                 } else {
                     Ready::Pair(other, msg)
                 });
             }
-            None => self.unpaired.push_back((is_request, txn, msg)),
+            None => {
+                self.unpaired_bytes += held_bytes(&msg);
+                self.unpaired.push_back((is_request, txn, msg));
+            }
         }
     }
 
@@ -103,20 +124,24 @@ impl Pairing {
         }
     }
 
-    /// Emit finished entries; beyond `max_unpaired`, the oldest waiting
-    /// message is emitted as an incomplete entry.
+    /// Emit finished entries; beyond `max_unpaired` messages or
+    /// `max_unpaired_bytes`, the oldest waiting message is emitted as an
+    /// incomplete entry.
     pub(crate) fn emit_ready(
         &mut self,
         template: &Entry,
-        max_unpaired: usize,
+        (max_unpaired, max_unpaired_bytes): (usize, usize),
         counters: &mut DissectCounters,
         out: &mut EntrySink<'_>,
     ) {
         for r in self.ready.drain(..) {
             Self::emit(r, template, counters, out);
         }
-        while self.unpaired.len() > max_unpaired {
+        while self.unpaired.len() > max_unpaired
+            || (self.unpaired_bytes > max_unpaired_bytes && !self.unpaired.is_empty())
+        {
             let oldest = self.unpaired.pop_front().expect("non-empty");
+            self.unpaired_bytes -= held_bytes(&oldest.2);
             Self::emit(Self::unpaired_entry(oldest), template, counters, out);
         }
     }
@@ -128,7 +153,8 @@ impl Pairing {
         counters: &mut DissectCounters,
         out: &mut EntrySink<'_>,
     ) {
-        self.emit_ready(template, usize::MAX, counters, out);
+        self.emit_ready(template, (usize::MAX, usize::MAX), counters, out);
+        self.unpaired_bytes = 0;
         while let Some(oldest) = self.unpaired.pop_front() {
             Self::emit(Self::unpaired_entry(oldest), template, counters, out);
         }

@@ -346,3 +346,19 @@ fn pending_bytes_over_the_cap_fall_back_instead_of_growing() {
     );
     assert_eq!(h.stage.counters().flows_fallen_back, 1);
 }
+
+#[test]
+fn unpaired_messages_are_bounded_in_bytes() {
+    let mut h = Harness::new();
+    h.stage.cfg.max_unpaired_bytes = 100;
+    let line = "x".repeat(40);
+    for _ in 0..5 {
+        h.send(Direction::ToServer, 1, format!("{line}\n").as_bytes());
+    }
+    // 5 x 40 bytes wait for responses that never come: only ~100 bytes may
+    // wait, older requests leave early as incomplete entries.
+    assert_eq!(h.entries.len(), 3, "{:?}", h.lines());
+    assert!(h.entries.iter().all(|e| !e.complete()));
+    h.close();
+    assert_eq!(h.entries.len(), 5);
+}

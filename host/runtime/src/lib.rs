@@ -86,6 +86,8 @@ pub struct RuntimeConfig {
     pub max_messages_per_call: usize,
     /// Most body bytes one message may carry.
     pub max_body_bytes: usize,
+    /// Bytes of fields and bodies one call may return.
+    pub max_output_bytes: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -100,7 +102,8 @@ impl Default for RuntimeConfig {
             quarantine_base: Duration::from_secs(1),
             quarantine_max: Duration::from_secs(60),
             max_messages_per_call: 4096,
-            max_body_bytes: 16 << 20,
+            max_body_bytes: 1 << 20,
+            max_output_bytes: 8 << 20,
         }
     }
 }
@@ -896,18 +899,23 @@ struct Bounds<'a> {
     fields: &'a [u64; 1024],
     max_messages: usize,
     max_body: usize,
+    max_output: usize,
 }
 
-fn check_text(t: &wit::Text, data_len: usize) -> Result<(), String> {
-    if let wit::Text::Span(s) = t {
-        if s.offset as u64 + s.len as u64 > data_len as u64 {
-            return Err(format!(
-                "span {}+{} outside the {data_len} bytes of input",
-                s.offset, s.len
-            ));
+/// Checks a text and returns how many bytes the host will hold for it.
+fn check_text(t: &wit::Text, data_len: usize) -> Result<usize, String> {
+    match t {
+        wit::Text::Span(s) => {
+            if s.offset as u64 + s.len as u64 > data_len as u64 {
+                return Err(format!(
+                    "span {}+{} outside the {data_len} bytes of input",
+                    s.offset, s.len
+                ));
+            }
+            Ok(s.len as usize)
         }
+        wit::Text::Owned(o) => Ok(o.len()),
     }
-    Ok(())
 }
 
 fn validate_result(r: &wit::FeedResult, b: &Bounds<'_>) -> Result<(), String> {
@@ -921,19 +929,20 @@ fn validate_result(r: &wit::FeedResult, b: &Bounds<'_>) -> Result<(), String> {
             b.max_messages
         ));
     }
+    // What the host will hold from this call once spans are resolved: bounded,
+    // so that a plugin cannot make pairing buffers grow without bound.
+    let mut output = 0usize;
     for m in &r.messages {
         for f in &m.fields {
             if b.fields[(f.id >> 6) as usize] & (1 << (f.id & 63)) == 0 {
                 return Err(format!("undeclared field id {}", f.id));
             }
-            match &f.value {
+            output += match &f.value {
                 wit::Value::Str(t) => check_text(t, b.data_len)?,
-                wit::Value::Pair((k, v)) => {
-                    check_text(k, b.data_len)?;
-                    check_text(v, b.data_len)?;
-                }
-                _ => {}
-            }
+                wit::Value::Pair((k, v)) => check_text(k, b.data_len)? + check_text(v, b.data_len)?,
+                wit::Value::Bytes(v) => v.len(),
+                _ => 8,
+            };
         }
         if let Some(body) = &m.body {
             if body.data.len() > b.max_body {
@@ -943,7 +952,14 @@ fn validate_result(r: &wit::FeedResult, b: &Bounds<'_>) -> Result<(), String> {
                     b.max_body
                 ));
             }
+            output += body.data.len();
         }
+    }
+    if output > b.max_output {
+        return Err(format!(
+            "{output} bytes of output in one call (cap {})",
+            b.max_output
+        ));
     }
     Ok(())
 }
@@ -1082,6 +1098,7 @@ impl Shard {
             fields: &self.rt.loaded[p.0 as usize].fields,
             max_messages: self.rt.cfg.max_messages_per_call,
             max_body: self.rt.cfg.max_body_bytes,
+            max_output: self.rt.cfg.max_output_bytes,
         };
         match validate_result(&r, &b) {
             Ok(()) => Ok(r),
@@ -1301,6 +1318,7 @@ mod tests {
                 fields: &fields,
                 max_messages: n,
                 max_body: 4,
+                max_output: 40,
             };
             validate_result(r, &b)
         };
@@ -1330,6 +1348,12 @@ mod tests {
         assert!(check(&res(0, vec![m]), 9)
             .unwrap_err()
             .contains("body of 5 bytes"));
+        // many small messages add up past the per-call output cap
+        let owned = Value::Str(Text::Owned("0123456789".into()));
+        assert!(check(&res(0, vec![msg(3, owned.clone()); 4]), 9).is_ok());
+        assert!(check(&res(0, vec![msg(3, owned); 5]), 9)
+            .unwrap_err()
+            .contains("bytes of output"));
     }
 
     #[test]
