@@ -158,13 +158,13 @@ impl<B: Backend> DissectStage<B> {
                 ts,
                 offset,
                 data,
-            } => self.data(flow.id, dir, ts, offset, data, out),
+            } => self.data(flow.id, dir, ts, Some(offset), data, out),
             FlowEvent::Datagram {
                 flow,
                 dir,
                 ts,
                 data,
-            } => self.datagram(flow.id, dir, ts, data, out),
+            } => self.data(flow.id, dir, ts, None, data, out),
             FlowEvent::Gap { flow, dir, len, .. } => self.gap(flow.id, dir, len, out),
             FlowEvent::End { flow, dir, .. } => self.end(flow.id, dir, out),
             FlowEvent::Close { flow, .. } => self.close(flow.id, out),
@@ -203,25 +203,35 @@ impl<B: Backend> DissectStage<B> {
         );
     }
 
+    /// New bytes of a flow: stream bytes at `offset` (TCP), or one datagram
+    /// when `offset` is `None` (UDP).
     fn data(
         &mut self,
         id: u64,
         dir: Direction,
         ts: Timestamp,
-        offset: u64,
+        offset: Option<u64>,
         data: &[u8],
         out: &mut EntrySink<'_>,
     ) {
         let Some(f) = self.flows.get_mut(&id) else {
             return;
         };
-        match &mut f.state {
-            FlowState::Raw => self.counters.raw_bytes += data.len() as u64,
-            FlowState::Probing(sel) => {
+        match (&mut f.state, offset) {
+            (FlowState::Raw, _) => self.counters.raw_bytes += data.len() as u64,
+            (FlowState::Probing(sel), _) => {
+                let offset = offset.unwrap_or_else(|| sel.next_offset(dir));
                 sel.push(dir, offset, ts, data, self.cfg.probe_bytes);
                 self.decide(id, out);
             }
-            FlowState::Dissecting { .. } => self.stream(id, dir, ts, offset, data, out),
+            (FlowState::Dissecting { .. }, Some(offset)) => {
+                self.stream(id, dir, ts, offset, data, out)
+            }
+            (FlowState::Dissecting { .. }, None) => {
+                self.call(id, dir, out, |st, backend, session, collect| {
+                    st.datagram(backend, session, dir, ts, data, collect)
+                })
+            }
         }
     }
 
@@ -256,18 +266,8 @@ impl<B: Backend> DissectStage<B> {
                         };
                         let udp = f.flow.transport == Transport::Udp;
                         for chunk in sel.into_chunks() {
-                            if udp {
-                                self.datagram(id, chunk.dir, chunk.ts, &chunk.data, out);
-                            } else {
-                                self.stream(
-                                    id,
-                                    chunk.dir,
-                                    chunk.ts,
-                                    chunk.offset,
-                                    &chunk.data,
-                                    out,
-                                );
-                            }
+                            let offset = (!udp).then_some(chunk.offset);
+                            self.data(id, chunk.dir, chunk.ts, offset, &chunk.data, out);
                         }
                     }
                     Err(fault) => {
@@ -418,32 +418,6 @@ impl<B: Backend> DissectStage<B> {
         }
         self.counters.flows_fallen_back += 1;
         self.counters.flows_raw += 1;
-    }
-
-    fn datagram(
-        &mut self,
-        id: u64,
-        dir: Direction,
-        ts: Timestamp,
-        data: &[u8],
-        out: &mut EntrySink<'_>,
-    ) {
-        let Some(f) = self.flows.get_mut(&id) else {
-            return;
-        };
-        match &mut f.state {
-            FlowState::Raw => self.counters.raw_bytes += data.len() as u64,
-            FlowState::Probing(sel) => {
-                let offset = sel.next_offset(dir);
-                sel.push(dir, offset, ts, data, self.cfg.probe_bytes);
-                self.decide(id, out);
-            }
-            FlowState::Dissecting { .. } => {
-                self.call(id, dir, out, |st, backend, session, collect| {
-                    st.datagram(backend, session, dir, ts, data, collect)
-                })
-            }
-        }
     }
 
     fn gap(&mut self, id: u64, dir: Direction, len: u64, out: &mut EntrySink<'_>) {
