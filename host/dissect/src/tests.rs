@@ -128,7 +128,7 @@ impl Backend for Lines {
     }
 }
 
-fn catalog() -> Arc<Catalog> {
+fn catalog(transport: Transport) -> Arc<Catalog> {
     Arc::new(Catalog {
         plugins: vec![PluginSchema::new(
             "lines".into(),
@@ -136,7 +136,7 @@ fn catalog() -> Arc<Catalog> {
             vec![ProtocolSchema {
                 name: "LINES".into(),
                 flag: "lines".into(),
-                transport: Transport::Tcp,
+                transport,
                 ports: vec![7777],
                 request_summary: "{line}".into(),
                 response_summary: "{line}".into(),
@@ -161,19 +161,27 @@ struct Harness {
 
 impl Harness {
     fn new() -> Self {
+        Self::with_transport(Transport::Tcp)
+    }
+
+    fn with_transport(transport: Transport) -> Self {
         let client = Endpoint::new("10.0.0.1".parse().unwrap(), 40000);
         let server = Endpoint::new("10.0.0.2".parse().unwrap(), 7777);
         let flow = FlowInfo {
             id: 1,
-            key: FlowKey::new(Transport::Tcp, client, server),
-            transport: Transport::Tcp,
+            key: FlowKey::new(transport, client, server),
+            transport,
             client,
             server,
             first_seen: Timestamp(0),
             syn_seen: true,
         };
         let mut h = Harness {
-            stage: DissectStage::new(Lines::default(), catalog(), DissectConfig::default()),
+            stage: DissectStage::new(
+                Lines::default(),
+                catalog(transport),
+                DissectConfig::default(),
+            ),
             flow,
             entries: vec![],
             offsets: [0; 2],
@@ -197,6 +205,16 @@ impl Harness {
             dir,
             ts: Timestamp(ts),
             offset,
+            data,
+        });
+    }
+
+    fn datagram(&mut self, dir: Direction, ts: i64, data: &[u8]) {
+        let flow = self.flow.clone();
+        self.event(FlowEvent::Datagram {
+            flow: &flow,
+            dir,
+            ts: Timestamp(ts),
             data,
         });
     }
@@ -361,4 +379,30 @@ fn unpaired_messages_are_bounded_in_bytes() {
     assert!(h.entries.iter().all(|e| !e.complete()));
     h.close();
     assert_eq!(h.entries.len(), 5);
+}
+
+#[test]
+fn datagrams_are_fed_one_per_call_and_paired() {
+    let mut h = Harness::with_transport(Transport::Udp);
+    h.datagram(Direction::ToServer, 10, b"query one\n");
+    h.datagram(Direction::ToServer, 11, b"query two\n");
+    h.datagram(Direction::ToClient, 20, b"answer one\n");
+    h.close();
+    assert_eq!(
+        h.lines(),
+        vec![(s("query one"), s("answer one")), (s("query two"), None)]
+    );
+    assert_eq!(h.entries[0].transport, Transport::Udp);
+    assert_eq!(h.entries[0].elapsed_us(), 10);
+    // the probe's datagram is replayed, then each one is one call
+    assert_eq!(h.stage.backend().calls, 3);
+}
+
+#[test]
+fn unclaimed_datagrams_are_counted_raw() {
+    let mut h = Harness::with_transport(Transport::Udp);
+    h.datagram(Direction::ToServer, 1, b"\x00binary");
+    h.close();
+    assert!(h.entries.is_empty());
+    assert_eq!(h.stage.counters().flows_raw, 1);
 }
