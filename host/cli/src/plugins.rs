@@ -88,7 +88,10 @@ pub(crate) fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
                 p.info.name,
                 p.info.version,
                 proto.name,
-                format!("{:?}", proto.transport).to_lowercase(),
+                match proto.transport {
+                    remora_runtime::wit::Transport::Tcp => "tcp",
+                    remora_runtime::wit::Transport::Udp => "udp",
+                },
                 ports.join(","),
                 p.path.display(),
                 if p.from_cache { "" } else { " (compiled now)" }
