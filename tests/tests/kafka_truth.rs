@@ -1,0 +1,201 @@
+//! Every shared capture whose tshark truth has `kafka` records: remora's Kafka
+//! request entries must match the truth, one per request: the same count and
+//! the same multiset of (client port, api key, api version, correlation id,
+//! client id, responded).
+//!
+//! Truth records are requests only. Remora also emits responses whose
+//! request precedes the capture (the nDPI trace picks up connections
+//! mid-stream: correlation ids 131, 140, 141) as incomplete response-only
+//! entries; they are counted and checked separately (response-only, with a
+//! correlation id) and not compared with the truth.
+//!
+//! Known disagreement, explained (not fixed, remora is right): the Produce
+//! v9 request with correlation id 6 on client port 46136 (frame 36) is
+//! answered in frame 37, but tshark 4.0 supports Produce only up to v8,
+//! marks the request malformed and the response "Request missing", so the
+//! truth says `responded: false`. Remora pairs them (`responded: true`).
+//! This one field of one record is excepted below; everything else agrees.
+//!
+//! Current agreement, public/kafka-ndpi.pcapng: 14/14 requests on (api key,
+//! version, correlation id, client id); 13/14 on `responded` as tshark has
+//! it, 14/14 once the tshark Produce v9 limitation above is accounted for.
+//! Plus 3 response-only entries for requests before the capture.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use serde_json::Value;
+
+/// (client port, api key, api version, correlation id, client id, responded)
+type Key = (i64, i64, i64, i64, Option<String>, bool);
+
+/// Truth records where tshark's `responded` is known to be wrong:
+/// (capture, client port, correlation id) → the correct value.
+const TSHARK_RESPONDED_WRONG: &[(&str, i64, i64, bool)] =
+    &[("public/kafka-ndpi.pcapng", 46136, 6, true)];
+
+fn field<'a>(e: &'a Value, half: &str, name: &str) -> Option<&'a Value> {
+    e.get(half)?.get("fields")?.get(name)
+}
+
+fn port(addr: &str) -> i64 {
+    addr.rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(-1)
+}
+
+fn entry_key(e: &Value) -> Key {
+    let i = |name| {
+        field(e, "request", name)
+            .and_then(Value::as_i64)
+            .unwrap_or(-1)
+    };
+    (
+        e.get("src")
+            .and_then(|s| s.get("port"))
+            .and_then(Value::as_i64)
+            .unwrap_or(-1),
+        i("kafka_api_key"),
+        i("kafka_api_version"),
+        i("kafka_correlation_id"),
+        field(e, "request", "kafka_client_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        has_response(e),
+    )
+}
+
+fn truth_key(capture: &str, t: &Value) -> Key {
+    let i = |name| t.get(name).and_then(Value::as_i64).unwrap_or(-1);
+    let client = port(t.get("client").and_then(Value::as_str).unwrap_or(""));
+    let corr = i("correlation_id");
+    let mut responded = t.get("responded").and_then(Value::as_bool).unwrap_or(false);
+    for (c, p, id, fixed) in TSHARK_RESPONDED_WRONG {
+        if *c == capture && *p == client && *id == corr {
+            responded = *fixed;
+        }
+    }
+    (
+        client,
+        i("api_key"),
+        i("api_version"),
+        corr,
+        t.get("client_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        responded,
+    )
+}
+
+fn multiset<I: IntoIterator<Item = K>, K: Ord>(it: I) -> BTreeMap<K, usize> {
+    let mut m = BTreeMap::new();
+    for k in it {
+        *m.entry(k).or_insert(0) += 1;
+    }
+    m
+}
+
+/// Returns (agreeing records, truth records).
+fn check(capture: &str, truth: &str) -> (usize, usize) {
+    let shared = shared_dir();
+    let pcap = shared.join("captures").join(capture);
+    let truth_p = shared.join("captures").join("truth").join(truth);
+    assert!(
+        pcap.is_file() && truth_p.is_file(),
+        "shared captures not found ({} / {}); set REMORA_SHARED to the directory holding captures/",
+        pcap.display(),
+        truth_p.display()
+    );
+    let expected: Vec<Value> = read_json_lines_file(&truth_p)
+        .into_iter()
+        .filter(|t| t.get("proto").and_then(Value::as_str) == Some("kafka"))
+        .collect();
+    assert!(!expected.is_empty(), "{truth}: no kafka records");
+    let (entries, run) = read_jsonl(&pcap, &[]);
+    let kafka: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e.get("protocol").and_then(Value::as_str) == Some("Kafka"))
+        .collect();
+    let requests: Vec<&&Value> = kafka.iter().filter(|e| has_request(e)).collect();
+    assert_eq!(
+        requests.len(),
+        expected.len(),
+        "{capture}: request count (stderr: {})",
+        run.stderr
+    );
+    // Response-only entries: requests sent before the capture started.
+    for e in kafka.iter().filter(|e| !has_request(e)) {
+        assert!(
+            has_response(e) && field(e, "response", "kafka_correlation_id").is_some(),
+            "{capture}: entry with neither request nor correlation id: {e}"
+        );
+    }
+    let got = multiset(requests.iter().map(|e| entry_key(e)));
+    let want = multiset(expected.iter().map(|t| truth_key(capture, t)));
+    let mut agree = 0;
+    for (k, n) in &want {
+        agree += (*n).min(got.get(k).copied().unwrap_or(0));
+    }
+    let missing: Vec<_> = want
+        .iter()
+        .filter(|(k, n)| got.get(*k).copied().unwrap_or(0) < **n)
+        .collect();
+    let extra: Vec<_> = got
+        .iter()
+        .filter(|(k, n)| want.get(*k).copied().unwrap_or(0) < **n)
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{capture}: (port, key, version, corr, client id, responded) differ; \
+         missing from remora: {missing:#?}; extra in remora: {extra:#?}"
+    );
+    // Key fields present on every request.
+    for e in &requests {
+        assert!(
+            field(e, "request", "kafka_api_key_name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| n.chars().all(|c| c.is_ascii_uppercase() || c == '_')),
+            "{capture}: bad api key name: {e}"
+        );
+        assert!(field(e, "request", "kafka_request_size").is_some());
+    }
+    (agree, expected.len())
+}
+
+#[test]
+fn public_kafka_ndpi() {
+    let (agree, total) = check("public/kafka-ndpi.pcapng", "public-kafka-ndpi.jsonl");
+    assert_eq!((agree, total), (14, 14));
+}
+
+/// Guard: every shared truth file with kafka records is covered above.
+#[test]
+fn all_shared_kafka_truth_is_covered() {
+    let dir = shared_dir().join("captures").join("truth");
+    let covered = ["public-kafka-ndpi.jsonl"];
+    let mut missing = Vec::new();
+    for ent in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let p = ent.expect("dir entry").path();
+        let name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_owned();
+        if !name.ends_with(".jsonl") || covered.contains(&name.as_str()) {
+            continue;
+        }
+        let has_kafka = read_json_lines_file(&p)
+            .iter()
+            .any(|t| t.get("proto").and_then(Value::as_str) == Some("kafka"));
+        if has_kafka {
+            missing.push(name);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "truth files with kafka records not covered by kafka_truth.rs: {missing:?}"
+    );
+}
