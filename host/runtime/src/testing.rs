@@ -32,6 +32,11 @@ fn manifest() -> PathBuf {
 }
 
 fn build() -> Result<PathBuf, String> {
+    build_packages(TEST_PLUGINS)
+}
+
+/// Builds the given packages of the plugins workspace (all when empty).
+fn build_packages(packages: &[&str]) -> Result<PathBuf, String> {
     let manifest = manifest();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -39,7 +44,7 @@ fn build() -> Result<PathBuf, String> {
         .arg("--manifest-path")
         .arg(&manifest)
         .args(["--target", "wasm32-wasip2", "--release"]);
-    for p in TEST_PLUGINS {
+    for p in packages {
         cmd.args(["-p", p]);
     }
     // Do not inherit the host build's target dir or flags.
@@ -78,4 +83,41 @@ pub fn plugin_path(crate_name: &str) -> PathBuf {
         }
         Err(e) => panic!("{e}"),
     }
+}
+
+/// Every built-in plugin (the crates directly under `plugins/`, not
+/// `testing/`), built once per process: `(crate name, path to .wasm)`.
+pub fn builtin_plugins() -> Vec<(String, PathBuf)> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = match BUILT.get_or_init(|| build_packages(&[])) {
+        Ok(dir) => dir.clone(),
+        Err(e) => panic!("{e}"),
+    };
+    let manifest = manifest();
+    let plugins = manifest.parent().expect("manifest dir").to_path_buf();
+    // The workspace's own members list, less globs (testing/*).
+    let workspace = std::fs::read_to_string(&manifest).expect("plugins manifest");
+    let members = workspace
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("members"))
+        .expect("a members line");
+    let mut out = Vec::new();
+    for member in members
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|m| !m.contains('*'))
+    {
+        let toml = std::fs::read_to_string(plugins.join(member).join("Cargo.toml"))
+            .unwrap_or_else(|e| panic!("plugins/{member}/Cargo.toml: {e}"));
+        let name = toml
+            .lines()
+            .find_map(|l| l.strip_prefix("name = \"")?.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("plugins/{member}/Cargo.toml has no name"));
+        let wasm = dir.join(format!("{}.wasm", name.replace('-', "_")));
+        assert!(wasm.is_file(), "{} was not built", wasm.display());
+        out.push((name.to_owned(), wasm));
+    }
+    out.sort();
+    out
 }
