@@ -243,7 +243,12 @@ impl<B: Backend> DissectStage<B> {
         let FlowState::Probing(sel) = &mut f.state else {
             return;
         };
-        let verdict = sel.run(&mut self.backend, &f.info, &mut self.counters);
+        let verdict = sel.run(
+            &mut self.backend,
+            &f.info,
+            self.cfg.probe_bytes,
+            &mut self.counters,
+        );
         match verdict {
             select::Verdict::Undecided => {}
             select::Verdict::Raw => {

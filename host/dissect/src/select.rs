@@ -98,6 +98,10 @@ impl Selection {
         self.next_offset[dir.index()]
     }
 
+    /// Buffer bytes seen while probing. Whole packets are kept for the replay
+    /// (a packet that crosses the probe limit is not cut: what follows it must
+    /// line up), so a direction holds at most `cap` bytes plus one packet;
+    /// probes see at most `cap` bytes.
     pub(crate) fn push(
         &mut self,
         dir: Direction,
@@ -107,22 +111,20 @@ impl Selection {
         cap: usize,
     ) {
         let i = dir.index();
-        let room = cap.saturating_sub(self.bytes[i]);
-        if room == 0 || data.is_empty() {
-            self.settled[i] = true;
+        if self.bytes[i] >= cap || data.is_empty() {
+            self.settled[i] |= self.bytes[i] >= cap;
             return;
         }
-        let take = room.min(data.len());
         self.chunks.push(Chunk {
             dir,
             offset,
             ts,
-            data: data[..take].to_vec(),
+            data: data.to_vec(),
         });
-        self.bytes[i] += take;
+        self.bytes[i] += data.len();
         self.next_offset[i] = offset + data.len() as u64;
         self.dirty[i] = true;
-        if take < data.len() || self.bytes[i] >= cap {
+        if self.bytes[i] >= cap {
             self.settled[i] = true;
         }
     }
@@ -141,7 +143,7 @@ impl Selection {
         self.dirty[dir.index()] = true;
     }
 
-    fn probe_input(&self, dir: Direction) -> Vec<u8> {
+    fn probe_input(&self, dir: Direction, cap: usize) -> Vec<u8> {
         let mut of_dir = self.chunks.iter().filter(|c| c.dir == dir);
         if self.transport == Transport::Udp {
             // One datagram per probe, as per feed.
@@ -150,9 +152,13 @@ impl Selection {
                 .map(|c| c.data.clone())
                 .unwrap_or_default();
         }
-        let mut v = Vec::with_capacity(self.bytes[dir.index()]);
+        let mut v = Vec::with_capacity(self.bytes[dir.index()].min(cap));
         for c in of_dir {
-            v.extend_from_slice(&c.data);
+            let room = cap - v.len();
+            v.extend_from_slice(&c.data[..room.min(c.data.len())]);
+            if v.len() == cap {
+                break;
+            }
         }
         v
     }
@@ -161,6 +167,7 @@ impl Selection {
         &mut self,
         backend: &mut B,
         info: &wit::FlowInfo,
+        cap: usize,
         counters: &mut DissectCounters,
     ) -> Verdict {
         let mut best: Option<(u8, usize)> = None;
@@ -169,7 +176,7 @@ impl Selection {
             if !self.dirty[i] || self.bytes[i] == 0 {
                 continue;
             }
-            let input = self.probe_input(dir);
+            let input = self.probe_input(dir, cap);
             for (ci, c) in self.candidates.iter_mut().enumerate() {
                 if !c.alive {
                     continue;

@@ -406,3 +406,20 @@ fn unclaimed_datagrams_are_counted_raw() {
     assert!(h.entries.is_empty());
     assert_eq!(h.stage.counters().flows_raw, 1);
 }
+
+#[test]
+fn a_first_packet_larger_than_the_probe_limit_is_replayed_whole() {
+    let mut h = Harness::new();
+    h.stage.cfg.probe_bytes = 16;
+    // One packet: a 40-byte line, then another; the probe sees 16 bytes, the
+    // plugin must still get all of it, in line with what follows.
+    let first = format!("{}\n{}\n", "a".repeat(40), "b".repeat(30));
+    h.send(Direction::ToServer, 1, first.as_bytes());
+    h.send(Direction::ToServer, 2, b"tail\n");
+    h.close();
+    let reqs: Vec<_> = h.lines().into_iter().map(|(q, _)| q.unwrap()).collect();
+    assert_eq!(
+        reqs,
+        vec!["a".repeat(40), "b".repeat(30), "tail".to_owned()]
+    );
+}
