@@ -11,6 +11,8 @@ use crate::DissectCounters;
 struct Candidate {
     plugin: u16,
     protocol: u16,
+    /// The flow's server port is one of this protocol's well-known ports.
+    hinted: bool,
     alive: bool,
 }
 
@@ -65,6 +67,7 @@ impl Selection {
                 let c = Candidate {
                     plugin: pi as u16,
                     protocol: qi as u16,
+                    hinted: hint,
                     alive: true,
                 };
                 if hint {
@@ -171,7 +174,7 @@ impl Selection {
         counters: &mut DissectCounters,
     ) -> Verdict {
         let mut best: Option<(u8, usize)> = None;
-        for dir in Direction::BOTH {
+        'dirs: for dir in Direction::BOTH {
             let i = dir.index();
             if !self.dirty[i] || self.bytes[i] == 0 {
                 continue;
@@ -186,6 +189,11 @@ impl Selection {
                     Ok(ProbeResult::Yes(conf)) => {
                         if best.is_none_or(|(b, _)| conf > b) {
                             best = Some((conf, ci));
+                        }
+                        // A port-hinted protocol that recognises the bytes
+                        // wins outright: the other plugins are not asked.
+                        if c.hinted {
+                            break 'dirs;
                         }
                     }
                     Ok(ProbeResult::No) => c.alive = false,

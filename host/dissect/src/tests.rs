@@ -22,6 +22,7 @@ struct Lines {
     next: u32,
     fed_bytes: usize,
     calls: usize,
+    probes: usize,
 }
 
 impl Backend for Lines {
@@ -34,6 +35,7 @@ impl Backend for Lines {
         _: Direction,
         data: &[u8],
     ) -> Result<wit::ProbeResult, BackendFault> {
+        self.probes += 1;
         Ok(match data.first() {
             Some(b) if b.is_ascii_alphabetic() => wit::ProbeResult::Yes(50),
             Some(_) => wit::ProbeResult::No,
@@ -421,5 +423,30 @@ fn a_first_packet_larger_than_the_probe_limit_is_replayed_whole() {
     assert_eq!(
         reqs,
         vec!["a".repeat(40), "b".repeat(30), "tail".to_owned()]
+    );
+}
+
+#[test]
+fn a_port_hinted_plugin_that_says_yes_is_chosen_without_asking_the_others() {
+    // Two copies of the line plugin: the first has no port hint, the second
+    // hints the flow's port 7777. Only the hinted one is probed.
+    let mut plugins = catalog(Transport::Tcp).plugins.clone();
+    let mut unhinted = plugins[0].clone();
+    unhinted.protocols[0].ports = vec![1];
+    plugins.insert(0, unhinted);
+    let catalog = Arc::new(Catalog { plugins });
+    let mut stage = DissectStage::new(Lines::default(), catalog, DissectConfig::default());
+    let mut h = Harness::new();
+    std::mem::swap(&mut h.stage, &mut stage);
+    let flow = h.flow.clone();
+    h.event(FlowEvent::Open { flow: &flow });
+    h.send(Direction::ToServer, 1, b"hello\n");
+    h.close();
+    assert_eq!(h.entries.len(), 1);
+    assert_eq!(h.entries[0].plugin, 1, "the hinted plugin");
+    assert_eq!(
+        h.stage.backend().probes,
+        1,
+        "only the hinted plugin was probed"
     );
 }
