@@ -150,28 +150,5 @@ fn public_amqp_ndpi() {
 /// Guard: every shared truth file with amqp records is covered above.
 #[test]
 fn all_shared_amqp_truth_is_covered() {
-    let dir = shared_dir().join("captures").join("truth");
-    let covered = ["generated-amqp.jsonl", "public-amqp-ndpi.jsonl"];
-    let mut missing = Vec::new();
-    for ent in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let p = ent.expect("dir entry").path();
-        let name = p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("")
-            .to_owned();
-        if !name.ends_with(".jsonl") || covered.contains(&name.as_str()) {
-            continue;
-        }
-        let has_amqp = read_json_lines_file(&p)
-            .iter()
-            .any(|t| t.get("proto").and_then(Value::as_str) == Some("amqp"));
-        if has_amqp {
-            missing.push(name);
-        }
-    }
-    assert!(
-        missing.is_empty(),
-        "truth files with amqp records not covered by amqp_truth.rs: {missing:?}"
-    );
+    assert_truth_covered("amqp", &["generated-amqp.jsonl", "public-amqp-ndpi.jsonl"]);
 }

@@ -198,31 +198,11 @@ fn public_zeek_psql() {
 /// Guard: every shared truth file with postgres records is covered above.
 #[test]
 fn all_shared_postgres_truth_is_covered() {
-    let dir = shared_dir().join("captures").join("truth");
-    let covered = [
-        "generated-postgres.jsonl",
-        "public-postgres-zeek-psql.jsonl",
-    ];
-    let mut missing = Vec::new();
-    for ent in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let p = ent.expect("dir entry").path();
-        let name = p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("")
-            .to_owned();
-        if !name.ends_with(".jsonl") || covered.contains(&name.as_str()) {
-            continue;
-        }
-        let has_pg = read_json_lines_file(&p)
-            .iter()
-            .any(|t| t.get("proto").and_then(Value::as_str) == Some("postgres"));
-        if has_pg {
-            missing.push(name);
-        }
-    }
-    assert!(
-        missing.is_empty(),
-        "truth files with postgres records not covered by postgres_truth.rs: {missing:?}"
+    assert_truth_covered(
+        "postgres",
+        &[
+            "generated-postgres.jsonl",
+            "public-postgres-zeek-psql.jsonl",
+        ],
     );
 }

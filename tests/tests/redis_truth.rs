@@ -165,31 +165,11 @@ fn public_zeek_pipelining() {
 /// Guard: every shared truth file with redis records is covered above.
 #[test]
 fn all_shared_redis_truth_is_covered() {
-    let dir = shared_dir().join("captures").join("truth");
-    let covered = [
-        "generated-redis.jsonl",
-        "public-redis-zeek-pipelining.jsonl",
-    ];
-    let mut missing = Vec::new();
-    for ent in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let p = ent.expect("dir entry").path();
-        let name = p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("")
-            .to_owned();
-        if !name.ends_with(".jsonl") || covered.contains(&name.as_str()) {
-            continue;
-        }
-        let has_redis = read_json_lines_file(&p)
-            .iter()
-            .any(|t| t.get("proto").and_then(Value::as_str) == Some("redis"));
-        if has_redis {
-            missing.push(name);
-        }
-    }
-    assert!(
-        missing.is_empty(),
-        "truth files with redis records not covered by redis_truth.rs: {missing:?}"
+    assert_truth_covered(
+        "redis",
+        &[
+            "generated-redis.jsonl",
+            "public-redis-zeek-pipelining.jsonl",
+        ],
     );
 }

@@ -621,3 +621,31 @@ pub fn compare_order(
     }
     Err(out)
 }
+
+/// Guard for a protocol's truth test: every shared truth file with records of
+/// `proto` must be one the test covers, so new captures cannot slip by.
+pub fn assert_truth_covered(proto: &str, covered: &[&str]) {
+    let dir = shared_dir().join("captures").join("truth");
+    let mut missing = Vec::new();
+    for ent in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let p = ent.expect("dir entry").path();
+        let name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_owned();
+        if !name.ends_with(".jsonl") || covered.contains(&name.as_str()) {
+            continue;
+        }
+        let has = read_json_lines_file(&p)
+            .iter()
+            .any(|t| t.get("proto").and_then(Value::as_str) == Some(proto));
+        if has {
+            missing.push(name);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "truth files with {proto} records not covered by its truth test: {missing:?}"
+    );
+}
