@@ -228,6 +228,13 @@ impl FieldDecl {
         self.doc = doc.to_owned();
         self
     }
+    /// All of a declaration in one call, for tables of fields.
+    pub fn declare(id: u16, name: &str, ty: FieldType, top_level: bool, doc: &str) -> Self {
+        FieldDecl {
+            top_level,
+            ..FieldDecl::new(id, name, ty).doc(doc)
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

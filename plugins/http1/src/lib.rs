@@ -49,14 +49,7 @@ impl Dissector for Http1 {
 
     fn info() -> PluginInfo {
         use FieldType::*;
-        let f = |id, name, ty, top: bool, doc| {
-            let d = FieldDecl::new(id, name, ty).doc(doc);
-            if top {
-                d.top_level()
-            } else {
-                d
-            }
-        };
+        let f = FieldDecl::declare;
         PluginInfo::new("http1", env!("CARGO_PKG_VERSION"))
             .protocol(
                 ProtocolDecl::tcp("HTTP", "http")

@@ -85,14 +85,7 @@ impl Dissector for Http2 {
 
     fn info() -> PluginInfo {
         use FieldType::*;
-        let f = |id, name, ty, top: bool, doc| {
-            let d = FieldDecl::new(id, name, ty).doc(doc);
-            if top {
-                d.top_level()
-            } else {
-                d
-            }
-        };
+        let f = FieldDecl::declare;
         PluginInfo::new("http2", env!("CARGO_PKG_VERSION"))
             .protocol(
                 ProtocolDecl::tcp("HTTP/2", "http")

@@ -71,14 +71,7 @@ impl Dissector for Mqtt {
 
     fn info() -> PluginInfo {
         use FieldType::*;
-        let f = |id, name, ty, top: bool, doc| {
-            let d = FieldDecl::new(id, name, ty).doc(doc);
-            if top {
-                d.top_level()
-            } else {
-                d
-            }
-        };
+        let f = FieldDecl::declare;
         PluginInfo::new("mqtt", env!("CARGO_PKG_VERSION"))
             .protocol(
                 ProtocolDecl::tcp("MQTT", "mqtt")
