@@ -45,7 +45,8 @@ pub(crate) fn value_json(v: &Value) -> Json {
     }
 }
 
-fn body_json(b: &Body) -> Json {
+/// A body as in the JSONL record: sizes, `text` (UTF-8) or `base64`.
+pub fn body_json(b: &Body) -> Json {
     let mut o = Map::new();
     o.insert("size".into(), Json::from(b.original_len));
     o.insert("captured".into(), Json::from(b.data.len()));
@@ -67,7 +68,9 @@ fn body_json(b: &Body) -> Json {
     Json::Object(o)
 }
 
-fn message_json(schema: &PluginSchema, m: &Message) -> Json {
+/// A message's fields by name: maps as lists of `[name, value]` pairs in wire
+/// order, lists as arrays, scalars as themselves.
+pub fn message_fields_json(schema: &PluginSchema, m: &Message) -> Json {
     let mut fields = Map::new();
     for (decl, g) in group(schema, m) {
         let v = match g {
@@ -77,9 +80,13 @@ fn message_json(schema: &PluginSchema, m: &Message) -> Json {
         };
         fields.insert(decl.name.clone(), v);
     }
+    Json::Object(fields)
+}
+
+fn message_json(schema: &PluginSchema, m: &Message) -> Json {
     json!({
         "timestamp": rfc3339_micros(m.ts),
-        "fields": fields,
+        "fields": message_fields_json(schema, m),
         "body": m.body.as_ref().map(body_json),
     })
 }

@@ -16,7 +16,7 @@ mod table;
 mod vars;
 
 pub use catalog::{Catalog, FieldSchema, FieldType, PluginSchema, ProtocolSchema};
-pub use json::{entry_to_json, rfc3339_micros};
+pub use json::{body_json, entry_to_json, message_fields_json, rfc3339_micros};
 pub use table::{render_summary, TableWriter};
 pub use vars::entry_vars;
 

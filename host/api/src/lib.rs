@@ -1,0 +1,163 @@
+//! The API: GraphQL queries and subscriptions (graphql-transport-ws) over
+//! the entry store and the live capture, Prometheus `/metrics`, `/healthz`,
+//! and the dashboard's static files.
+//!
+//! The API never reaches into the pipeline: the capture side hands it a
+//! [`Telemetry`] (counters, flows, plugins) and publishes stored entries to a
+//! [`LiveFeed`]; everything else comes from the [`remora_store::Store`].
+//!
+//! Architecture invariant: every request does bounded work: pages are capped,
+//! scans stop after [`MAX_SCAN`] entries and hand back a cursor, query depth
+//! and complexity are limited, subscriptions that fall behind skip (counted)
+//! instead of buffering.
+
+mod auth;
+mod convert;
+mod feed;
+mod metrics;
+mod scalar;
+mod schema;
+mod servicemap;
+mod telemetry;
+mod time_arg;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use remora_entry::Catalog;
+use remora_filter::Variables;
+use remora_store::Store;
+
+pub use feed::LiveFeed;
+pub use scalar::Int64;
+pub use schema::{build_schema, ApiSchema};
+pub use telemetry::{
+    CaptureStats, Counter, FlowRecord, LatencyHistogram, PluginProtocol, PluginRecord, ShardStats,
+    SourceStats, Telemetry,
+};
+
+/// Entries one request may examine before it returns what it has and a cursor.
+pub const MAX_SCAN: u64 = 2_000_000;
+/// Largest page.
+pub const MAX_LIMIT: i32 = 1000;
+
+/// What the API serves from.
+pub struct ApiState {
+    pub store: Arc<Store>,
+    /// The catalog of the plugins loaded now (variables, new entries).
+    pub catalog: Arc<Catalog>,
+    pub variables: Arc<Variables>,
+    pub feed: LiveFeed,
+    pub telemetry: Arc<dyn Telemetry>,
+    pub started: Instant,
+}
+
+impl ApiState {
+    pub fn new(
+        store: Arc<Store>,
+        catalog: Arc<Catalog>,
+        feed: LiveFeed,
+        telemetry: Arc<dyn Telemetry>,
+    ) -> Self {
+        let variables = Arc::new(Variables::new(&[&catalog]));
+        ApiState {
+            store,
+            catalog,
+            variables,
+            feed,
+            telemetry,
+            started: Instant::now(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    pub bind: SocketAddr,
+    /// Bearer token; required when `bind` is not a loopback address.
+    pub token: Option<String>,
+    /// The dashboard's built files (`web/dist`); `/` explains how to build
+    /// them when absent.
+    pub web_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(
+        "refusing to serve the API on {0} without a token: it is not a loopback address; \
+         pass --token (or set REMORA_TOKEN), or bind to 127.0.0.1"
+    )]
+    TokenRequired(SocketAddr),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Loopback binds may go without a token; anything else must have one.
+pub fn check_bind(cfg: &ApiConfig) -> Result<(), ApiError> {
+    if !cfg.bind.ip().is_loopback() && cfg.token.as_deref().is_none_or(str::is_empty) {
+        return Err(ApiError::TokenRequired(cfg.bind));
+    }
+    Ok(())
+}
+
+/// The HTTP routes: `/graphql` (POST queries, GET GraphiQL or a WebSocket
+/// upgrade for subscriptions), `/metrics`, `/healthz`, and `/` for the dashboard.
+pub fn router(state: Arc<ApiState>, cfg: &ApiConfig) -> Router {
+    let schema = build_schema(state.clone());
+    let api = Router::new()
+        .merge(schema::routes(schema))
+        .merge(metrics::routes(state.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            auth::Token(cfg.token.clone().filter(|t| !t.is_empty()).map(Arc::from)),
+            auth::require_token,
+        ));
+    let app = Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .merge(api);
+    match &cfg.web_dir {
+        Some(dir) => app.fallback_service(
+            tower_http::services::ServeDir::new(dir)
+                .fallback(tower_http::services::ServeFile::new(dir.join("index.html"))),
+        ),
+        None => app.fallback(axum::routing::get(no_dashboard)),
+    }
+}
+
+async fn no_dashboard() -> axum::response::Html<&'static str> {
+    axum::response::Html(
+        "<!doctype html><title>Remora</title><h1>Remora</h1>\
+         <p>The dashboard was not built into this binary. Build it with \
+         <code>scripts/build-web.sh</code> (or run <code>scripts/run.sh</code>), or pass \
+         <code>--web-dir web/dist</code>.</p>\
+         <p>The API is at <a href=\"/graphql\">/graphql</a> (GraphiQL), metrics at \
+         <a href=\"/metrics\">/metrics</a>.</p>",
+    )
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Binds `cfg.bind`, naming the address on failure.
+pub async fn bind(cfg: &ApiConfig) -> Result<tokio::net::TcpListener, ApiError> {
+    check_bind(cfg)?;
+    tokio::net::TcpListener::bind(cfg.bind)
+        .await
+        .map_err(|source| ApiError::Bind {
+            addr: cfg.bind,
+            source,
+        })
+}

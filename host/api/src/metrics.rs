@@ -1,0 +1,197 @@
+//! `/metrics` in the Prometheus text exposition format.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+use crate::ApiState;
+
+pub(crate) fn routes(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render(&state),
+    )
+}
+
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: impl std::fmt::Display) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, val)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let escaped = val
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
+                let _ = write!(self.0, "{k}=\"{escaped}\"");
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {v}");
+    }
+    fn one(&mut self, name: &str, kind: &str, help: &str, v: impl std::fmt::Display) {
+        self.family(name, kind, help);
+        self.sample(name, &[], v);
+    }
+}
+
+pub(crate) fn render(state: &ApiState) -> String {
+    let c = state.telemetry.stats();
+    let s = state.store.stats();
+    let mut o = Out(String::with_capacity(4096));
+    o.one(
+        "remora_packets_total",
+        "counter",
+        "Packets read from all sources.",
+        c.packets,
+    );
+    o.one(
+        "remora_bytes_total",
+        "counter",
+        "Bytes of packets read from all sources.",
+        c.bytes,
+    );
+    o.family(
+        "remora_drops_total",
+        "counter",
+        "Packets, bytes, flows or entries dropped, by reason.",
+    );
+    for d in &c.drops {
+        o.sample("remora_drops_total", &[("reason", &d.name)], d.value.0);
+    }
+    o.family(
+        "remora_source_kernel_drops_total",
+        "counter",
+        "Packets the kernel dropped (libpcap ps_drop), by source.",
+    );
+    for src in &c.sources {
+        o.sample(
+            "remora_source_kernel_drops_total",
+            &[("source", &src.name)],
+            src.kernel_drops.0,
+        );
+    }
+    o.family(
+        "remora_source_interface_drops_total",
+        "counter",
+        "Packets the interface dropped (libpcap ps_ifdrop), by source.",
+    );
+    for src in &c.sources {
+        o.sample(
+            "remora_source_interface_drops_total",
+            &[("source", &src.name)],
+            src.interface_drops.0,
+        );
+    }
+    o.one(
+        "remora_flows",
+        "gauge",
+        "Flows tracked now.",
+        c.flows_tracked,
+    );
+    o.one(
+        "remora_entries_total",
+        "counter",
+        "Entries produced by the dissectors.",
+        c.entries,
+    );
+    o.family(
+        "remora_entries_stored_total",
+        "counter",
+        "Entries stored, by protocol.",
+    );
+    for (p, n) in state.feed.per_protocol() {
+        o.sample("remora_entries_stored_total", &[("protocol", &p)], n);
+    }
+    o.one(
+        "remora_subscription_skipped_total",
+        "counter",
+        "Entries live subscribers skipped because they fell behind.",
+        state.feed.lagged(),
+    );
+    o.one(
+        "remora_plugin_calls_total",
+        "counter",
+        "Calls into plugins.",
+        c.plugin_calls,
+    );
+    o.one(
+        "remora_plugin_errors_total",
+        "counter",
+        "Parse errors plugins reported.",
+        c.plugin_errors,
+    );
+    o.one(
+        "remora_plugin_faults_total",
+        "counter",
+        "Plugin traps, deadlines and limit hits.",
+        c.plugin_faults,
+    );
+    let h = &c.plugin_latency;
+    o.family(
+        "remora_plugin_call_seconds",
+        "histogram",
+        "Time per plugin call.",
+    );
+    for (b, n) in h.bounds.iter().zip(&h.cumulative) {
+        o.sample(
+            "remora_plugin_call_seconds_bucket",
+            &[("le", &b.to_string())],
+            n,
+        );
+    }
+    o.sample(
+        "remora_plugin_call_seconds_bucket",
+        &[("le", "+Inf")],
+        h.count,
+    );
+    o.sample("remora_plugin_call_seconds_sum", &[], h.sum_seconds);
+    o.sample("remora_plugin_call_seconds_count", &[], h.count);
+    o.one(
+        "remora_store_bytes",
+        "gauge",
+        "Bytes the entry store uses on disk.",
+        s.bytes,
+    );
+    o.one(
+        "remora_store_limit_bytes",
+        "gauge",
+        "The entry store's size limit.",
+        s.limit_bytes,
+    );
+    o.one(
+        "remora_store_entries",
+        "gauge",
+        "Entries in the store.",
+        s.entries,
+    );
+    o.one(
+        "remora_store_evicted_entries_total",
+        "counter",
+        "Entries evicted (oldest first) to stay under the size limit.",
+        s.evicted_entries,
+    );
+    o.0
+}

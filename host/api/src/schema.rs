@@ -1,0 +1,410 @@
+//! The GraphQL schema: queries over the store and the capture, and the
+//! entries and stats subscriptions.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_graphql::{
+    Context, EmptyMutation, Enum, ErrorExtensions, Object, Schema, SimpleObject, Subscription, ID,
+};
+use async_graphql_axum::{GraphQL, GraphQLSubscription};
+use axum::extract::{Request, State};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use futures_util::{Stream, StreamExt};
+use remora_core::Timestamp;
+use remora_filter::{Filter, FilterError};
+use remora_store::{Order as StoreOrder, Scan, StoredEntry};
+use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream, IntervalStream};
+use tower::ServiceExt as _;
+
+use crate::convert::EntryObject;
+use crate::servicemap::{self, GroupBy, ServiceMap};
+use crate::telemetry::{Counter, FlowRecord, PluginRecord, ShardStats, SourceStats};
+use crate::{time_arg, ApiState, Int64, MAX_LIMIT, MAX_SCAN};
+
+pub type ApiSchema = Schema<QueryRoot, EmptyMutation, SubscriptionRoot>;
+
+/// Deep enough for every query the dashboard makes, shallow enough that no
+/// query fans out without bound.
+const MAX_DEPTH: usize = 12;
+const MAX_COMPLEXITY: usize = 20_000;
+
+pub fn build_schema(state: Arc<ApiState>) -> ApiSchema {
+    Schema::build(QueryRoot, EmptyMutation, SubscriptionRoot)
+        .data(state)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
+        .finish()
+}
+
+pub(crate) fn routes(schema: ApiSchema) -> Router {
+    Router::new()
+        .route(
+            "/graphql",
+            get(graphql_get).post_service(GraphQL::new(schema.clone())),
+        )
+        .with_state(schema)
+}
+
+/// GET /graphql is GraphiQL for a browser, or a graphql-transport-ws
+/// subscription when it is a WebSocket upgrade.
+async fn graphql_get(State(schema): State<ApiSchema>, req: Request) -> Response {
+    let upgrade = req
+        .headers()
+        .get(axum::http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if upgrade {
+        match GraphQLSubscription::new(schema).oneshot(req).await {
+            Ok(resp) => resp.into_response(),
+            Err(never) => match never {},
+        }
+    } else {
+        Html(
+            async_graphql::http::GraphiQLSource::build()
+                .endpoint("/graphql")
+                .subscription_endpoint("/graphql")
+                .title("Remora GraphiQL")
+                .finish(),
+        )
+        .into_response()
+    }
+}
+
+fn state<'a>(ctx: &Context<'a>) -> &'a Arc<ApiState> {
+    ctx.data_unchecked::<Arc<ApiState>>()
+}
+
+fn filter_error(e: FilterError) -> async_graphql::Error {
+    let (start, end) = (e.start, e.end);
+    async_graphql::Error::new(format!("filter: {}", e.message)).extend_with(|_, x| {
+        x.set("code", "BAD_FILTER");
+        x.set("start", start as i64);
+        x.set("end", end as i64);
+    })
+}
+
+pub(crate) fn compile(state: &ApiState, filter: Option<&str>) -> async_graphql::Result<Filter> {
+    Filter::compile(filter.unwrap_or(""), &state.variables).map_err(filter_error)
+}
+
+fn time_bound(name: &str, v: Option<&str>) -> async_graphql::Result<Option<Timestamp>> {
+    v.map(|s| time_arg::parse(name, s))
+        .transpose()
+        .map_err(async_graphql::Error::new)
+}
+
+#[derive(Enum, Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum Order {
+    #[default]
+    NewestFirst,
+    OldestFirst,
+}
+
+#[derive(SimpleObject)]
+pub struct EntryPage {
+    entries: Vec<EntryObject>,
+    /// Cursor for the next page (pass it as `after`); null when this is the last.
+    next: Option<ID>,
+    /// Entries examined to produce this page.
+    scanned: Int64,
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "StoreStats")]
+pub struct StoreStatsObject {
+    bytes: Int64,
+    limit_bytes: Int64,
+    entries: Int64,
+    evicted_entries: Int64,
+    oldest_id: Option<ID>,
+    newest_id: Option<ID>,
+}
+
+#[derive(SimpleObject)]
+pub struct Stats {
+    uptime_seconds: f64,
+    packets: Int64,
+    bytes: Int64,
+    entries: Int64,
+    /// By reason, every stage and source, only non-zero.
+    drops: Vec<Counter>,
+    sources: Vec<SourceStats>,
+    shards: Vec<ShardStats>,
+    store: StoreStatsObject,
+    /// Entries stored per protocol since start.
+    protocols: Vec<Counter>,
+}
+
+pub(crate) fn stats_of(state: &ApiState) -> Stats {
+    let c = state.telemetry.stats();
+    let s = state.store.stats();
+    Stats {
+        uptime_seconds: state.started.elapsed().as_secs_f64(),
+        packets: c.packets.into(),
+        bytes: c.bytes.into(),
+        entries: c.entries.into(),
+        drops: c.drops,
+        sources: c.sources,
+        shards: c.shards,
+        store: StoreStatsObject {
+            bytes: s.bytes.into(),
+            limit_bytes: s.limit_bytes.into(),
+            entries: s.entries.into(),
+            evicted_entries: s.evicted_entries.into(),
+            oldest_id: s.oldest_id.map(|i| ID(i.to_string())),
+            newest_id: s.newest_id.map(|i| ID(i.to_string())),
+        },
+        protocols: state
+            .feed
+            .per_protocol()
+            .into_iter()
+            .map(|(k, v)| Counter::new(k, v))
+            .collect(),
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct FilterCheck {
+    ok: bool,
+    error: Option<FilterErrorObject>,
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "FilterError")]
+pub struct FilterErrorObject {
+    message: String,
+    /// 0-based character offsets into the filter; end exclusive.
+    start: i32,
+    end: i32,
+}
+
+#[derive(SimpleObject)]
+pub struct Variable {
+    /// "status_code", "request.headers", "src.ip"
+    name: String,
+    /// "bool", "int", "string", "timestamp", "list(string)", "map(string,string)", ...
+    #[graphql(name = "type")]
+    ty: String,
+    /// The protocol flag it belongs to; null for network and identity variables.
+    protocol: Option<String>,
+    doc: String,
+}
+
+pub struct QueryRoot;
+
+fn parse_id(id: &ID) -> async_graphql::Result<u64> {
+    id.parse::<u64>()
+        .map_err(|_| async_graphql::Error::new(format!("{:?} is not an entry id", id.as_str())))
+}
+
+/// Runs on a blocking thread: the store reads files.
+fn page(
+    state: &ApiState,
+    filter: &Filter,
+    scan: &Scan,
+    limit: usize,
+) -> async_graphql::Result<EntryPage> {
+    let mut entries: Vec<EntryObject> = Vec::with_capacity(limit.min(128));
+    let mut scanned = 0u64;
+    let mut last_scanned = None;
+    let mut more = false;
+    state
+        .store
+        .scan(scan, &mut |se: &StoredEntry| {
+            scanned += 1;
+            last_scanned = Some(se.entry.id);
+            if filter.matches(&se.catalog, &se.entry) {
+                if entries.len() == limit {
+                    more = true;
+                    return ControlFlow::Break(());
+                }
+                entries.push(EntryObject::new(Arc::new(se.clone()), false));
+            }
+            if scanned >= MAX_SCAN {
+                more = true;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        })
+        .map_err(|e| async_graphql::Error::new(format!("store: {e}")))?;
+    let next = more.then(|| {
+        let id = if entries.len() == limit {
+            entries.last().map(|e| e.stored.entry.id)
+        } else {
+            last_scanned
+        };
+        ID(id.unwrap_or_default().to_string())
+    });
+    Ok(EntryPage {
+        entries,
+        next,
+        scanned: scanned.into(),
+    })
+}
+
+#[Object]
+impl QueryRoot {
+    /// Stored entries matching a CEL filter, newest first by default.
+    /// `from`/`to`: RFC 3339 bounds on the entry time ([from, to)); `after`:
+    /// the previous page's `next`; `limit`: 1 to 1000. A page stops early
+    /// (with a `next` cursor) after examining 2 000 000 entries.
+    #[allow(clippy::too_many_arguments)]
+    async fn entries(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<String>,
+        from: Option<String>,
+        to: Option<String>,
+        after: Option<ID>,
+        #[graphql(default = 100)] limit: i32,
+        #[graphql(default)] order: Order,
+    ) -> async_graphql::Result<EntryPage> {
+        let state = state(ctx).clone();
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(async_graphql::Error::new(format!(
+                "limit {limit} is out of range 1..={MAX_LIMIT}"
+            )));
+        }
+        let filter = compile(&state, filter.as_deref())?;
+        let scan = Scan {
+            order: match order {
+                Order::NewestFirst => StoreOrder::NewestFirst,
+                Order::OldestFirst => StoreOrder::OldestFirst,
+            },
+            after_id: after.as_ref().map(parse_id).transpose()?,
+            from: time_bound("from", from.as_deref())?,
+            to: time_bound("to", to.as_deref())?,
+            with_bodies: false,
+        };
+        tokio::task::spawn_blocking(move || page(&state, &filter, &scan, limit as usize))
+            .await
+            .map_err(|e| async_graphql::Error::new(format!("scan failed: {e}")))?
+    }
+
+    /// One entry with its bodies; null when unknown or evicted.
+    async fn entry(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<EntryObject>> {
+        let id = parse_id(&id)?;
+        let state = state(ctx).clone();
+        let found = tokio::task::spawn_blocking(move || state.store.get(id))
+            .await
+            .map_err(|e| async_graphql::Error::new(format!("read failed: {e}")))?
+            .map_err(|e| async_graphql::Error::new(format!("store: {e}")))?;
+        Ok(found.map(|se| EntryObject::new(Arc::new(se), true)))
+    }
+
+    /// Recently seen L4 flows, newest first (bounded in memory).
+    async fn flows(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 100)] limit: i32,
+    ) -> Vec<FlowRecord> {
+        state(ctx).telemetry.flows(limit.clamp(1, 10_000) as usize)
+    }
+
+    async fn stats(&self, ctx: &Context<'_>) -> Stats {
+        stats_of(state(ctx))
+    }
+
+    async fn plugins(&self, ctx: &Context<'_>) -> Vec<PluginRecord> {
+        state(ctx).telemetry.plugins()
+    }
+
+    /// Compile a filter without running it (for inline errors).
+    async fn check_filter(&self, ctx: &Context<'_>, filter: String) -> FilterCheck {
+        match Filter::compile(&filter, &state(ctx).variables) {
+            Ok(_) => FilterCheck {
+                ok: true,
+                error: None,
+            },
+            Err(e) => FilterCheck {
+                ok: false,
+                error: Some(FilterErrorObject {
+                    message: e.message,
+                    start: i32::try_from(e.start).unwrap_or(i32::MAX),
+                    end: i32::try_from(e.end).unwrap_or(i32::MAX),
+                }),
+            },
+        }
+    }
+
+    /// Every filter variable the server knows (for autocompletion).
+    async fn variables(&self, ctx: &Context<'_>) -> Vec<Variable> {
+        state(ctx)
+            .variables
+            .list()
+            .iter()
+            .map(|v| Variable {
+                name: v.name.clone(),
+                ty: v.ty.clone(),
+                protocol: v.protocol.clone(),
+                doc: v.doc.clone(),
+            })
+            .collect()
+    }
+
+    /// Calls between endpoints over stored entries matching `filter` in
+    /// [from, to) (the newest 500 000 at most).
+    async fn service_map(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<String>,
+        from: Option<String>,
+        to: Option<String>,
+        #[graphql(default)] group_by: GroupBy,
+    ) -> async_graphql::Result<ServiceMap> {
+        let state = state(ctx).clone();
+        let filter = compile(&state, filter.as_deref())?;
+        let from = time_bound("from", from.as_deref())?;
+        let to = time_bound("to", to.as_deref())?;
+        tokio::task::spawn_blocking(move || servicemap::build(&state, &filter, from, to, group_by))
+            .await
+            .map_err(|e| async_graphql::Error::new(format!("scan failed: {e}")))?
+    }
+}
+
+pub struct SubscriptionRoot;
+
+#[Subscription]
+impl SubscriptionRoot {
+    /// Every newly stored entry matching `filter`, as it is stored. A client
+    /// that falls more than 8192 entries behind skips the oldest (counted).
+    async fn entries(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<String>,
+    ) -> async_graphql::Result<impl Stream<Item = EntryObject>> {
+        let state = state(ctx).clone();
+        let filter = compile(&state, filter.as_deref())?;
+        let feed = state.feed.clone();
+        Ok(
+            BroadcastStream::new(state.feed.subscribe()).filter_map(move |item| {
+                let out = match item {
+                    Ok(se) if filter.matches(&se.catalog, &se.entry) => {
+                        Some(EntryObject::new(se, true))
+                    }
+                    Ok(_) => None,
+                    Err(BroadcastStreamRecvError::Lagged(n)) => {
+                        feed.count_lagged(n);
+                        None
+                    }
+                };
+                std::future::ready(out)
+            }),
+        )
+    }
+
+    /// A stats snapshot every `intervalMs` (at least 250).
+    async fn stats(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 1000)] interval_ms: i32,
+    ) -> impl Stream<Item = Stats> {
+        let state = state(ctx).clone();
+        let every = Duration::from_millis(interval_ms.max(250) as u64);
+        IntervalStream::new(tokio::time::interval(every)).map(move |_| stats_of(&state))
+    }
+}

@@ -1,0 +1,560 @@
+//! The API over a real store, served on a loopback port: queries, paging,
+//! filters, bodies, subscriptions over graphql-transport-ws, auth, metrics,
+//! limits, and the committed SDL.
+//!
+//! The capture side is a fixed `Telemetry` here (the end-to-end tests in
+//! tests/ run the API against a real capture).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use remora_api::{
+    router, ApiConfig, ApiState, CaptureStats, Counter, FlowRecord, LiveFeed, PluginRecord,
+    Telemetry,
+};
+use remora_core::{Endpoint, Timestamp, Transport};
+use remora_entry::{
+    Body, Catalog, Entry, Field, FieldSchema, FieldType, Message, PluginSchema, ProtocolSchema,
+    Value,
+};
+use remora_store::{Store, StoreConfig, StoredEntry};
+use serde_json::{json, Value as Json};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message as Ws;
+
+fn catalog() -> Arc<Catalog> {
+    let f = |id, name: &str, ty| FieldSchema {
+        id,
+        name: name.into(),
+        ty,
+        top_level: true,
+        doc: String::new(),
+    };
+    let p = |name: &str, flag: &str, transport, req: &str, resp: &str| ProtocolSchema {
+        name: name.into(),
+        flag: flag.into(),
+        transport,
+        ports: vec![80],
+        request_summary: req.into(),
+        response_summary: resp.into(),
+    };
+    Arc::new(Catalog {
+        plugins: vec![
+            PluginSchema::new(
+                "http1".into(),
+                "0.1.0".into(),
+                vec![p(
+                    "HTTP",
+                    "http",
+                    Transport::Tcp,
+                    "{method} {path}",
+                    "{status_code}",
+                )],
+                vec![
+                    f(0, "method", FieldType::Str),
+                    f(1, "path", FieldType::Str),
+                    f(2, "status_code", FieldType::Int),
+                    f(3, "headers", FieldType::StrMap),
+                ],
+            ),
+            PluginSchema::new(
+                "dns".into(),
+                "0.1.0".into(),
+                vec![p("DNS", "dns", Transport::Udp, "{dns_questions}", "")],
+                vec![
+                    f(0, "dns_questions", FieldType::StrList),
+                    f(1, "dns_rcode", FieldType::Int),
+                ],
+            ),
+        ],
+    })
+}
+
+/// Entry n: HTTP GET /item/n from 10.0.0.(n%3+1) to 10.0.1.1:80, status 500
+/// every 10th; every 4th is a DNS query instead.
+fn entry(n: u64) -> Entry {
+    let ts = Timestamp(1_764_000_000_000_000 + n as i64 * 1000);
+    let client = Endpoint::new([10, 0, 0, (n % 3 + 1) as u8].into(), 40000);
+    if n % 4 == 3 {
+        return Entry {
+            id: 0,
+            flow_id: n,
+            plugin: 1,
+            protocol: 0,
+            transport: Transport::Udp,
+            client,
+            server: Endpoint::new([10, 0, 2, 53].into(), 53),
+            request: Some(Message {
+                ts,
+                fields: vec![Field {
+                    id: 0,
+                    value: Value::Str(format!("host{n}.example.com")),
+                }],
+                body: None,
+            }),
+            response: Some(Message {
+                ts: ts.add_micros(50),
+                fields: vec![Field {
+                    id: 1,
+                    value: Value::Int(if n % 8 == 7 { 3 } else { 0 }),
+                }],
+                body: None,
+            }),
+            standalone: false,
+        };
+    }
+    Entry {
+        id: 0,
+        flow_id: n,
+        plugin: 0,
+        protocol: 0,
+        transport: Transport::Tcp,
+        client,
+        server: Endpoint::new([10, 0, 1, 1].into(), 80),
+        request: Some(Message {
+            ts,
+            fields: vec![
+                Field {
+                    id: 0,
+                    value: Value::Str("GET".into()),
+                },
+                Field {
+                    id: 1,
+                    value: Value::Str(format!("/item/{n}")),
+                },
+                Field {
+                    id: 3,
+                    value: Value::Pair("Content-Type".into(), "application/json".into()),
+                },
+            ],
+            body: None,
+        }),
+        response: Some(Message {
+            ts: ts.add_micros(100 + n as i64),
+            fields: vec![Field {
+                id: 2,
+                value: Value::Int(if n.is_multiple_of(10) { 500 } else { 200 }),
+            }],
+            body: Some(Body {
+                data: format!("{{\"n\":{n}}}").into_bytes(),
+                original_len: 7,
+                truncated: false,
+                decoded_from: None,
+            }),
+        }),
+        standalone: false,
+    }
+}
+
+struct FixedTelemetry;
+
+impl Telemetry for FixedTelemetry {
+    fn stats(&self) -> CaptureStats {
+        CaptureStats {
+            packets: 1234,
+            bytes: 99_000,
+            entries: 40,
+            drops: vec![Counter::new("flow_table_full", 2)],
+            ..CaptureStats::default()
+        }
+    }
+    fn flows(&self, _limit: usize) -> Vec<FlowRecord> {
+        Vec::new()
+    }
+    fn plugins(&self) -> Vec<PluginRecord> {
+        Vec::new()
+    }
+}
+
+struct Server {
+    addr: SocketAddr,
+    state: Arc<ApiState>,
+    _dir: tempfile::TempDir,
+}
+
+/// A store with `n` entries behind a server on an ephemeral loopback port.
+async fn server(n: u64, token: Option<&str>) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(StoreConfig::new(dir.path())).unwrap();
+    let cat = catalog();
+    let mut entries: Vec<Entry> = (0..n).map(entry).collect();
+    if !entries.is_empty() {
+        store.append(&cat, &mut entries).unwrap();
+    }
+    let state = Arc::new(ApiState::new(
+        Arc::new(store),
+        cat,
+        LiveFeed::new(),
+        Arc::new(FixedTelemetry),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cfg = ApiConfig {
+        bind: addr,
+        token: token.map(str::to_owned),
+        web_dir: None,
+    };
+    let app = router(state.clone(), &cfg);
+    tokio::spawn(remora_api::serve(listener, app, std::future::pending()));
+    Server {
+        addr,
+        state,
+        _dir: dir,
+    }
+}
+
+async fn gql(s: &Server, query: &str, vars: Json) -> Json {
+    reqwest::Client::new()
+        .post(format!("http://{}/graphql", s.addr))
+        .json(&json!({"query": query, "variables": vars}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn committed_sdl_matches_the_code() {
+    let s = server(0, None).await;
+    let sdl = remora_api::build_schema(s.state.clone()).sdl();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql");
+    if std::env::var_os("REMORA_UPDATE_SCHEMA").is_some() {
+        std::fs::write(path, &sdl).unwrap();
+    }
+    let committed = std::fs::read_to_string(path).unwrap();
+    assert!(
+        committed == sdl,
+        "host/api/schema.graphql differs from the schema in the code; \
+         rerun with REMORA_UPDATE_SCHEMA=1 and review the diff"
+    );
+}
+
+#[tokio::test]
+async fn filtered_pages_cover_every_match_once_newest_first() {
+    let s = server(200, None).await;
+    let q = "query($after: ID) { entries(filter: \"http && status_code >= 500\", limit: 7, after: $after) { next scanned entries { id status protocol summary src { ip port name } } } }";
+    let mut ids = Vec::new();
+    let mut after = Json::Null;
+    for _ in 0..10 {
+        let r = gql(&s, q, json!({ "after": after })).await;
+        let page = &r["data"]["entries"];
+        for e in page["entries"].as_array().unwrap() {
+            assert_eq!(e["status"], 500);
+            assert_eq!(e["protocol"], "HTTP");
+            assert!(e["summary"].as_str().unwrap().starts_with("GET /item/"));
+            ids.push(e["id"].as_str().unwrap().parse::<u64>().unwrap());
+        }
+        after = page["next"].clone();
+        if after.is_null() {
+            break;
+        }
+    }
+    // Entries 0, 10, ... 190 get ids 1, 11, ..., 191; newest first.
+    let expected: Vec<u64> = (0..200u64)
+        .rev()
+        .filter(|n| n % 10 == 0)
+        .map(|n| n + 1)
+        .collect();
+    assert_eq!(ids, expected);
+}
+
+#[tokio::test]
+async fn time_bounds_and_order() {
+    let s = server(50, None).await;
+    // Entry n is at base + n ms; [n=10, n=20) oldest first.
+    let r = gql(
+        &s,
+        "{ entries(from: \"2025-11-24T16:00:00.010Z\", to: \"2025-11-24T16:00:00.020Z\", order: OLDEST_FIRST) { entries { id timestamp } } }",
+        Json::Null,
+    )
+    .await;
+    let ids: Vec<String> = r["data"]["entries"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, (11..=20).map(|i| i.to_string()).collect::<Vec<_>>());
+    let bad = gql(
+        &s,
+        "{ entries(from: \"yesterday\") { scanned } }",
+        Json::Null,
+    )
+    .await;
+    let msg = bad["errors"][0]["message"].as_str().unwrap();
+    assert!(msg.contains("\"yesterday\""), "{msg}");
+}
+
+#[tokio::test]
+async fn bad_filters_are_errors_with_their_span() {
+    let s = server(5, None).await;
+    let r = gql(
+        &s,
+        "{ entries(filter: \"http && stauts_code > 1\") { scanned } }",
+        Json::Null,
+    )
+    .await;
+    let err = &r["errors"][0];
+    assert_eq!(err["extensions"]["code"], "BAD_FILTER");
+    assert_eq!(err["extensions"]["start"], 8);
+    assert_eq!(err["extensions"]["end"], 19);
+    let c = gql(
+        &s,
+        "{ checkFilter(filter: \"dns && (\") { ok error { message start end } } }",
+        Json::Null,
+    )
+    .await;
+    assert_eq!(c["data"]["checkFilter"]["ok"], false);
+    assert!(
+        c["data"]["checkFilter"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .len()
+            > 3
+    );
+    let ok = gql(
+        &s,
+        "{ checkFilter(filter: \"dns && dns_rcode != 0\") { ok error { message } } }",
+        Json::Null,
+    )
+    .await;
+    assert_eq!(
+        ok["data"]["checkFilter"],
+        json!({"ok": true, "error": null})
+    );
+    let lim = gql(&s, "{ entries(limit: 5000) { scanned } }", Json::Null).await;
+    assert!(lim["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("5000"));
+}
+
+#[tokio::test]
+async fn entry_by_id_has_bodies_and_fields_lists_do_not() {
+    let s = server(12, None).await;
+    let one = gql(&s, "{ entry(id: \"11\") { id vars request { fields } response { summary body { text size captured truncated } } } }", Json::Null).await;
+    let e = &one["data"]["entry"];
+    assert_eq!(e["response"]["body"]["text"], "{\"n\":10}");
+    assert_eq!(e["response"]["summary"], "500");
+    assert_eq!(
+        e["request"]["fields"]["headers"],
+        json!([["Content-Type", "application/json"]])
+    );
+    assert_eq!(
+        e["vars"]["request.headers"]["content-type"],
+        "application/json"
+    );
+    let list = gql(
+        &s,
+        "{ entries(limit: 1) { entries { response { body { text } } } } }",
+        Json::Null,
+    )
+    .await;
+    assert_eq!(
+        list["data"]["entries"]["entries"][0]["response"]["body"],
+        Json::Null
+    );
+    let none = gql(&s, "{ entry(id: \"999\") { id } }", Json::Null).await;
+    assert_eq!(none["data"]["entry"], Json::Null);
+    let bad = gql(&s, "{ entry(id: \"x\") { id } }", Json::Null).await;
+    assert!(bad["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("\"x\""));
+}
+
+#[tokio::test]
+async fn service_map_counts_calls_errors_and_latency() {
+    let s = server(40, None).await;
+    let r = gql(&s, "{ serviceMap(filter: \"http\") { scanned nodes { id } edges { source target protocol flag count errors p50Us p95Us } } }", Json::Null).await;
+    let m = &r["data"]["serviceMap"];
+    assert_eq!(m["scanned"], 40);
+    let edges = m["edges"].as_array().unwrap();
+    // HTTP entries: n % 4 != 3 → 30, from three clients to one server.
+    let total: i64 = edges.iter().map(|e| e["count"].as_i64().unwrap()).sum();
+    assert_eq!(total, 30);
+    assert_eq!(edges.len(), 3);
+    assert_eq!(m["nodes"].as_array().unwrap().len(), 4);
+    let errors: i64 = edges.iter().map(|e| e["errors"].as_i64().unwrap()).sum();
+    assert_eq!(errors, 4, "n = 0, 10, 20, 30 are 500s");
+    for e in edges {
+        assert_eq!(e["flag"], "http");
+        assert_eq!(e["target"], "10.0.1.1");
+        assert!(e["p95Us"].as_i64().unwrap() >= e["p50Us"].as_i64().unwrap());
+        assert!(e["p50Us"].as_i64().unwrap() >= 100);
+    }
+}
+
+#[tokio::test]
+async fn queries_deeper_than_the_limit_are_refused() {
+    let s = server(0, None).await;
+    let deep = "{ __schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } } } } } }";
+    let r = gql(&s, deep, Json::Null).await;
+    let msg = r["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("nested too deep"), "{r}");
+}
+
+#[tokio::test]
+async fn subscription_delivers_matching_entries_as_they_are_stored() {
+    let s = server(0, None).await;
+    let mut req = format!("ws://{}/graphql", s.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    ws.send(Ws::Text(
+        json!({"type": "connection_init"}).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    let next_json = |m: Ws| serde_json::from_str::<Json>(m.to_text().unwrap()).unwrap();
+    let ack = next_json(ws.next().await.unwrap().unwrap());
+    assert_eq!(ack["type"], "connection_ack");
+    ws.send(Ws::Text(
+        json!({"id": "1", "type": "subscribe", "payload": {
+            "query": "subscription { entries(filter: \"dns\") { id protocol response { summary } } }"
+        }})
+        .to_string()
+        .into(),
+    ))
+    .await
+    .unwrap();
+    // Give the server a moment to register the subscription.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let cat = s.state.catalog.clone();
+    let mut batch: Vec<Entry> = (0..8).map(entry).collect();
+    s.state.store.append(&cat, &mut batch).unwrap();
+    for e in batch {
+        s.state.feed.publish(Arc::new(StoredEntry {
+            catalog: cat.clone(),
+            entry: e,
+        }));
+    }
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("an entry within 5 s")
+            .unwrap()
+            .unwrap();
+        let m = next_json(m);
+        assert_eq!(m["type"], "next", "{m}");
+        let e = &m["payload"]["data"]["entries"];
+        assert_eq!(e["protocol"], "DNS");
+        got.push(e["id"].as_str().unwrap().to_owned());
+    }
+    // Entries 3 and 7 are the DNS ones: ids 4 and 8.
+    assert_eq!(got, ["4", "8"]);
+    assert_eq!(s.state.feed.published(), 8);
+}
+
+#[tokio::test]
+async fn token_is_required_when_configured_and_for_non_loopback_binds() {
+    let s = server(3, Some("s3cret")).await;
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/graphql", s.addr);
+    let body = json!({"query": "{ stats { packets } }"});
+    let no = http.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(no.status(), 401);
+    let wrong = http
+        .post(&url)
+        .bearer_auth("nope")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let ok = http
+        .post(&url)
+        .bearer_auth("s3cret")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let j: Json = ok.json().await.unwrap();
+    assert_eq!(j["data"]["stats"]["packets"], 1234);
+    let metrics = http
+        .get(format!("http://{}/metrics", s.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 401);
+    let health = http
+        .get(format!("http://{}/healthz", s.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+
+    let open = ApiConfig {
+        bind: "0.0.0.0:8899".parse().unwrap(),
+        token: None,
+        web_dir: None,
+    };
+    let e = remora_api::check_bind(&open).unwrap_err().to_string();
+    assert!(e.contains("0.0.0.0:8899") && e.contains("--token"), "{e}");
+    assert!(remora_api::check_bind(&ApiConfig {
+        token: Some("t".into()),
+        ..open.clone()
+    })
+    .is_ok());
+    assert!(remora_api::check_bind(&ApiConfig {
+        bind: "[::1]:8899".parse().unwrap(),
+        ..open
+    })
+    .is_ok());
+}
+
+#[tokio::test]
+async fn metrics_and_stats_report_capture_and_store() {
+    let s = server(10, None).await;
+    let text = reqwest::get(format!("http://{}/metrics", s.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("remora_packets_total 1234\n"), "{text}");
+    assert!(text.contains("remora_drops_total{reason=\"flow_table_full\"} 2\n"));
+    assert!(text.contains("remora_store_entries 10\n"));
+    assert!(text.contains("# TYPE remora_plugin_call_seconds histogram"));
+    let r = gql(
+        &s,
+        "{ stats { packets drops { name value } store { entries newestId limitBytes } } }",
+        Json::Null,
+    )
+    .await;
+    assert_eq!(r["data"]["stats"]["store"]["entries"], 10);
+    assert_eq!(r["data"]["stats"]["store"]["newestId"], "10");
+    assert_eq!(r["data"]["stats"]["drops"][0]["value"], 2);
+}
+
+#[tokio::test]
+async fn variables_and_graphiql() {
+    let s = server(0, None).await;
+    let r = gql(&s, "{ variables { name type protocol } }", Json::Null).await;
+    let names: Vec<&str> = r["data"]["variables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    for n in ["status_code", "src.ip", "dns_questions", "http"] {
+        assert!(names.contains(&n), "{n} missing from {names:?}");
+    }
+    let page = reqwest::get(format!("http://{}/graphql", s.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("graphiql"), "GET /graphql serves GraphiQL");
+}
