@@ -39,6 +39,10 @@ impl<D: Dissector> exp::GuestSession for SessionAdapter<D> {
         }
     }
 
+    fn takeover(&self, previous: String, params: Vec<(String, String)>) {
+        self.inner.borrow_mut().0.takeover(&previous, &params);
+    }
+
     fn feed(&self, dir: w::Direction, base: u64, data: Vec<u8>) -> w::FeedResult {
         let mut g = self.inner.borrow_mut();
         let (s, out) = &mut *g;
@@ -184,5 +188,11 @@ fn feed_result(r: crate::FeedResult) -> w::FeedResult {
             })
             .collect(),
         error: r.error,
+        switch: r.switch.map(|s| w::ProtocolSwitch {
+            protocol: s.protocol,
+            to_server: s.offsets[0],
+            to_client: s.offsets[1],
+            params: s.params,
+        }),
     }
 }

@@ -110,6 +110,7 @@ impl Progress {
 pub struct Output {
     messages: Vec<Message>,
     error: Option<String>,
+    switch: Option<ProtocolSwitch>,
 }
 
 impl Output {
@@ -148,6 +149,13 @@ impl Output {
             self.error = Some(reason.into());
         }
     }
+    /// Hand the flow to another protocol's plugin after this call (see
+    /// `ProtocolSwitch`). Do not consume bytes at or beyond its offsets: the
+    /// host passes what it still holds from there to the new session. The
+    /// last switch of a call wins; only `feed` may switch.
+    pub fn switch_protocol(&mut self, switch: ProtocolSwitch) {
+        self.switch = Some(switch);
+    }
     pub fn has_error(&self) -> bool {
         self.error.is_some()
     }
@@ -158,6 +166,10 @@ impl Output {
     pub fn take(&mut self) -> (Vec<Message>, Option<String>) {
         (core::mem::take(&mut self.messages), self.error.take())
     }
+    /// Take the protocol switch requested by this call, if any.
+    pub fn take_switch(&mut self) -> Option<ProtocolSwitch> {
+        self.switch.take()
+    }
     /// Take what was collected as a WIT-shaped result with `progress`.
     pub fn finish(&mut self, progress: Progress) -> FeedResult {
         let (messages, error) = self.take();
@@ -167,6 +179,7 @@ impl Output {
             need: u32::try_from(progress.need).unwrap_or(u32::MAX),
             messages,
             error,
+            switch: self.switch.take(),
         }
     }
 }

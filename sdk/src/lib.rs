@@ -3,7 +3,7 @@
 //! Write a Remora protocol dissector in Rust: implement [`Dissector`] and
 //! [`Session`] with the plain-Rust types of this crate, then invoke
 //! [`export_dissector!`] once. Built for `wasm32-wasip2` the crate is a
-//! component exporting `remora:plugin/dissector@0.1.0`; built natively the same
+//! component exporting `remora:plugin/dissector@0.2.0`; built natively the same
 //! code runs in unit tests and benchmarks through [`native::Harness`].
 //!
 //! See `README.md` for the feed/consumed/skip/need contract.
@@ -27,7 +27,7 @@ pub mod prelude {
     pub use crate::{
         config, config_or, Body, Cursor, Direction, Dissector, Field, FieldDecl, FieldType,
         FlowInfo, Input, Message, MessageBuilder, MessageKind, Output, PluginInfo, Probe, Progress,
-        ProtocolDecl, Session, Span, Text, Transport, Value,
+        ProtocolDecl, ProtocolSwitch, Session, Span, Text, Transport, Value,
     };
 }
 
@@ -64,6 +64,13 @@ pub trait Session: 'static {
     /// `dir` ended (FIN, RST, idle, end of capture): flush what is pending.
     fn end(&mut self, dir: Direction, out: &mut Output) {
         let _ = (dir, out);
+    }
+
+    /// This session takes the flow over from protocol `previous` (another
+    /// session asked for a `ProtocolSwitch`); `params` are the switch's.
+    /// Called once, before any `feed`. Default: nothing to learn.
+    fn takeover(&mut self, previous: &str, params: &[(String, String)]) {
+        let _ = (previous, params);
     }
 }
 

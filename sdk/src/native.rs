@@ -2,7 +2,9 @@
 //! and the thread-local stand-ins for the host imports.
 
 use crate::host::log::Level;
-use crate::{Direction, Dissector, FeedResult, FlowInfo, Input, Message, Output, Session};
+use crate::{
+    Direction, Dissector, FeedResult, FlowInfo, Input, Message, Output, ProtocolSwitch, Session,
+};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -62,6 +64,10 @@ struct DirBuf {
 ///   for new bytes.
 /// - `gap` discards the unconsumed bytes of that direction (they count in the
 ///   stream offset) and the lost bytes first pay off an outstanding `skip`.
+/// - After a `feed` that asked for a protocol switch, the session gets no
+///   more calls: the switch is kept in `switch`, and bytes that arrive later
+///   stay pending (`pending`, `pending_bytes`), as the host would hand them
+///   to the next protocol's session.
 pub struct Harness<D: Dissector> {
     session: D::Session,
     dirs: [DirBuf; 2],
@@ -76,6 +82,8 @@ pub struct Harness<D: Dissector> {
     pub bytes_passed: u64,
     /// Total bytes dropped through `skip`.
     pub bytes_skipped: u64,
+    /// The protocol switch the session asked for; it gets no calls after it.
+    pub switch: Option<ProtocolSwitch>,
 }
 
 impl<D: Dissector> Harness<D> {
@@ -89,7 +97,15 @@ impl<D: Dissector> Harness<D> {
             calls: 0,
             bytes_passed: 0,
             bytes_skipped: 0,
+            switch: None,
         }
+    }
+
+    /// A harness whose session took the flow over from `previous` with `params`.
+    pub fn takeover(flow: &FlowInfo, previous: &str, params: &[(String, String)]) -> Self {
+        let mut h = Self::new(flow);
+        h.session.takeover(previous, params);
+        h
     }
 
     /// A harness on `FlowInfo::tcp_test(1, port)`.
@@ -104,6 +120,12 @@ impl<D: Dissector> Harness<D> {
     /// Unconsumed bytes the harness holds for `dir`.
     pub fn pending(&self, dir: Direction) -> usize {
         self.dirs[dir.index()].pending.len()
+    }
+
+    /// The unconsumed bytes of `dir` and the stream offset of the first.
+    pub fn pending_bytes(&self, dir: Direction) -> (u64, &[u8]) {
+        let d = &self.dirs[dir.index()];
+        (d.base, &d.pending)
     }
 
     /// New bytes arrive in `dir`. Returns how many messages this produced.
@@ -124,6 +146,9 @@ impl<D: Dissector> Harness<D> {
 
     fn pump(&mut self, dir: Direction) {
         loop {
+            if self.switch.is_some() {
+                return;
+            }
             let d = &mut self.dirs[dir.index()];
             if d.pending.is_empty() || d.pending.len() < d.need {
                 return;
@@ -138,6 +163,7 @@ impl<D: Dissector> Harness<D> {
                 self.messages.push(m);
             }
             self.errors.extend(err);
+            self.switch = self.out.take_switch();
             let consumed = p.consumed.min(d.pending.len());
             d.pending.drain(..consumed);
             d.base += consumed as u64;
@@ -155,6 +181,9 @@ impl<D: Dissector> Harness<D> {
 
     /// `len` bytes of `dir` were lost.
     pub fn gap(&mut self, dir: Direction, len: u64) {
+        if self.switch.is_some() {
+            return;
+        }
         let d = &mut self.dirs[dir.index()];
         d.base += d.pending.len() as u64 + len;
         d.pending.clear();
@@ -166,6 +195,9 @@ impl<D: Dissector> Harness<D> {
 
     /// `dir` ended.
     pub fn end(&mut self, dir: Direction) {
+        if self.switch.is_some() {
+            return;
+        }
         self.session.end(dir, &mut self.out);
         self.collect_owned_only();
     }
@@ -178,6 +210,8 @@ impl<D: Dissector> Harness<D> {
             self.messages.push(m);
         }
         self.errors.extend(err);
+        // Only `feed` may switch protocols.
+        self.out.take_switch();
     }
 
     /// Feed `data` in `dir` in pieces cut at `cuts` (positions, any order).

@@ -1,5 +1,5 @@
 //! Plain-Rust mirrors of the records in `wit/plugin.wit` (package
-//! `remora:plugin@0.1.0`, interface `types`). They compile on every target, so a
+//! `remora:plugin@0.2.0`, interface `types`). They compile on every target, so a
 //! dissector, its unit tests and a native benchmark need no Wasm at all; the
 //! export adapter converts them to the generated binding types on wasm32.
 
@@ -326,6 +326,32 @@ impl Value {
     }
 }
 
+/// Hand the flow over to another protocol's plugin (the WIT `protocol-switch`).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ProtocolSwitch {
+    /// A `ProtocolDecl::name` (exact), else `flag`, of the protocol that follows.
+    pub protocol: String,
+    /// Stream offset of the new protocol's first byte, per direction
+    /// (indexed by `Direction::index`).
+    pub offsets: [u64; 2],
+    /// Given to the new session's `Session::takeover`.
+    pub params: Vec<(String, String)>,
+}
+
+impl ProtocolSwitch {
+    pub fn new(protocol: &str, to_server: u64, to_client: u64) -> Self {
+        ProtocolSwitch {
+            protocol: protocol.to_owned(),
+            offsets: [to_server, to_client],
+            params: Vec::new(),
+        }
+    }
+    pub fn param(mut self, name: &str, value: &str) -> Self {
+        self.params.push((name.to_owned(), value.to_owned()));
+        self
+    }
+}
+
 /// What a `feed`, `gap` or `end` call did (the WIT `feed-result`).
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct FeedResult {
@@ -334,6 +360,7 @@ pub struct FeedResult {
     pub need: u32,
     pub messages: Vec<Message>,
     pub error: Option<String>,
+    pub switch: Option<ProtocolSwitch>,
 }
 
 /// A protocol a plugin dissects.

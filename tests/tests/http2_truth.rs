@@ -19,13 +19,16 @@
 //!   compared: the response DATA frame is cut by the end of the capture;
 //!   tshark counts 0 bytes, remora the 1336 it saw.
 //!
-//! Not covered yet:
 //! - public/http2-suricata-range.pcap: h2c via an HTTP/1.1 Upgrade on port
-//!   8080; the HTTP/1 plugin owns those flows, and handing the connection
-//!   over to this plugin after the 101 is not implemented (out of scope).
-//!   Mid-stream pickup in general is best effort and not asserted beyond the
-//!   DeepFlow trace: headers that reference an unseen HPACK dynamic entry
-//!   are reported as `<unknown>`.
+//!   8080: 3/3 streams, key fields and DATA bytes. The HTTP/1 plugin reports
+//!   the upgrade request and its 101 as one `http` entry and switches the
+//!   flow to this plugin, where the upgrade request is stream 1 (RFC 7540
+//!   §3.2); like tshark, stream 1 has a response (status 206) but no
+//!   HTTP/2 request headers, so method, path and authority are null.
+//!
+//! Not covered: mid-stream pickup in general is best effort and not asserted
+//! beyond the DeepFlow trace: headers that reference an unseen HPACK dynamic
+//! entry are reported as `<unknown>`.
 
 mod common;
 
@@ -209,6 +212,16 @@ fn generated_http2() {
 #[test]
 fn generated_grpc() {
     check("generated/grpc.pcap", "generated-grpc.jsonl", "grpc", true);
+}
+
+#[test]
+fn public_suricata_h2c_upgrade_streams() {
+    check(
+        "public/http2-suricata-range.pcap",
+        "public-http2-suricata-range.jsonl",
+        "http2",
+        true,
+    );
 }
 
 #[test]

@@ -98,6 +98,12 @@ fn result(r: remora_sdk::FeedResult) -> wit::FeedResult {
             })
             .collect(),
         error: r.error,
+        switch: r.switch.map(|s| wit::ProtocolSwitch {
+            protocol: s.protocol,
+            to_server: s.offsets[0],
+            to_client: s.offsets[1],
+            params: s.params,
+        }),
     }
 }
 
@@ -139,6 +145,16 @@ impl<D: Dissector> Backend for Native<D> {
                 self.sessions.len() - 1
             }
         })
+    }
+
+    fn takeover(
+        &mut self,
+        s: &usize,
+        previous: &str,
+        params: &[(String, String)],
+    ) -> Result<(), BackendFault> {
+        self.session(s)?.takeover(previous, params);
+        Ok(())
     }
 
     fn feed(

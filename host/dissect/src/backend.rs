@@ -49,6 +49,13 @@ pub trait Backend {
         data: &[u8],
     ) -> Result<wit::ProbeResult, BackendFault>;
     fn open(&mut self, plugin: u16, flow: &wit::FlowInfo) -> Result<Self::Session, BackendFault>;
+    /// The new session `s` takes the flow over from protocol `previous`.
+    fn takeover(
+        &mut self,
+        s: &Self::Session,
+        previous: &str,
+        params: &[(String, String)],
+    ) -> Result<(), BackendFault>;
     fn feed(
         &mut self,
         s: &Self::Session,
@@ -88,6 +95,15 @@ impl Backend for Shard {
 
     fn open(&mut self, plugin: u16, flow: &wit::FlowInfo) -> Result<SessionId, BackendFault> {
         Shard::open(self, PluginId(plugin), flow).map_err(fault)
+    }
+
+    fn takeover(
+        &mut self,
+        s: &SessionId,
+        previous: &str,
+        params: &[(String, String)],
+    ) -> Result<(), BackendFault> {
+        Shard::takeover(self, s, previous, params).map_err(fault)
     }
 
     fn feed(

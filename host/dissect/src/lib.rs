@@ -7,6 +7,11 @@
 //! `skip` never cross the boundary. Messages come back tagged
 //! request/response with a transaction id and are paired here into entries.
 //!
+//! A plugin may end its part of a flow with a protocol switch (an HTTP
+//! Upgrade, say): the stage pairs and emits what that session produced,
+//! closes it, and opens a session of the plugin declaring the named protocol
+//! at the switch's stream offsets, handing over the bytes it still holds.
+//!
 //! Architecture invariant: no protocol knowledge. A flow no plugin claims is
 //! counted as raw TCP/UDP; a plugin that traps or keeps failing on a flow is
 //! dropped for that flow, which falls back to raw, and capture goes on.
@@ -80,6 +85,11 @@ pub struct DissectCounters {
     pub incomplete_entries: u64,
     pub parse_errors: u64,
     pub plugin_faults: u64,
+    /// Flows handed from one plugin's session to another's (HTTP Upgrade).
+    pub protocol_switches: u64,
+    /// Switches to a protocol no loaded plugin declares, or beyond
+    /// `MAX_SWITCHES_PER_FLOW`: the rest of those flows is raw.
+    pub switches_unclaimed: u64,
     pub drops: Drops,
 }
 
@@ -95,8 +105,30 @@ impl DissectCounters {
         self.incomplete_entries += o.incomplete_entries;
         self.parse_errors += o.parse_errors;
         self.plugin_faults += o.plugin_faults;
+        self.protocol_switches += o.protocol_switches;
+        self.switches_unclaimed += o.switches_unclaimed;
         self.drops.merge(&o.drops);
     }
+}
+
+/// The plugin and protocol index declaring `protocol` for this transport: by
+/// display name first (exact), else by filter flag.
+fn find_protocol(catalog: &Catalog, transport: Transport, protocol: &str) -> Option<(u16, u16)> {
+    let mut by_flag = None;
+    for (pi, plugin) in catalog.plugins.iter().enumerate() {
+        for (qi, p) in plugin.protocols.iter().enumerate() {
+            if p.transport != transport {
+                continue;
+            }
+            if p.name == protocol {
+                return Some((pi as u16, qi as u16));
+            }
+            if by_flag.is_none() && p.flag == protocol {
+                by_flag = Some((pi as u16, qi as u16));
+            }
+        }
+    }
+    by_flag
 }
 
 enum FlowState<S> {
@@ -116,7 +148,13 @@ struct FlowDissect<S> {
     dirs: [DirStream; 2],
     pairing: Pairing,
     errors: u32,
+    /// Protocol switches this flow went through.
+    switches: u8,
 }
+
+/// Switches one flow may go through; a chain longer than this (a plugin that
+/// keeps switching) makes the rest of the flow raw.
+const MAX_SWITCHES_PER_FLOW: u8 = 4;
 
 /// One shard's dissect stage. Owned by one thread; takes no locks.
 pub struct DissectStage<B: Backend> {
@@ -199,6 +237,7 @@ impl<B: Backend> DissectStage<B> {
                 dirs: Default::default(),
                 pairing: Pairing::default(),
                 errors: 0,
+                switches: 0,
             },
         );
     }
@@ -384,6 +423,94 @@ impl<B: Backend> DissectStage<B> {
             .emit_ready(&template, cfg_max_unpaired, &mut self.counters, out);
         if give_up {
             self.fall_back(id, out);
+        } else if let Some(switch) = outcome.switch {
+            self.switch_protocol(id, switch, out);
+        }
+    }
+
+    /// The flow's plugin handed the rest of the flow to another protocol:
+    /// end its session, open the declaring plugin's at the switch offsets,
+    /// and offer it the bytes already held in each direction.
+    fn switch_protocol(&mut self, id: u64, switch: wit::ProtocolSwitch, out: &mut EntrySink<'_>) {
+        let template = self.entry_template(id);
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        // What the old session left unpaired cannot pair any more.
+        f.pairing.flush(&template, &mut self.counters, out);
+        let FlowState::Dissecting {
+            plugin,
+            protocol,
+            session,
+        } = std::mem::replace(&mut f.state, FlowState::Raw)
+        else {
+            return;
+        };
+        self.backend.close(session);
+        let previous = self
+            .catalog
+            .plugin(plugin)
+            .protocols
+            .get(protocol as usize)
+            .map(|p| p.name.clone())
+            .unwrap_or_default();
+        f.switches = f.switches.saturating_add(1);
+        let target = (f.switches <= MAX_SWITCHES_PER_FLOW)
+            .then(|| find_protocol(&self.catalog, f.flow.transport, &switch.protocol))
+            .flatten();
+        let Some((plugin, protocol)) = target else {
+            tracing::debug!(flow = id, protocol = %switch.protocol, "protocol switch to no loaded plugin; flow is raw from here");
+            self.counters.switches_unclaimed += 1;
+            self.counters.flows_raw += 1;
+            return;
+        };
+        let opened = self.backend.open(plugin, &f.info).and_then(|session| {
+            match self.backend.takeover(&session, &previous, &switch.params) {
+                Ok(()) => Ok(session),
+                Err(fault) => {
+                    self.backend.close(session);
+                    Err(fault)
+                }
+            }
+        });
+        let session = match opened {
+            Ok(s) => s,
+            Err(fault) => {
+                self.fault(plugin, &fault);
+                self.counters.flows_raw += 1;
+                return;
+            }
+        };
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        self.counters.protocol_switches += 1;
+        f.errors = 0;
+        f.state = FlowState::Dissecting {
+            plugin,
+            protocol,
+            session,
+        };
+        let max_pending = self.cfg.max_pending;
+        for (dir, offset) in [
+            (Direction::ToServer, switch.to_server),
+            (Direction::ToClient, switch.to_client),
+        ] {
+            let Some(f) = self.flows.get_mut(&id) else {
+                return;
+            };
+            if !matches!(f.state, FlowState::Dissecting { .. }) {
+                return;
+            }
+            let lost = f.dirs[dir.index()].hand_over(offset);
+            if lost > 0 {
+                self.call(id, dir, out, |st, backend, session, collect| {
+                    st.gap(backend, session, dir, lost, collect)
+                });
+            }
+            self.call(id, dir, out, |st, backend, session, collect| {
+                st.resume(backend, session, dir, max_pending, collect)
+            });
         }
     }
 

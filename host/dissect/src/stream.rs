@@ -50,6 +50,9 @@ pub(crate) struct Outcome {
     pub fault: Option<BackendFault>,
     /// The plugin left more than `max_pending` bytes unconsumed.
     pub over_limit: bool,
+    /// The plugin asked to hand the flow to another protocol; no further
+    /// call was made on its session.
+    pub switch: Option<wit::ProtocolSwitch>,
 }
 
 /// Hands a call's messages to the pairing, with the input their spans point into.
@@ -151,8 +154,11 @@ impl DirStream {
             collect(res.messages, input, &self.marks);
             let consumed = (res.consumed as usize).min(input.len());
             let rest = input.len() - consumed;
-            let skipped = res.skip.min(rest as u64) as usize;
-            self.skip = res.skip - skipped as u64;
+            // After a switch the remaining bytes belong to the next protocol:
+            // nothing is skipped on the old one's behalf.
+            let skip = if res.switch.is_some() { 0 } else { res.skip };
+            let skipped = skip.min(rest as u64) as usize;
+            self.skip = skip - skipped as u64;
             self.need = res.need;
             let done = consumed + skipped;
             match borrowed.take() {
@@ -165,6 +171,10 @@ impl DirStream {
                 }
             }
             self.base += done as u64;
+            if res.switch.is_some() {
+                out.switch = res.switch;
+                return;
+            }
             // A call that made progress may have stopped at a message
             // boundary (or a skip exposed bytes it never saw): offer the rest
             // at once. A call that made none waits for new bytes.
@@ -176,6 +186,49 @@ impl DirStream {
                 return;
             }
         }
+    }
+
+    /// The flow switched protocols and the next protocol starts at stream
+    /// `offset` in this direction: drop what lies before it and forget the
+    /// old plugin's `skip` and `need`. Returns how many bytes at or after
+    /// `offset` the old plugin had already consumed (the new session gets
+    /// them as a gap).
+    pub(crate) fn hand_over(&mut self, offset: u64) -> u64 {
+        self.need = 0;
+        self.skip = 0;
+        if offset < self.base {
+            return self.base - offset;
+        }
+        let before = offset - self.base;
+        if before <= self.buf.len() as u64 {
+            self.buf.drain(..before as usize);
+        } else {
+            // The next protocol starts beyond what arrived: drop up to it.
+            self.skip = before - self.buf.len() as u64;
+            self.buf.clear();
+        }
+        self.base = offset;
+        0
+    }
+
+    /// Offer the bytes held for this direction to a (new) session.
+    pub(crate) fn resume<B: Backend>(
+        &mut self,
+        backend: &mut B,
+        session: &B::Session,
+        dir: Direction,
+        max_pending: usize,
+        collect: &mut Collect<'_>,
+    ) -> Outcome {
+        let mut out = Outcome::default();
+        if self.ended || self.buf.is_empty() {
+            return out;
+        }
+        self.feed_loop(backend, session, dir, None, &mut out, collect);
+        if self.buf.len() > max_pending {
+            out.over_limit = true;
+        }
+        out
     }
 
     pub(crate) fn datagram<B: Backend>(

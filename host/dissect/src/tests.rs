@@ -15,7 +15,11 @@ use crate::{Backend, BackendFault, DissectConfig, DissectStage};
 /// A line protocol: each `\n`-terminated line is a message (to-server lines
 /// are requests, to-client lines responses, txn = line number per direction).
 /// `SKIP n` asks the host to drop the next n bytes; `BOOM` faults; `ERR` is a
-/// parse error.
+/// parse error; `SWITCH name offset` switches to protocol `name` after this
+/// line (to-server) and at `offset` (to-client), consuming nothing beyond.
+/// (session, previous protocol, params) of one takeover.
+type Takeover = (u32, String, Vec<(String, String)>);
+
 #[derive(Default)]
 struct Lines {
     sessions: HashMap<u32, [u64; 2]>,
@@ -23,6 +27,7 @@ struct Lines {
     fed_bytes: usize,
     calls: usize,
     probes: usize,
+    takeovers: Vec<Takeover>,
 }
 
 impl Backend for Lines {
@@ -49,6 +54,17 @@ impl Backend for Lines {
         Ok(self.next)
     }
 
+    fn takeover(
+        &mut self,
+        s: &u32,
+        previous: &str,
+        params: &[(String, String)],
+    ) -> Result<(), BackendFault> {
+        self.takeovers
+            .push((*s, previous.to_owned(), params.to_vec()));
+        Ok(())
+    }
+
     fn feed(
         &mut self,
         s: &u32,
@@ -64,6 +80,7 @@ impl Backend for Lines {
             need: 0,
             messages: vec![],
             error: None,
+            switch: None,
         };
         let mut pos = 0;
         while let Some(nl) = data[pos..].iter().position(|&b| b == b'\n') {
@@ -73,6 +90,17 @@ impl Backend for Lines {
             res.consumed = pos as u32;
             if line == b"BOOM" {
                 return Err(BackendFault::new("boom"));
+            }
+            if let Some(rest) = line.strip_prefix(b"SWITCH ") {
+                let rest = std::str::from_utf8(rest).unwrap();
+                let (name, to_client) = rest.split_once(' ').unwrap();
+                res.switch = Some(wit::ProtocolSwitch {
+                    protocol: name.into(),
+                    to_server: base + pos as u64,
+                    to_client: to_client.parse().unwrap(),
+                    params: vec![("k".into(), "v".into())],
+                });
+                break;
             }
             if line == b"ERR" {
                 res.error = Some("bad line".into());
@@ -112,6 +140,7 @@ impl Backend for Lines {
             need: 0,
             messages: vec![],
             error: None,
+            switch: None,
         })
     }
 
@@ -122,6 +151,7 @@ impl Backend for Lines {
             need: 0,
             messages: vec![],
             error: None,
+            switch: None,
         })
     }
 
@@ -449,4 +479,56 @@ fn a_port_hinted_plugin_that_says_yes_is_chosen_without_asking_the_others() {
         1,
         "only the hinted plugin was probed"
     );
+}
+
+#[test]
+fn a_protocol_switch_hands_the_held_bytes_to_a_new_session() {
+    let mut h = Harness::new();
+    h.send(Direction::ToServer, 1, b"a\n");
+    h.send(Direction::ToClient, 2, b"A\nrest-");
+    // To-client, the switch is at offset 4 ("A\nre|st-"): the new session
+    // gets the held bytes from exactly there; to-server, from after the
+    // SWITCH line.
+    h.send(Direction::ToServer, 3, b"SWITCH LINES 4\nb\n");
+    h.send(Direction::ToClient, 4, b"B\n");
+    h.close();
+    assert_eq!(
+        h.lines(),
+        vec![(s("a"), s("A")), (s("b"), s("st-B"))],
+        "{:?}",
+        h.entries
+    );
+    let c = h.stage.counters();
+    assert_eq!((c.protocol_switches, c.switches_unclaimed), (1, 0));
+    assert_eq!(c.flows_dissected, 1);
+    let b = h.stage.backend();
+    assert_eq!(
+        b.takeovers,
+        vec![(2, "LINES".to_owned(), vec![("k".into(), "v".into())])]
+    );
+    // The old session was closed at the switch, the new one at the end.
+    assert!(b.sessions.is_empty());
+}
+
+#[test]
+fn a_switch_to_an_undeclared_protocol_leaves_the_rest_raw() {
+    let mut h = Harness::new();
+    h.send(Direction::ToServer, 1, b"SWITCH NOPE 0\nmore\n");
+    h.send(Direction::ToClient, 2, b"x\n");
+    h.close();
+    assert!(h.entries.is_empty(), "{:?}", h.entries);
+    let c = h.stage.counters();
+    assert_eq!((c.protocol_switches, c.switches_unclaimed), (0, 1));
+    assert_eq!(c.flows_raw, 1);
+    assert!(h.stage.backend().sessions.is_empty());
+}
+
+#[test]
+fn a_plugin_that_keeps_switching_is_stopped() {
+    let mut h = Harness::new();
+    h.send(Direction::ToServer, 1, &b"SWITCH lines 0\n".repeat(10));
+    h.close();
+    let c = h.stage.counters();
+    assert_eq!(c.protocol_switches as u8, super::MAX_SWITCHES_PER_FLOW);
+    assert_eq!(c.switches_unclaimed, 1);
 }

@@ -1,5 +1,5 @@
 //! The Wasm runtime: loads dissector plugins (WebAssembly components speaking
-//! `remora:plugin@0.1.x`) and runs them with limits and fault containment.
+//! `remora:plugin@0.2.x`) and runs them with limits and fault containment.
 //!
 //! * [`Runtime`] owns the wasmtime `Engine`, the `Linker` and the loaded plugins
 //!   (compiled once, cached on disk, validated). It is `Send + Sync` and shared
@@ -48,14 +48,14 @@ pub mod wit {
     pub use crate::bindings::remora::plugin::host::Level;
     pub use crate::bindings::remora::plugin::types::{
         Body, Direction, FeedResult, Field, FieldDecl, FieldType, FlowInfo, Message, MessageKind,
-        PluginInfo, ProbeResult, ProtocolDecl, Span, Text, Transport, Value,
+        PluginInfo, ProbeResult, ProtocolDecl, ProtocolSwitch, Span, Text, Transport, Value,
     };
 }
 
 /// The contract version this host speaks (major.minor; any patch is accepted).
 pub const WIT_PACKAGE: &str = "remora:plugin";
 const HOST_WIT_MAJOR: u64 = 0;
-const HOST_WIT_MINOR: u64 = 1;
+const HOST_WIT_MINOR: u64 = 2;
 
 /// Period of the epoch ticker: the granularity of the CPU deadline.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -918,9 +918,40 @@ fn check_text(t: &wit::Text, data_len: usize) -> Result<usize, String> {
     }
 }
 
+/// A protocol switch's name and parameters are small handshake facts; this
+/// bounds what one switch can make the host hold.
+const MAX_SWITCH_BYTES: usize = 64 * 1024;
+const MAX_SWITCH_PARAMS: usize = 64;
+
+fn validate_switch(s: &wit::ProtocolSwitch) -> Result<(), String> {
+    if s.protocol.is_empty() {
+        return Err("protocol switch to an empty protocol name".into());
+    }
+    if s.params.len() > MAX_SWITCH_PARAMS {
+        return Err(format!(
+            "protocol switch with {} params (cap {MAX_SWITCH_PARAMS})",
+            s.params.len()
+        ));
+    }
+    let bytes = s.protocol.len()
+        + s.params
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>();
+    if bytes > MAX_SWITCH_BYTES {
+        return Err(format!(
+            "protocol switch of {bytes} bytes (cap {MAX_SWITCH_BYTES})"
+        ));
+    }
+    Ok(())
+}
+
 fn validate_result(r: &wit::FeedResult, b: &Bounds<'_>) -> Result<(), String> {
     if r.consumed as usize > b.data_len {
         return Err(format!("consumed {} of {} bytes", r.consumed, b.data_len));
+    }
+    if let Some(s) = &r.switch {
+        validate_switch(s)?;
     }
     if r.messages.len() > b.max_messages {
         return Err(format!(
@@ -1150,6 +1181,23 @@ impl Shard {
         })
     }
 
+    /// Tells a new session it takes a flow over from protocol `previous`
+    /// (a `protocol-switch` of another session); call before any `feed`.
+    pub fn takeover(
+        &mut self,
+        s: &SessionId,
+        previous: &str,
+        params: &[(String, String)],
+    ) -> Result<(), Fault> {
+        let g = self.session_gen(s)?;
+        let h = s.handle;
+        self.call(s.plugin, Some(g), |store, b| {
+            b.remora_plugin_dissector()
+                .session()
+                .call_takeover(store, h, previous, params)
+        })
+    }
+
     /// New bytes of `dir` at stream offset `base`.
     pub fn feed(
         &mut self,
@@ -1311,6 +1359,7 @@ mod tests {
             need: 0,
             messages,
             error: None,
+            switch: None,
         };
         let check = |r: &FeedResult, n: usize| {
             let b = Bounds {
@@ -1354,6 +1403,28 @@ mod tests {
         assert!(check(&res(0, vec![msg(3, owned); 5]), 9)
             .unwrap_err()
             .contains("bytes of output"));
+    }
+
+    #[test]
+    fn switch_validation() {
+        let switch = |protocol: &str, params: Vec<(String, String)>| ProtocolSwitch {
+            protocol: protocol.into(),
+            to_server: 1,
+            to_client: 2,
+            params,
+        };
+        assert!(validate_switch(&switch("WebSocket", vec![("a".into(), "b".into())])).is_ok());
+        assert!(validate_switch(&switch("", vec![]))
+            .unwrap_err()
+            .contains("empty protocol"));
+        let many = vec![("k".to_string(), "v".to_string()); MAX_SWITCH_PARAMS + 1];
+        assert!(validate_switch(&switch("x", many))
+            .unwrap_err()
+            .contains("65 params"));
+        let big = vec![("k".to_string(), "v".repeat(MAX_SWITCH_BYTES))];
+        assert!(validate_switch(&switch("x", big))
+            .unwrap_err()
+            .contains("bytes (cap"));
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub const TEST_PLUGINS: &[&str] = &[
     "remora-test-malformed",
     "remora-test-stack",
     "remora-test-future",
+    "remora-test-legacy",
 ];
 
 /// Where the plugins workspace is: `REMORA_PLUGINS_MANIFEST` or `<repo>/plugins/Cargo.toml`.

@@ -38,6 +38,9 @@ const PREFIXES: &[&[u8]] = &[
     b"\x10\xff\xff\xff\x7f\x00\x04MQTT\x05",
     b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\xc0\x0c",
     b"\xff\xff\xff\x00\x0a8.0.0\x00",
+    // WebSocket: a masked text frame claiming 64 KiB, a fragment, a long close.
+    b"\x81\xfe\xff\xff\x37\xfa\x21\x3d",
+    b"\x01\x83\x37\xfa\x21\x3dabc\x80\x7f",
 ];
 
 #[test]
@@ -83,6 +86,14 @@ fn random_and_truncated_input_never_faults_a_builtin_plugin() {
                     let s = shard
                         .open(plugin.id, &flow)
                         .unwrap_or_else(|f| panic!("{ctx}: open: {f}"));
+                    // Half the sessions take their flow over from another
+                    // protocol, as after an HTTP Upgrade.
+                    if round % 4 < 2 {
+                        let params = [("upgrade".to_owned(), "h2c".to_owned())];
+                        shard
+                            .takeover(&s, "HTTP", &params)
+                            .unwrap_or_else(|f| panic!("{ctx}: takeover: {f}"));
+                    }
                     // Feed in random pieces, keeping what was not consumed,
                     // as the host does; truncation = the stream just ends.
                     let mut base = 0u64;

@@ -520,6 +520,15 @@ struct Pending {
     body: Vec<u8>,
 }
 
+impl Pending {
+    /// Body bytes still to keep: at most `BODY_KEEP`, and never more than the
+    /// content header declared, even when body frames carry more.
+    fn keep_room(&self) -> usize {
+        let declared = self.body_size.unwrap_or(0).min(BODY_KEEP as u64) as usize;
+        declared.saturating_sub(self.body.len())
+    }
+}
+
 /// One AMQP connection.
 pub struct AmqpSession {
     /// Per direction: framing lost, consume everything.
@@ -773,7 +782,7 @@ impl AmqpSession {
             .iter_mut()
             .find(|p| p.channel == channel && p.body_size.is_some())
         {
-            let room = BODY_KEEP.saturating_sub(p.body.len());
+            let room = p.keep_room();
             p.body.extend_from_slice(&kept[..kept.len().min(room)]);
             p.got = p.got.saturating_add(len);
             self.check_complete(dir, channel, out);
@@ -785,7 +794,7 @@ impl AmqpSession {
         self.pending[dir.index()]
             .iter()
             .find(|p| p.channel == channel && p.body_size.is_some())
-            .map_or(0, |p| BODY_KEEP.saturating_sub(p.body.len()))
+            .map_or(0, Pending::keep_room)
     }
 
     fn fail(&mut self, dir: Direction, reason: &str, out: &mut Output) {

@@ -230,6 +230,23 @@ fn content_waits_for_body_and_big_body_is_skipped() {
     assert!(h.bytes_skipped > 0);
 }
 
+/// Found by fuzzing: a body frame longer than the size the content header
+/// declared made the kept body longer than the body itself.
+#[test]
+fn body_frame_beyond_declared_size_keeps_only_declared_bytes() {
+    let mut bytes = publish(1, "ex", "rk", b"0123456789", 10);
+    // Replace the 10-byte body frame by one of 300 bytes.
+    bytes.truncate(bytes.len() - (10 + 8));
+    bytes.extend(frame(3, 1, &[b'y'; 300]));
+    let mut h = H::tcp(5672);
+    h.feed(S, &bytes);
+    assert_eq!(h.messages.len(), 1, "{:?}", h.errors);
+    let b = h.messages[0].body.as_ref().expect("body");
+    assert_eq!(b.original_len, 10);
+    assert_eq!(b.data, vec![b'y'; 10]);
+    assert!(!b.truncated);
+}
+
 #[test]
 fn split_at_every_byte_is_equivalent() {
     let want = run(&[], &[]).messages;

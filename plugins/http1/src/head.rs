@@ -274,6 +274,12 @@ fn scan_headers<'a>(
     Ok(info)
 }
 
+/// The first protocol of an Upgrade header value (`websocket`, `h2c`).
+fn first_token(v: &[u8]) -> String {
+    let first = v.split(|&b| b == b',').next().unwrap_or(b"");
+    String::from_utf8_lossy(trim(first)).into_owned()
+}
+
 fn parse_error(e: httparse::Error, request: bool) -> &'static str {
     match e {
         httparse::Error::TooManyHeaders => "too many headers",
@@ -294,6 +300,19 @@ impl Http1Session {
         out: &mut Output,
     ) -> HeadStep {
         let data = input.data;
+        if dir == Direction::ToServer
+            && self
+                .upgrade
+                .as_ref()
+                .is_some_and(|u| input.offset(*pos) >= u.at)
+        {
+            // Bytes after an upgrade request are the new protocol if the
+            // server agrees (101) and HTTP again if not: keep them unconsumed
+            // until the response tells which.
+            return HeadStep::Wait {
+                need: data.len() - *pos + 1,
+            };
+        }
         // Empty lines before a start line are ignored (RFC 9112 §2.2).
         while *pos < data.len() && (data[*pos] == b'\r' || data[*pos] == b'\n') {
             *pos += 1;
@@ -465,6 +484,32 @@ impl Http1Session {
         if info.upgrade.is_some() || connect {
             self.dirs[Direction::ToServer.index()].upgrade_requested = true;
         }
+        if let (Some(up), false, false, false) =
+            (info.upgrade, connect, info.chunked, info.other_te)
+        {
+            // A chunked upgrade request has no offset known here; such a
+            // flow stays opaque after a 101, as before switches existed.
+            let token = first_token(up);
+            let at = input.offset(start + head.len()) + info.content_length.unwrap_or(0);
+            let mut params = vec![
+                ("upgrade".to_owned(), token.clone()),
+                ("method".to_owned(), method.to_owned()),
+                ("url".to_owned(), target.to_owned()),
+            ];
+            for h in req.headers.iter() {
+                if h.name.eq_ignore_ascii_case("host")
+                    || h.name.eq_ignore_ascii_case("http2-settings")
+                    || h.name.eq_ignore_ascii_case("sec-websocket-protocol")
+                    || h.name.eq_ignore_ascii_case("sec-websocket-extensions")
+                {
+                    params.push((
+                        h.name.to_ascii_lowercase(),
+                        String::from_utf8_lossy(trim(h.value)).into_owned(),
+                    ));
+                }
+            }
+            self.upgrade = Some(PendingUpgrade { at, params, token });
+        }
         let framing = if info.other_te {
             return Err("request Transfer-Encoding is not chunked");
         } else if info.chunked {
@@ -553,6 +598,36 @@ impl Http1Session {
             }
         };
         let p = self.start_body(Direction::ToClient, m, framing, info.coding, out);
+        if code == 101 {
+            if let Some(up) = self.upgrade.take() {
+                // The server's Upgrade names what it switched to; fall back
+                // to what the client asked for.
+                let token = info.upgrade.map(first_token).unwrap_or(up.token);
+                let mut params = up.params;
+                if let Some(e) = res
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+                {
+                    params.retain(|(k, _)| k != "sec-websocket-extensions");
+                    params.push((
+                        "sec-websocket-extensions".to_owned(),
+                        String::from_utf8_lossy(trim(e.value)).into_owned(),
+                    ));
+                }
+                let mut switch = ProtocolSwitch::new(
+                    &upgrade_protocol(&token),
+                    up.at,
+                    input.offset(start + head.len()),
+                );
+                switch.params = params;
+                out.switch_protocol(switch);
+                self.switched = true;
+            }
+        } else if code >= 200 && !req.connect {
+            // Refused (or ignored): what the client sent next is HTTP again.
+            self.upgrade = None;
+        }
         if tunnel {
             // Whatever follows is another protocol, in both directions.
             self.dirs[0].mode = Mode::Opaque;

@@ -212,6 +212,18 @@ impl DirState {
     }
 }
 
+/// An upgrade request waiting for its response (RFC 9110 §7.8).
+#[derive(Clone, Debug)]
+pub(crate) struct PendingUpgrade {
+    /// Stream offset (to-server) just after the request: where the new
+    /// protocol starts if the server agrees.
+    pub(crate) at: u64,
+    /// Handed to the next protocol's session (`takeover`).
+    pub(crate) params: Vec<(String, String)>,
+    /// First token of the request's Upgrade header.
+    pub(crate) token: String,
+}
+
 /// One HTTP/1 connection, both directions.
 pub struct Http1Session {
     cap: usize,
@@ -219,6 +231,23 @@ pub struct Http1Session {
     resp_txn: u64,
     outstanding: VecDeque<ReqInfo>,
     dirs: [DirState; 2],
+    /// The client asked to upgrade; its later bytes wait for the answer.
+    pub(crate) upgrade: Option<PendingUpgrade>,
+    /// A 101 handed the flow to another protocol at the end of this call's
+    /// consumed bytes.
+    pub(crate) switched: bool,
+}
+
+/// The Remora protocol name (a `ProtocolDecl::name`) for an HTTP Upgrade
+/// token (IANA "HTTP Upgrade Token" registry); unknown tokens pass as sent.
+pub fn upgrade_protocol(token: &str) -> String {
+    if token.eq_ignore_ascii_case("websocket") {
+        "WebSocket".into()
+    } else if token.eq_ignore_ascii_case("h2c") {
+        "HTTP/2".into()
+    } else {
+        token.to_owned()
+    }
 }
 
 impl Http1Session {
@@ -230,6 +259,8 @@ impl Http1Session {
             resp_txn: 0,
             outstanding: VecDeque::new(),
             dirs: [DirState::new(), DirState::new()],
+            upgrade: None,
+            switched: false,
         }
     }
 
@@ -248,6 +279,10 @@ impl Session for Http1Session {
         let mut pos = 0usize;
         let i = dir.index();
         loop {
+            if self.switched {
+                // The rest belongs to the next protocol; the host hands it over.
+                return Progress::consumed(pos);
+            }
             if pos >= data.len() {
                 if let Mode::Body(p) = &mut self.dirs[i].mode {
                     // Kept past this call: its spans must become owned text.

@@ -417,17 +417,18 @@ fn no_body_for_204_and_304() {
 }
 
 #[test]
-fn upgrade_101_noted_and_rest_opaque() {
+fn upgrade_101_switches_protocol_at_the_first_byte_after_each_handshake() {
     let mut h = harness();
-    h.feed(
-        S,
-        b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
-    );
-    h.feed(S, b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58");
-    h.feed(
-        C,
-        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x05hello",
-    );
+    let req = b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    let frame = b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58";
+    h.feed(S, req);
+    // The client's first frame arrives before the answer: it must wait, unconsumed.
+    h.feed(S, frame);
+    assert_eq!(h.pending(S), frame.len());
+    assert!(h.switch.is_none());
+    let resp =
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    h.feed(C, &[&resp[..], b"\x81\x05hello"].concat());
     h.feed(C, b"\x81\x05again");
     h.feed(S, b"\x88\x00");
     assert!(h.errors.is_empty(), "{:?}", h.errors);
@@ -436,7 +437,53 @@ fn upgrade_101_noted_and_rest_opaque() {
     assert_eq!(int(rs[0], F_STATUS_CODE), Some(101));
     assert_eq!(s(rs[0], F_UPGRADE).as_deref(), Some("websocket"));
     assert_eq!(h.messages.len(), 2);
-    assert_eq!(h.pending(C), 0);
+    let sw = h.switch.clone().expect("a protocol switch");
+    assert_eq!(sw.protocol, "WebSocket");
+    assert_eq!(sw.offsets, [req.len() as u64, resp.len() as u64]);
+    assert!(sw.params.contains(&("upgrade".into(), "websocket".into())));
+    assert!(sw.params.contains(&("host".into(), "a".into())));
+    // Everything after the handshakes is still held, to be handed over.
+    let (base, held) = h.pending_bytes(S);
+    assert_eq!(
+        (base, held),
+        (req.len() as u64, &[&frame[..], b"\x88\x00"].concat()[..])
+    );
+    let (base, held) = h.pending_bytes(C);
+    assert_eq!(
+        (base, held),
+        (resp.len() as u64, &b"\x81\x05hello\x81\x05again"[..])
+    );
+}
+
+#[test]
+fn h2c_upgrade_switches_to_http2_with_its_settings() {
+    let mut h = harness();
+    let req = b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n";
+    h.feed(S, req);
+    h.feed(C, b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00");
+    let sw = h.switch.clone().expect("a protocol switch");
+    assert_eq!(sw.protocol, "HTTP/2");
+    assert_eq!(sw.offsets[0], req.len() as u64);
+    assert!(sw
+        .params
+        .contains(&("http2-settings".into(), "AAMAAABkAAQAAP__".into())));
+    assert_eq!(h.pending(C), 9);
+}
+
+#[test]
+fn refused_upgrade_keeps_speaking_http() {
+    let mut h = harness();
+    h.feed(
+        S,
+        b"GET /nope HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n",
+    );
+    h.feed(C, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+    h.feed(S, &get("/next"));
+    h.feed(C, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    assert!(h.errors.is_empty(), "{:?}", h.errors);
+    assert!(h.switch.is_none());
+    assert_eq!(resps(&h).len(), 2);
+    assert_eq!(h.messages.len(), 4);
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {

@@ -985,6 +985,20 @@ impl Session for Http2Session {
         );
     }
 
+    /// After an HTTP/1.1 `Upgrade: h2c` (RFC 7540 §3.2) the upgrade request
+    /// is stream 1, complete already: its response arrives here as HTTP/2.
+    /// The request itself was reported by the HTTP/1 plugin (as an `http`
+    /// entry with status 101), so stream 1's request half carries only the
+    /// stream id and an empty body, as tshark shows the stream.
+    fn takeover(&mut self, _previous: &str, params: &[(String, String)]) {
+        let h2c = params
+            .iter()
+            .any(|(k, v)| k == "upgrade" && v.eq_ignore_ascii_case("h2c"));
+        if h2c {
+            self.streams.entry(1).or_default().req.ended = true;
+        }
+    }
+
     fn end(&mut self, dir: Direction, out: &mut Output) {
         let i = dir.index();
         self.dirs[i].dead = true;

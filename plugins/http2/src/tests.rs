@@ -482,3 +482,44 @@ fn repeated_large_references_are_bounded() {
     let mut d = hpack::Decoder::new();
     assert_eq!(d.decode(&b, |_, _| {}), Err(hpack::Error::TooLong));
 }
+
+#[test]
+fn h2c_takeover_makes_the_upgrade_request_stream_1() {
+    let params = vec![("upgrade".to_owned(), "h2c".to_owned())];
+    let mut h = Harness::<Http2>::takeover(&FlowInfo::tcp_test(1, 8080), "HTTP", &params);
+    h.feed(C, &client_start());
+    h.feed(S, &settings());
+    let mut resp = frame(T_HEADERS, FL_END_HEADERS, 1, &status_block("206", &[]));
+    resp.extend(frame(T_DATA, FL_END_STREAM, 1, b"hello world"));
+    h.feed(S, &resp);
+    assert!(h.errors.is_empty(), "{:?}", h.errors);
+    assert_eq!(h.messages.len(), 2, "{:?}", h.messages);
+    let (req, res) = (&h.messages[0], &h.messages[1]);
+    assert_eq!((req.kind, req.txn), (MessageKind::Request, 1));
+    assert_eq!(int(req, F_STREAM_ID), Some(1));
+    assert_eq!(int(req, F_REQUEST_BODY_SIZE), Some(0));
+    assert_eq!(s(req, F_METHOD), None);
+    assert_eq!((res.kind, res.txn), (MessageKind::Response, 1));
+    assert_eq!(int(res, F_STATUS_CODE), Some(206));
+    assert_eq!(int(res, F_RESPONSE_BODY_SIZE), Some(11));
+}
+
+#[test]
+fn a_takeover_that_is_not_h2c_leaves_stream_1_to_the_client() {
+    // Without `upgrade=h2c` stream 1 is not half-closed: a response that
+    // ends first waits for the client's END_STREAM, as on any stream.
+    let params = vec![("upgrade".to_owned(), "something".to_owned())];
+    let mut h = Harness::<Http2>::takeover(&FlowInfo::tcp_test(1, 8080), "HTTP", &params);
+    h.feed(C, &client_start());
+    h.feed(S, &settings());
+    h.feed(
+        S,
+        &frame(
+            T_HEADERS,
+            FL_END_HEADERS | FL_END_STREAM,
+            1,
+            &status_block("206", &[]),
+        ),
+    );
+    assert!(h.messages.is_empty(), "{:?}", h.messages);
+}

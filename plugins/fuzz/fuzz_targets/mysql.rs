@@ -1,0 +1,9 @@
+#![no_main]
+//! mysql: a fuzzer-chosen interleaving of both directions (see remora_plugins_fuzz::run).
+
+use libfuzzer_sys::fuzz_target;
+use remora_sdk::Transport;
+
+fuzz_target!(|data: &[u8]| {
+    remora_plugins_fuzz::run::<remora_mysql::Mysql>(&[Transport::Tcp], 3306, data);
+});
