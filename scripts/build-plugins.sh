@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Builds the plugins workspace to wasm32-wasip2 components and ships the
 # built-in ones next to the remora binary of the given cargo profile
-# (target/<profile>/plugins/), where `remora` finds them.
+# ($CARGO_TARGET_DIR or target/, then <profile>/plugins/), where `remora`
+# finds them.
 # Usage: scripts/build-plugins.sh [release|debug|dist ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet --manifest-path plugins/Cargo.toml --target wasm32-wasip2 --release
-built=plugins/target/wasm32-wasip2/release
+# One CARGO_TARGET_DIR serves both workspaces when it is set.
+built="${CARGO_TARGET_DIR:-plugins/target}/wasm32-wasip2/release"
 for profile in "${@:-release}"; do
-  dest="target/$profile/plugins"
+  dest="${CARGO_TARGET_DIR:-target}/$profile/plugins"
   mkdir -p "$dest"
   # Built-in plugins are the crates directly under plugins/ (testing/ holds
   # deliberately broken ones for tests; they are never shipped).

@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
-# README command 1: set up, build, and run the main job.
-# Until the dashboard lands this is `remora read` on a bundled capture; pass
-# a capture of your own as the first argument to read that instead.
+# README command 1: set up, build, and run the main job: the dashboard and
+# API at http://localhost:8899.
+#   scripts/run.sh               bundled captures (every protocol) in a fresh store
+#   scripts/run.sh -i lo         live traffic on an interface (needs root or CAP_NET_RAW)
+#   scripts/run.sh ARGS...       any `remora tap` arguments
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh libpcap-dev pkg-config
+scripts/build-web.sh
 cargo build --quiet --release -p remora
 scripts/build-plugins.sh release
-capture="${1:-tests/fixtures/captures/http1-nginx.pcap}"
-shift || true
-exec target/release/remora read "$capture" "$@"
+if [ $# -gt 0 ]; then
+  exec target/release/remora tap "$@"
+fi
+demo=target/demo-store
+rm -rf "$demo"
+args=()
+for f in tests/fixtures/captures/*.pcap tests/fixtures/*/*.pcap; do
+  args+=(-r "$f")
+done
+exec target/release/remora tap --data-dir "$demo" "${args[@]}"

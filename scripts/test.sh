@@ -3,13 +3,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
-scripts/setup.sh libpcap-dev pkg-config tshark tcpdump nginx-light curl wrk python3
+scripts/setup.sh libpcap-dev pkg-config tshark tcpdump nginx-light curl wrk python3 redis-server redis-tools
 
 echo "== format and lints" >&2
 cargo fmt --all -- --check
 cargo fmt --manifest-path plugins/Cargo.toml --all -- --check
 cargo clippy --quiet --release --workspace --all-targets -- -D warnings
 cargo clippy --quiet --manifest-path plugins/Cargo.toml --target wasm32-wasip2 --release --workspace -- -D warnings
+
+echo "== dashboard: lint, type-check, unit tests, build" >&2
+scripts/build-web.sh --check
 
 echo "== build" >&2
 cargo build --quiet --release --workspace --bins

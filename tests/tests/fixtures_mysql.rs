@@ -5,16 +5,11 @@
 //!
 //! Key per command: (client port, command without `COM_`, query as ASCII,
 //! response kind, error code), as in tests/mysql_truth.rs.
-//! Current agreement: 53/54. The one disagreement is a plugin bug, listed in
-//! KNOWN_PLUGIN_BUGS below and reported to the lead: MariaDB's metadata
-//! caching (MARIADB_CLIENT_CACHE_METADATA, negotiated by Connector/C) sends a
-//! COM_STMT_EXECUTE result set as a column count packet whose second byte
-//! (metadata_follows) is 0 and no column definitions. The plugin reads the
-//! next packets as column definitions, so the first execute's result set
-//! (frames 177/178, 1 row) ends only at the next response (frame 180), and
-//! the second execute (frames 179/180, a 3-row result set) is reported as
-//! `ok`. That is 53/54 = 98.1%, below the 0.99 target: the test allows exactly
-//! this difference and fails once the plugin is fixed, so the entry is removed.
+//! Every command must agree (54/54), including DBD::MariaDB's prepared
+//! statement executes under MariaDB's metadata caching
+//! (MARIADB_CLIENT_CACHE_METADATA): a result set whose column count packet
+//! says "metadata follows" 0 and sends no column definitions (frames 178 and
+//! 180).
 
 mod common;
 #[path = "common/proto_fixture.rs"]
@@ -27,15 +22,6 @@ use proto_fixture::*;
 use serde_json::Value;
 
 type Key = (i64, String, Option<String>, Option<String>, Option<i64>);
-
-/// (command, query, remora's response kind, truth's response kind, count).
-const KNOWN_PLUGIN_BUGS: [(&str, &str, &str, &str, usize); 1] = [(
-    "STMT_EXECUTE",
-    "select id, name, price from items where id <= ?",
-    "ok",
-    "resultset",
-    1,
-)];
 
 fn fixture() -> &'static ProtoFixture {
     static F: OnceLock<ProtoFixture> = OnceLock::new();
@@ -75,7 +61,7 @@ fn truth_key(t: &Value) -> Key {
 }
 
 #[test]
-fn commands_agree_with_truth_except_known_plugin_bugs() {
+fn commands_agree_with_truth() {
     let f = fixture();
     assert_eq!(
         f.entries.len(),
@@ -92,28 +78,14 @@ fn commands_agree_with_truth_except_known_plugin_bugs() {
         "mysql (conn, command, query, response, error code): {}/{} agree",
         a.agree, a.truth_total
     );
-    // Every differing key must be one side of a known bug, with its count.
-    let mut unexplained = Vec::new();
-    for (k, remora_n, truth_n) in &a.diff {
-        let known = KNOWN_PLUGIN_BUGS.iter().any(|(cmd, q, got, want, n)| {
-            k.1 == *cmd
-                && k.2.as_deref() == Some(*q)
-                && ((k.3.as_deref() == Some(*got) && remora_n - truth_n == *n)
-                    || (k.3.as_deref() == Some(*want) && truth_n - remora_n == *n))
-        });
-        if !known {
-            unexplained.push((k, remora_n, truth_n));
-        }
-    }
     assert!(
-        unexplained.is_empty(),
-        "mysql: unexplained differences (key, remora, truth): {unexplained:#?}"
+        a.diff.is_empty(),
+        "mysql: differences (key, remora, truth): {:#?}",
+        a.diff
     );
-    let known_units: usize = KNOWN_PLUGIN_BUGS.iter().map(|b| b.4).sum();
     assert_eq!(
-        a.agree + known_units,
-        a.truth_total,
-        "mysql: a known plugin bug no longer shows; remove it from KNOWN_PLUGIN_BUGS"
+        a.agree, a.truth_total,
+        "mysql: commands agreeing with truth"
     );
 }
 

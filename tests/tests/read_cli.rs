@@ -344,3 +344,36 @@ fn closed_output_pipe_stops_reading_quietly() {
     assert!(!stderr.contains("remora: error"), "{stderr}");
     assert!(!stderr.contains("writing output"), "{stderr}");
 }
+
+#[test]
+fn read_filter_keeps_matching_entries_and_rejects_bad_filters() {
+    let file = common::fixtures_dir().join("http1-nginx.pcap");
+    let (all, _) = common::read_jsonl(&file, &[]);
+    let (posts, run) = common::read_jsonl(&file, &["--filter", "http && method == \"POST\""]);
+    assert!(run.ok());
+    let want: Vec<&serde_json::Value> = all
+        .iter()
+        .filter(|e| common::method(e).as_deref() == Some("POST"))
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(posts.len(), want.len());
+    // Ids are those of the whole capture.
+    for (p, w) in posts.iter().zip(want) {
+        assert_eq!(p["id"], w["id"]);
+    }
+    let bad = common::remora(
+        &[
+            "read",
+            file.to_str().unwrap(),
+            "--filter",
+            "http && mehtod == 1",
+        ],
+        None,
+    );
+    assert_eq!(bad.code, Some(2));
+    assert!(
+        bad.stderr.contains("mehtod") && bad.stderr.contains('^'),
+        "{}",
+        bad.stderr
+    );
+}

@@ -22,6 +22,7 @@ pub struct LiveFeed {
 struct FeedCounters {
     published: AtomicU64,
     lagged: AtomicU64,
+    unstorable: AtomicU64,
     per_protocol: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -65,6 +66,16 @@ impl LiveFeed {
 
     pub(crate) fn count_lagged(&self, n: u64) {
         self.inner.lagged.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Count an entry the store could not take (larger than its limit
+    /// allows); it was dropped.
+    pub fn count_unstorable(&self) {
+        self.inner.unstorable.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn unstorable(&self) -> u64 {
+        self.inner.unstorable.load(Ordering::Relaxed)
     }
 
     pub fn published(&self) -> u64 {

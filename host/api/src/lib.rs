@@ -20,6 +20,7 @@ mod schema;
 mod servicemap;
 mod telemetry;
 mod time_arg;
+mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -79,8 +80,8 @@ pub struct ApiConfig {
     pub bind: SocketAddr,
     /// Bearer token; required when `bind` is not a loopback address.
     pub token: Option<String>,
-    /// The dashboard's built files (`web/dist`); `/` explains how to build
-    /// them when absent.
+    /// Serve the dashboard from this directory (`web/dist`) instead of the
+    /// copy embedded in release builds.
     pub web_dir: Option<PathBuf>,
 }
 
@@ -125,19 +126,8 @@ pub fn router(state: Arc<ApiState>, cfg: &ApiConfig) -> Router {
             tower_http::services::ServeDir::new(dir)
                 .fallback(tower_http::services::ServeFile::new(dir.join("index.html"))),
         ),
-        None => app.fallback(axum::routing::get(no_dashboard)),
+        None => app.fallback(axum::routing::get(web::embedded)),
     }
-}
-
-async fn no_dashboard() -> axum::response::Html<&'static str> {
-    axum::response::Html(
-        "<!doctype html><title>Remora</title><h1>Remora</h1>\
-         <p>The dashboard was not built into this binary. Build it with \
-         <code>scripts/build-web.sh</code> (or run <code>scripts/run.sh</code>), or pass \
-         <code>--web-dir web/dist</code>.</p>\
-         <p>The API is at <a href=\"/graphql\">/graphql</a> (GraphiQL), metrics at \
-         <a href=\"/metrics\">/metrics</a>.</p>",
-    )
 }
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests.

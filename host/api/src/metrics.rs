@@ -132,6 +132,12 @@ pub(crate) fn render(state: &ApiState) -> String {
         state.feed.lagged(),
     );
     o.one(
+        "remora_entries_unstorable_total",
+        "counter",
+        "Entries dropped because they are larger than the store's limit allows.",
+        state.feed.unstorable(),
+    );
+    o.one(
         "remora_plugin_calls_total",
         "counter",
         "Calls into plugins.",

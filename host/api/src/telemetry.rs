@@ -102,11 +102,10 @@ pub struct FlowRecord {
     pub transport: String,
     pub src: EndpointRecord,
     pub dst: EndpointRecord,
-    /// Null while unclaimed or raw.
-    pub protocol: Option<String>,
+    /// Both directions.
     pub packets: Int64,
+    /// Payload bytes, both directions, retransmissions included.
     pub bytes: Int64,
-    pub entries: Int64,
     pub first_seen: String,
     pub last_seen: String,
     pub closed: bool,

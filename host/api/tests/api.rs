@@ -558,3 +558,31 @@ async fn variables_and_graphiql() {
         .unwrap();
     assert!(page.contains("graphiql"), "GET /graphql serves GraphiQL");
 }
+
+#[tokio::test]
+async fn dashboard_is_served_at_the_root_with_client_side_routes() {
+    let s = server(0, None).await;
+    let index = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../web/dist/index.html"
+    ));
+    let root = reqwest::get(format!("http://{}/", s.addr)).await.unwrap();
+    assert_eq!(root.status(), 200);
+    let body = root.text().await.unwrap();
+    match index {
+        // Built before this test was compiled: embedded byte for byte, and
+        // app routes fall back to it.
+        Ok(index) => {
+            assert_eq!(body, index);
+            let route = reqwest::get(format!("http://{}/map", s.addr))
+                .await
+                .unwrap();
+            assert_eq!(route.text().await.unwrap(), index);
+            let missing = reqwest::get(format!("http://{}/assets/nope.js", s.addr))
+                .await
+                .unwrap();
+            assert_eq!(missing.status(), 404);
+        }
+        Err(_) => assert!(body.contains("scripts/build-web.sh"), "{body}"),
+    }
+}

@@ -1,8 +1,12 @@
 //! `remora`: the command line. Parses arguments and wires the crates; the
 //! work happens in them.
 
+mod client;
 mod plugins;
+mod query;
 mod read;
+mod tap;
+mod telemetry;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,9 +23,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     name = "remora",
     version,
     about = "Wireshark for Kubernetes: capture traffic, reassemble TCP, dissect it with WebAssembly plugins",
-    long_about = "Remora reads captures (and, later, live interfaces), reassembles TCP streams and \
+    long_about = "Remora captures live interfaces or reads capture files, reassembles TCP streams and \
                   hands them to protocol dissectors that are sandboxed WebAssembly components. \
-                  Every request/response pair becomes an entry you can print, filter and store."
+                  Every request/response pair becomes an entry you can print, filter (CEL), store, \
+                  query over GraphQL and watch in the dashboard."
 )]
 struct Cli {
     /// Directory with plugin components (*.wasm) to load instead of the
@@ -58,6 +63,13 @@ enum Command {
     /// Read a capture file (pcap or pcapng, optionally gzip-compressed, `-` for
     /// stdin) and print its entries.
     Read(read::ReadArgs),
+    /// Capture a live interface (or read capture files with -r), store the
+    /// entries, and serve the dashboard and GraphQL API at
+    /// http://localhost:8899 until Ctrl-C.
+    Tap(tap::TapArgs),
+    /// Print entries from a running `remora tap` (its GraphQL API), or
+    /// follow them live with --follow.
+    Query(query::QueryArgs),
     /// List the plugins that would be loaded, with their protocols and ports.
     Plugins,
 }
@@ -73,6 +85,8 @@ fn main() -> ExitCode {
         .init();
     let result = match &cli.command {
         Command::Read(args) => read::run(&cli, args),
+        Command::Tap(args) => tap::run(&cli, args),
+        Command::Query(args) => query::run(args),
         Command::Plugins => plugins::list(&cli),
     };
     match result {

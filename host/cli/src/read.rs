@@ -10,6 +10,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use remora_dissect::catalog_from_runtime;
 use remora_entry::{entry_to_json, TableWriter};
+use remora_filter::{Filter, Variables};
 use remora_pipeline::{PipelineConfig, Progress, Summary};
 use remora_runtime::Shard;
 use remora_source::CaptureReader;
@@ -46,6 +47,12 @@ pub(crate) struct ReadArgs {
     /// original length is always recorded).
     #[arg(long, value_name = "BYTES")]
     body_cap: Option<usize>,
+
+    /// Only entries matching this CEL filter, e.g. 'http && method == "POST"'
+    /// (see the filter language in the README). Ids stay those of the
+    /// whole capture.
+    #[arg(long, value_name = "FILTER")]
+    filter: Option<String>,
 
     /// No progress bar and no summary line.
     #[arg(long, short = 'q')]
@@ -109,6 +116,16 @@ pub(crate) fn run(cli: &Cli, args: &ReadArgs) -> anyhow::Result<ExitCode> {
     let mut reader = CaptureReader::open(&args.file)?;
     let rt = plugins::load(cli, plugins::runtime_config(cli, args.body_cap))?;
     let catalog = Arc::new(catalog_from_runtime(&rt));
+    let filter = match &args.filter {
+        None => None,
+        Some(src) => match Filter::compile(src, &Variables::new(&[&catalog])) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!("remora: error: bad --filter: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        },
+    };
     let broken_pipe = Arc::new(AtomicBool::new(false));
     let mut cfg = PipelineConfig {
         cancel: Some(broken_pipe.clone()),
@@ -128,7 +145,11 @@ pub(crate) fn run(cli: &Cli, args: &ReadArgs) -> anyhow::Result<ExitCode> {
         terminal_width(),
     );
     let mut sink = move |e: remora_entry::Entry| {
-        if pipe_flag.load(Ordering::Relaxed) {
+        if pipe_flag.load(Ordering::Relaxed)
+            || filter
+                .as_ref()
+                .is_some_and(|f| !f.matches(&sink_catalog, &e))
+        {
             return;
         }
         let res = match format {

@@ -11,23 +11,35 @@
 //! shards. Entries are ordered by the key of the event that finished them, so
 //! the output is the same for any number of threads (as long as no per-shard
 //! limit is hit, since limits are split across shards).
+//!
+//! Live mode (a live source, or [`PipelineConfig::live`]) trades that
+//! determinism for latency: at least every [`PipelineConfig::flush_every`] of
+//! wall time, and whenever the source is idle, the reader sends every shard
+//! its partial batch and a tick whose time is the later of the last packet's
+//! and the wall clock, so entries come out promptly at any traffic rate and
+//! flows expire on a quiet interface. Such a tick takes a sequence number of
+//! its own, so output keys stay strictly increasing per shard.
 
 mod merge;
+mod recent;
 mod shard;
+mod stats;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use remora_core::{Drops, Timestamp};
 use remora_decode::{DecodeConfig, DecodeStats, Decoded, Decoder};
 use remora_dissect::{Backend, DissectConfig, DissectCounters};
 use remora_entry::{Catalog, Entry};
 use remora_flow::{FlowConfig, FlowCounters};
-use remora_source::{CaptureReader, SourceError};
+use remora_source::{FrameSource, Next, SourceError, SourceStats};
 
+pub use recent::{FlowRecord, RECENT_FLOWS_PER_SHARD};
 pub use shard::OrderKey;
 use shard::{Batch, Item, ShardWorker};
+pub use stats::{LiveStats, ReaderStats, ShardStats, StatsSnapshot};
 
 /// How far the pipeline runs; earlier stops exist for benchmarks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -52,8 +64,14 @@ pub struct PipelineConfig {
     /// ... or every this many packets, whichever comes first.
     pub tick_packets: u64,
     /// Set to stop reading early (the consumer went away, e.g. a closed
-    /// pipe); what was read is still finished and counted.
+    /// pipe, or a shutdown); what was read is still finished and counted.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Live mode even for a file source (a live source always is).
+    pub live: bool,
+    /// In live mode, the longest wall time between flushes.
+    pub flush_every: Duration,
+    /// Counters published while running, for readers on other threads.
+    pub stats: Option<Arc<LiveStats>>,
 }
 
 impl Default for PipelineConfig {
@@ -67,6 +85,9 @@ impl Default for PipelineConfig {
             tick_us: 1_000_000,
             tick_packets: 65_536,
             cancel: None,
+            live: false,
+            flush_every: Duration::from_millis(100),
+            stats: None,
         }
     }
 }
@@ -85,11 +106,13 @@ pub struct Progress {
 pub struct Summary {
     pub packets: u64,
     pub bytes_read: u64,
+    pub source: SourceStats,
     pub decode: DecodeStats,
     pub flows: FlowCounters,
     pub dissect: DissectCounters,
     pub entries: u64,
-    /// The capture ended in damage; everything before it was processed.
+    /// The capture ended in damage (or the live capture failed); everything
+    /// before it was processed.
     pub source_error: Option<SourceError>,
     pub elapsed: Duration,
 }
@@ -117,18 +140,18 @@ impl Reporter {
         }
     }
 
-    fn maybe(
+    fn maybe<S: FrameSource + ?Sized>(
         &mut self,
         packets: u64,
-        reader: &CaptureReader,
+        source: &S,
         entries: &AtomicU64,
         progress: &mut dyn FnMut(&Progress),
     ) {
         if packets.is_multiple_of(4096) && self.last.elapsed() >= Duration::from_millis(100) {
             self.last = Instant::now();
             progress(&Progress {
-                bytes: reader.bytes_consumed(),
-                total_bytes: reader.total_bytes(),
+                bytes: source.bytes_consumed(),
+                total_bytes: source.total_bytes(),
                 packets,
                 entries: entries.load(Ordering::Relaxed),
             });
@@ -174,10 +197,59 @@ impl Ticker {
     }
 }
 
-/// Run the pipeline over a capture. `make_backend` is called once in each
-/// shard thread. Entries reach `sink` in deterministic order, ids assigned.
-pub fn run<B, F>(
-    reader: &mut CaptureReader,
+/// Live mode's wall-clock flushes.
+struct Flusher {
+    every: Duration,
+    last: Instant,
+}
+
+impl Flusher {
+    fn new(every: Duration) -> Self {
+        Flusher {
+            every,
+            last: Instant::now(),
+        }
+    }
+
+    /// Flush now? Once `every` passed, or when the source went idle (its
+    /// ring drained, or nothing came for its timeout) and at least
+    /// `IDLE_FLUSH_GAP` passed, so a moderately busy interface whose ring
+    /// keeps draining does not flush after every packet.
+    fn due(&mut self, idle: bool) -> bool {
+        const IDLE_FLUSH_GAP: Duration = Duration::from_millis(10);
+        let now = Instant::now();
+        let since = now.duration_since(self.last);
+        if since >= self.every || (idle && since >= IDLE_FLUSH_GAP) {
+            self.last = now;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The time of a live tick: the wall clock, unless the capture's clock is
+/// ahead of ours, so time never runs backwards for the flow table.
+fn live_now(last_ts: Timestamp) -> Timestamp {
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    Timestamp(wall.max(last_ts.0))
+}
+
+/// What the reader loop saw from the source.
+enum Read {
+    Packet,
+    Other,
+    Idle,
+    Stop,
+}
+
+/// Run the pipeline over a frame source (a capture file or a live
+/// interface). `make_backend` is called once in each shard thread. Entries
+/// reach `sink` in deterministic order (file mode), ids assigned.
+pub fn run<S, B, F>(
+    source: &mut S,
     cfg: &PipelineConfig,
     make_backend: F,
     catalog: Arc<Catalog>,
@@ -185,11 +257,13 @@ pub fn run<B, F>(
     progress: &mut dyn FnMut(&Progress),
 ) -> Summary
 where
+    S: FrameSource + ?Sized,
     B: Backend,
     F: Fn() -> B + Sync,
 {
     let started = Instant::now();
     let threads = cfg.threads.max(1);
+    let live = cfg.live || source.is_live();
     let mut shard_cfg = cfg.clone();
     shard_cfg.flow = split_limits(&cfg.flow, threads);
     let mut decoder = Decoder::new(cfg.decode);
@@ -202,50 +276,67 @@ where
         entries.fetch_add(1, Ordering::Relaxed);
         sink(e)
     };
+    let sharded = threads > 1 && cfg.stop_after >= Stage::Flows;
+    let mut publishers: Vec<Option<stats::ShardPublisher>> = match &cfg.stats {
+        Some(stats) => stats
+            .start(if sharded { threads } else { 1 }, source.name(), live)
+            .into_iter()
+            .map(Some)
+            .collect(),
+        None => (0..if sharded { threads } else { 1 })
+            .map(|_| None)
+            .collect(),
+    };
+    let mut reader = Reader {
+        decoder: &mut decoder,
+        cfg,
+        live,
+        ticker: Ticker::new(cfg),
+        flusher: Flusher::new(cfg.flush_every),
+        seq: 1,
+        packets: 0,
+        last_ts: Timestamp::default(),
+        error: None,
+        reporter: Reporter::new(),
+    };
 
-    if threads == 1 || cfg.stop_after < Stage::Flows {
-        let mut worker = ShardWorker::new(&shard_cfg, &make_backend, catalog);
-        let mut ticker = Ticker::new(cfg);
-        let mut seq = 1u64;
-        let mut reporter = Reporter::new();
+    if !sharded {
+        let publisher = publishers.pop().flatten();
+        let mut worker = ShardWorker::new(&shard_cfg, &make_backend, catalog, publisher);
         let mut out = |_: OrderKey, e: Entry| numbered(e);
+        let flows = cfg.stop_after >= Stage::Flows;
         loop {
-            if cancelled(cfg) {
-                break;
-            }
-            let frame = match reader.next_frame() {
-                None => break,
-                Some(Err(e)) => {
-                    summary.source_error = Some(e);
-                    break;
+            let read = reader.read(source, &entries, progress, |pkt, seq| {
+                if flows {
+                    worker.packet(pkt, seq, &mut out);
                 }
-                Some(Ok(f)) => f,
-            };
-            if cfg.stop_after == Stage::Source {
-                seq += 1;
-                continue;
-            }
-            if let Decoded::Packet(pkt) = decoder.decode(&frame) {
-                if cfg.stop_after >= Stage::Flows {
-                    worker.packet(&pkt, seq, &mut out);
-                    if ticker.due(seq, pkt.ts) {
-                        worker.tick(seq, pkt.ts, &mut out);
+            });
+            match read {
+                Read::Stop => break,
+                Read::Packet => {
+                    let (seq, ts) = (reader.seq - 1, reader.last_ts);
+                    if flows && reader.ticker.due(seq, ts) {
+                        worker.tick(seq, ts, &mut out);
+                        reader.publish(source);
                     }
                 }
+                Read::Other | Read::Idle => {}
             }
-            seq += 1;
-            reporter.maybe(seq - 1, reader, &entries, progress);
+            if let Some((tick_seq, now)) = reader.live_flush_due(matches!(read, Read::Idle)) {
+                if flows {
+                    worker.tick(tick_seq, now, &mut out);
+                }
+                reader.publish(source);
+            }
         }
         worker.finish(&mut out);
         let (flows, dissect) = worker.counters();
         summary.flows = flows;
         summary.dissect = dissect;
-        summary.packets = seq - 1;
     } else {
-        let (flows, dissect, packets, err) = run_sharded(
-            reader,
-            &mut decoder,
-            cfg,
+        let (flows, dissect) = run_sharded(
+            source,
+            &mut reader,
             &shard_cfg,
             threads,
             &make_backend,
@@ -253,23 +344,106 @@ where
             &mut numbered,
             &entries,
             progress,
+            publishers,
         );
         summary.flows = flows;
         summary.dissect = dissect;
-        summary.packets = packets;
-        summary.source_error = err;
     }
-    summary.bytes_read = reader.bytes_consumed();
+    summary.packets = reader.packets;
+    summary.source_error = reader.error.take();
+    reader.publish_final(source);
+    summary.source = source.stats();
+    summary.bytes_read = source.bytes_consumed();
     summary.decode = decoder.stats();
     summary.entries = entries.load(Ordering::Relaxed);
     summary.elapsed = started.elapsed();
     progress(&Progress {
         bytes: summary.bytes_read,
-        total_bytes: reader.total_bytes(),
+        total_bytes: source.total_bytes(),
         packets: summary.packets,
         entries: summary.entries,
     });
     summary
+}
+
+/// The reader thread's state: numbering, ticks, flushes, errors.
+struct Reader<'a> {
+    decoder: &'a mut Decoder,
+    cfg: &'a PipelineConfig,
+    live: bool,
+    ticker: Ticker,
+    flusher: Flusher,
+    /// Next sequence number: one per frame, plus one per live tick.
+    seq: u64,
+    /// Frames read.
+    packets: u64,
+    /// Time of the last decoded packet.
+    last_ts: Timestamp,
+    error: Option<SourceError>,
+    reporter: Reporter,
+}
+
+impl Reader<'_> {
+    /// Reads one frame and hands a decoded packet to `packet` with its
+    /// sequence number. `Read::Packet` means a packet was handed over (its
+    /// number is `self.seq - 1`).
+    #[inline]
+    fn read<S: FrameSource + ?Sized>(
+        &mut self,
+        source: &mut S,
+        entries: &AtomicU64,
+        progress: &mut dyn FnMut(&Progress),
+        mut packet: impl FnMut(&remora_core::Packet<'_>, u64),
+    ) -> Read {
+        if cancelled(self.cfg) {
+            return Read::Stop;
+        }
+        let frame = match source.next() {
+            Next::Frame(f) => f,
+            Next::Idle => return Read::Idle,
+            Next::End => return Read::Stop,
+            Next::Error(e) => {
+                self.error = Some(e);
+                return Read::Stop;
+            }
+        };
+        let seq = self.seq;
+        self.seq += 1;
+        self.packets += 1;
+        let mut read = Read::Other;
+        if self.cfg.stop_after > Stage::Source {
+            if let Decoded::Packet(pkt) = self.decoder.decode(&frame) {
+                self.last_ts = pkt.ts;
+                packet(&pkt, seq);
+                read = Read::Packet;
+            }
+        }
+        self.reporter.maybe(self.packets, source, entries, progress);
+        read
+    }
+
+    /// In live mode, is a flush due? Returns the tick to send: a sequence
+    /// number of its own and the time.
+    fn live_flush_due(&mut self, idle: bool) -> Option<(u64, Timestamp)> {
+        if !self.live || !self.flusher.due(idle) {
+            return None;
+        }
+        let seq = self.seq;
+        self.seq += 1;
+        Some((seq, live_now(self.last_ts)))
+    }
+
+    fn publish<S: FrameSource + ?Sized>(&mut self, source: &mut S) {
+        if let Some(stats) = &self.cfg.stats {
+            stats.publish_reader(source.stats(), self.decoder.stats(), self.packets, true);
+        }
+    }
+
+    fn publish_final<S: FrameSource + ?Sized>(&mut self, source: &mut S) {
+        if let Some(stats) = &self.cfg.stats {
+            stats.publish_reader(source.stats(), self.decoder.stats(), self.packets, false);
+        }
+    }
 }
 
 fn cancelled(cfg: &PipelineConfig) -> bool {
@@ -287,10 +461,9 @@ fn split_limits(cfg: &FlowConfig, shards: usize) -> FlowConfig {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run_sharded<B, F>(
-    reader: &mut CaptureReader,
-    decoder: &mut Decoder,
-    cfg: &PipelineConfig,
+fn run_sharded<S, B, F>(
+    source: &mut S,
+    reader: &mut Reader<'_>,
     shard_cfg: &PipelineConfig,
     threads: usize,
     make_backend: &F,
@@ -298,8 +471,10 @@ fn run_sharded<B, F>(
     sink: &mut (dyn FnMut(Entry) + Send),
     entries: &AtomicU64,
     progress: &mut dyn FnMut(&Progress),
-) -> (FlowCounters, DissectCounters, u64, Option<SourceError>)
+    publishers: Vec<Option<stats::ShardPublisher>>,
+) -> (FlowCounters, DissectCounters)
 where
+    S: FrameSource + ?Sized,
     B: Backend,
     F: Fn() -> B + Sync,
 {
@@ -308,13 +483,13 @@ where
     std::thread::scope(|scope| {
         let mut inputs = Vec::with_capacity(threads);
         let mut handles = Vec::with_capacity(threads);
-        for shard in 0..threads {
+        for (shard, publisher) in publishers.into_iter().enumerate() {
             let (tx, rx) = bounded::<Batch>(QUEUE_BATCHES);
             inputs.push(tx);
             let out_tx = out_tx.clone();
             let catalog = catalog.clone();
             handles.push(scope.spawn(move || {
-                let mut worker = ShardWorker::new(shard_cfg, make_backend, catalog);
+                let mut worker = ShardWorker::new(shard_cfg, make_backend, catalog, publisher);
                 for batch in rx {
                     let mut produced = Vec::new();
                     let mut watermark = None;
@@ -360,38 +535,37 @@ where
                 let _ = inputs[shard].send(b);
             }
         };
-        let mut ticker = Ticker::new(cfg);
-        let mut seq = 1u64;
-        let mut err = None;
-        let mut reporter = Reporter::new();
-        loop {
-            if cancelled(cfg) {
-                break;
+        let tick_all = |batches: &mut Vec<Batch>, seq: u64, now: Timestamp| {
+            for s in 0..threads {
+                batches[s].items.push(Item::Tick { seq, now });
+                send(batches, s);
             }
-            let frame = match reader.next_frame() {
-                None => break,
-                Some(Err(e)) => {
-                    err = Some(e);
-                    break;
-                }
-                Some(Ok(f)) => f,
-            };
-            if let Decoded::Packet(pkt) = decoder.decode(&frame) {
+        };
+        loop {
+            let mut last = None;
+            let read = reader.read(source, entries, progress, |pkt, seq| {
                 let shard = (pkt.flow_key().symmetric_hash() % threads as u64) as usize;
-                let ts = pkt.ts;
-                batches[shard].push_packet(&pkt, seq);
+                batches[shard].push_packet(pkt, seq);
                 if batches[shard].len() >= BATCH_PACKETS {
                     send(&mut batches, shard);
                 }
-                if ticker.due(seq, ts) {
-                    for s in 0..threads {
-                        batches[s].items.push(Item::Tick { seq, now: ts });
-                        send(&mut batches, s);
+                last = Some((seq, pkt.ts));
+            });
+            match read {
+                Read::Stop => break,
+                Read::Packet => {
+                    let (seq, ts) = last.expect("a packet was handed over");
+                    if reader.ticker.due(seq, ts) {
+                        tick_all(&mut batches, seq, ts);
+                        reader.publish(source);
                     }
                 }
+                Read::Other | Read::Idle => {}
             }
-            seq += 1;
-            reporter.maybe(seq - 1, reader, entries, progress);
+            if let Some((seq, now)) = reader.live_flush_due(matches!(read, Read::Idle)) {
+                tick_all(&mut batches, seq, now);
+                reader.publish(source);
+            }
         }
         for s in 0..threads {
             send(&mut batches, s);
@@ -405,7 +579,7 @@ where
             dissect.merge(&d);
         }
         collector.join().expect("collector thread panicked");
-        (flows, dissect, seq - 1, err)
+        (flows, dissect)
     })
 }
 

@@ -7,6 +7,8 @@ use remora_dissect::{Backend, DissectCounters, DissectStage};
 use remora_entry::{Catalog, Entry};
 use remora_flow::{FlowCounters, FlowEvent, FlowTable};
 
+use crate::recent::{RecentFlows, RECENT_FLOWS_PER_SHARD};
+use crate::stats::ShardPublisher;
 use crate::{PipelineConfig, Stage};
 
 /// Position of an entry in the deterministic output order: the event that
@@ -104,6 +106,9 @@ pub(crate) struct ShardWorker<B: Backend> {
     /// Entries of one tick or of the end, sorted by key before they leave so
     /// that the order never depends on how the flow table iterates.
     sorted: Vec<(OrderKey, Entry)>,
+    /// Both present only when someone reads live stats.
+    recent: Option<RecentFlows>,
+    publisher: Option<ShardPublisher>,
 }
 
 impl<B: Backend> ShardWorker<B> {
@@ -111,23 +116,38 @@ impl<B: Backend> ShardWorker<B> {
         cfg: &PipelineConfig,
         make_backend: &dyn Fn() -> B,
         catalog: Arc<Catalog>,
+        publisher: Option<ShardPublisher>,
     ) -> Self {
         ShardWorker {
             flows: FlowTable::new(cfg.flow.clone()),
             dissect: DissectStage::new(make_backend(), catalog, cfg.dissect.clone()),
             stop_after: cfg.stop_after,
             sorted: Vec::new(),
+            recent: publisher
+                .as_ref()
+                .map(|_| RecentFlows::new(RECENT_FLOWS_PER_SHARD)),
+            publisher,
         }
     }
 
     pub(crate) fn packet(&mut self, pkt: &Packet<'_>, seq: u64, out: &mut Out<'_>) {
         let mut n = 0u64;
         let dissect = &mut self.dissect;
+        let recent = &mut self.recent;
         if self.stop_after < Stage::Dissect {
-            self.flows.process(pkt, seq, &mut |_| {});
+            match recent {
+                None => self.flows.process(pkt, seq, &mut |_| {}),
+                Some(r) => {
+                    self.flows.process(pkt, seq, &mut |ev| r.on_event(&ev));
+                    r.on_packet(pkt);
+                }
+            }
             return;
         }
         self.flows.process(pkt, seq, &mut |ev| {
+            if let Some(r) = recent.as_mut() {
+                r.on_event(&ev);
+            }
             dissect.on_event(ev, &mut |e| {
                 out(
                     OrderKey {
@@ -141,14 +161,21 @@ impl<B: Backend> ShardWorker<B> {
                 n += 1;
             })
         });
+        if let Some(r) = recent {
+            r.on_packet(pkt);
+        }
     }
 
     fn timed(&mut self, seq: u64, phase: u8, now: Option<Timestamp>, out: &mut Out<'_>) {
         let full = self.stop_after == Stage::Dissect;
         let dissect = &mut self.dissect;
         let sorted = &mut self.sorted;
+        let recent = &mut self.recent;
         let mut n = 0u64;
         let mut sink = |ev: FlowEvent<'_>| {
+            if let Some(r) = recent.as_mut() {
+                r.on_event(&ev);
+            }
             if full {
                 dissect.on_event(ev, &mut |e: Entry| {
                     sorted.push((
@@ -175,11 +202,19 @@ impl<B: Backend> ShardWorker<B> {
     }
 
     pub(crate) fn tick(&mut self, seq: u64, now: Timestamp, out: &mut Out<'_>) {
-        self.timed(seq, 1, Some(now), out)
+        self.timed(seq, 1, Some(now), out);
+        self.publish();
     }
 
     pub(crate) fn finish(&mut self, out: &mut Out<'_>) {
-        self.timed(u64::MAX, 2, None, out)
+        self.timed(u64::MAX, 2, None, out);
+        self.publish();
+    }
+
+    fn publish(&mut self) {
+        if let (Some(p), Some(r)) = (&self.publisher, &mut self.recent) {
+            p.publish(self.flows.counters(), self.dissect.counters().clone(), r);
+        }
     }
 
     /// Process one item from the reader; returns the watermark after it.

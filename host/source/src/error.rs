@@ -22,4 +22,35 @@ pub enum SourceError {
         offset: u64,
         reason: String,
     },
+
+    #[error(
+        "no capture interface named {interface:?}; available: {}",
+        if available.is_empty() { "none found".to_string() } else { available.join(", ") }
+    )]
+    NoSuchInterface {
+        interface: String,
+        available: Vec<String>,
+    },
+
+    /// libpcap refused for lack of privileges; the message says which
+    /// capabilities are needed and how to grant them.
+    #[error(
+        "not permitted to capture on {interface} (libpcap: {message}): capturing needs \
+         CAP_NET_RAW, and CAP_NET_ADMIN for promiscuous mode and the kernel buffer size; \
+         run as root or grant them with `sudo setcap cap_net_raw,cap_net_admin=eip {program}`"
+    )]
+    Permission {
+        interface: String,
+        message: String,
+        program: String,
+    },
+
+    #[error("bad capture filter {expr:?}: {message}")]
+    BadFilter { expr: String, message: String },
+
+    #[error("invalid live capture setting: {0}")]
+    LiveConfig(String),
+
+    #[error("live capture on {interface} failed: {message}")]
+    Live { interface: String, message: String },
 }

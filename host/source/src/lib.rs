@@ -1,4 +1,6 @@
-//! Reading capture files (pcap, pcapng, optionally gzip-compressed) into frames.
+//! Reading capture files (pcap, pcapng, optionally gzip-compressed) and live
+//! interfaces (libpcap, [`LiveCapture`]) into frames; both are a
+//! [`FrameSource`].
 //!
 //! pcap-parser does the parsing: its streaming readers (`LegacyPcapReader`,
 //! `PcapNGReader`) parse file headers, records and blocks (sections,
@@ -25,8 +27,10 @@
 
 mod compression;
 mod error;
+mod frame_source;
 mod input;
 mod link;
+mod live;
 mod pcap;
 mod pcapng;
 mod sniff;
@@ -39,7 +43,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub use error::SourceError;
+pub use frame_source::{FrameSource, Next, SourceStats};
 pub use link::LinkType;
+pub use live::{interface_names, LiveCapture, LiveConfig};
 use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{Block, LegacyPcapReader, PcapBlockOwned, PcapError, PcapNGReader};
 use remora_core::Timestamp;
@@ -66,7 +72,8 @@ pub struct Frame<'a> {
     pub data: &'a [u8],
     /// Length on the wire; larger than `data.len()` when the snaplen cut it.
     pub wire_len: u32,
-    /// Offset of the record in the uncompressed stream, for pointing at a frame.
+    /// Offset of the record in the uncompressed stream, for pointing at a
+    /// frame; for a live capture, the frame's number (from 0).
     pub file_offset: u64,
 }
 
@@ -92,6 +99,8 @@ enum Format {
 
 pub struct CaptureReader {
     path: PathBuf,
+    /// `path` for messages, made once.
+    name: String,
     /// `None` when the pcapng section header could not be handed over; the
     /// reason is in `failed`.
     reader: Option<Box<dyn PcapReaderIterator + Send>>,
@@ -106,6 +115,8 @@ pub struct CaptureReader {
     /// frame could borrow them.
     pending: usize,
     frames: u64,
+    /// Captured bytes of the frames returned.
+    frame_bytes: u64,
     raw_bytes: Arc<AtomicU64>,
     total_bytes: Option<u64>,
     /// An error found while opening, reported by the first `next_frame`.
@@ -152,7 +163,7 @@ impl From<PcapError<&[u8]>> for Stop {
 }
 
 /// What to do after the reader stopped short of a record.
-enum Next {
+enum AfterStop {
     Retry,
     End,
 }
@@ -200,6 +211,7 @@ impl CaptureReader {
             error: read_error.clone(),
         };
         let mut r = CaptureReader {
+            name: path.display().to_string(),
             path,
             reader: None,
             format: Format::Pcap {
@@ -212,6 +224,7 @@ impl CaptureReader {
             offset: 0,
             pending: 0,
             frames: 0,
+            frame_bytes: 0,
             raw_bytes,
             total_bytes,
             failed: None,
@@ -317,6 +330,16 @@ impl CaptureReader {
         self.frames
     }
 
+    /// Captured bytes of the frames returned so far.
+    pub fn frame_bytes(&self) -> u64 {
+        self.frame_bytes
+    }
+
+    /// The file name, or `<stdin>`.
+    pub fn display_name(&self) -> &str {
+        &self.name
+    }
+
     /// Bytes read from the underlying file so far (compressed bytes for gzip),
     /// comparable with [`total_bytes`](Self::total_bytes).
     pub fn bytes_consumed(&self) -> u64 {
@@ -344,6 +367,7 @@ impl CaptureReader {
         match found {
             Ok(Some(raw)) => {
                 self.frames += 1;
+                self.frame_bytes += raw.caplen as u64;
                 self.pending = raw.record_len;
                 let reader = self.reader.as_ref().expect("reader present");
                 let data = &reader.data()[raw.data_start..raw.data_start + raw.caplen];
@@ -428,8 +452,8 @@ impl CaptureReader {
                 Err(e) => Stop::from(e),
             };
             match self.after_stop(stop, need, None)? {
-                Next::Retry => {}
-                Next::End => return Ok(None),
+                AfterStop::Retry => {}
+                AfterStop::End => return Ok(None),
             }
         }
     }
@@ -531,8 +555,8 @@ impl CaptureReader {
                 Err(e) => Stop::from(e),
             };
             match self.after_stop(stop, need, block)? {
-                Next::Retry => {}
-                Next::End => return Ok(None),
+                AfterStop::Retry => {}
+                AfterStop::End => return Ok(None),
             }
         }
     }
@@ -546,7 +570,7 @@ impl CaptureReader {
         stop: Stop,
         need: usize,
         block: Option<(u32, bool)>,
-    ) -> Result<Next, SourceError> {
+    ) -> Result<AfterStop, SourceError> {
         let reader = self.reader.as_mut().expect("reader present");
         let have = reader.data().len();
         let whole = have >= need;
@@ -559,7 +583,7 @@ impl CaptureReader {
             )
         };
         match stop {
-            Stop::Eof => Ok(Next::End),
+            Stop::Eof => Ok(AfterStop::End),
             Stop::Parse(kind) => match block {
                 Some(_) if whole => Err(bad_block(self)),
                 _ => Err(self.corrupt(self.offset, format!("unparsable record ({kind})"))),
@@ -569,7 +593,7 @@ impl CaptureReader {
             Stop::NeedMore | Stop::UnexpectedEof if whole && block.is_some() => {
                 Err(bad_block(self))
             }
-            Stop::UnexpectedEof if have == 0 => Ok(Next::End),
+            Stop::UnexpectedEof if have == 0 => Ok(AfterStop::End),
             Stop::UnexpectedEof => Err(self.truncated(need, have)),
             Stop::NeedMore => {
                 if have >= self.capacity {
@@ -581,7 +605,7 @@ impl CaptureReader {
                 if reader.refill().is_err() {
                     return Err(self.read_failure(have));
                 }
-                Ok(Next::Retry)
+                Ok(AfterStop::Retry)
             }
             Stop::ReadError => Err(self.read_failure(have)),
         }

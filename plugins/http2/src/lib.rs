@@ -225,8 +225,9 @@ impl Dissector for Http2 {
 
 remora_sdk::export_dissector!(Http2);
 
-/// Probe: the client preface (95); on a hinted port without it, a plausible
-/// sequence of frame headers (20).
+/// Probe: the client preface (95); a server's opening SETTINGS frame (90),
+/// which servers such as gRPC's may send before the client has spoken; on a
+/// hinted port without either, a plausible sequence of frame headers (20).
 pub fn probe_bytes(hinted: bool, dir: Direction, data: &[u8]) -> Probe {
     if dir == Direction::ToServer {
         let n = data.len().min(PREFACE.len());
@@ -236,6 +237,14 @@ pub fn probe_bytes(hinted: bool, dir: Direction, data: &[u8]) -> Probe {
             } else {
                 Probe::NeedMore
             };
+        }
+    } else {
+        match server_settings(data) {
+            Probe::No => {}
+            // Not enough to tell yet: the client preface may still decide.
+            Probe::NeedMore if !hinted => return Probe::NeedMore,
+            Probe::NeedMore => {}
+            yes => return yes,
         }
     }
     if !hinted {
@@ -260,6 +269,61 @@ pub fn probe_bytes(hinted: bool, dir: Direction, data: &[u8]) -> Probe {
         Probe::NeedMore
     } else {
         Probe::Yes(20)
+    }
+}
+
+/// Settings a server's opening SETTINGS frame is accepted with: RFC 9113
+/// §6.5.2 (1-6), RFC 8441 (8), RFC 9218 (9), and gRPC's own
+/// GRPC_ALLOW_TRUE_BINARY_METADATA (0xfe03) and
+/// GRPC_PREFERRED_RECEIVE_CRYPTO_FRAME_SIZE (0xfe04).
+const KNOWN_SETTINGS: [u16; 10] = [1, 2, 3, 4, 5, 6, 8, 9, 0xfe03, 0xfe04];
+/// More settings than this in the opening frame is not a real server.
+const MAX_OPENING_SETTINGS: usize = 32;
+
+/// Whether `data` starts with the SETTINGS frame a server opens with (RFC
+/// 9113 §3.4): type 4, no flags, stream 0, whole known settings with legal
+/// values. Strict because any server-first binary protocol reaches here: an
+/// empty SETTINGS frame is not enough (the client preface decides then).
+fn server_settings(data: &[u8]) -> Probe {
+    // Byte 2 is the length (at most MAX_OPENING_SETTINGS * 6 < 256, so the
+    // length's high bytes are 0); every other header byte is fixed.
+    const HEAD: [u8; 9] = [0, 0, 0, T_SETTINGS, 0, 0, 0, 0, 0];
+    let fixed_ok = data
+        .iter()
+        .take(9)
+        .enumerate()
+        .all(|(i, b)| i == 2 || *b == HEAD[i]);
+    if !fixed_ok {
+        return Probe::No;
+    }
+    let Some(&len) = data.get(2) else {
+        return Probe::NeedMore;
+    };
+    let len = usize::from(len);
+    if len == 0 {
+        return Probe::NeedMore;
+    }
+    if !len.is_multiple_of(6) || len / 6 > MAX_OPENING_SETTINGS {
+        return Probe::No;
+    }
+    let payload = data.get(9..).unwrap_or_default();
+    for s in payload.chunks_exact(6).take(len / 6) {
+        let id = u16::from_be_bytes([s[0], s[1]]);
+        let v = u32::from_be_bytes([s[2], s[3], s[4], s[5]]);
+        let legal = match id {
+            2 | 8 | 9 => v <= 1,
+            4 => v <= 0x7fff_ffff,
+            5 => (1 << 14..1 << 24).contains(&v),
+            _ => KNOWN_SETTINGS.contains(&id),
+        };
+        if !legal {
+            return Probe::No;
+        }
+    }
+    if payload.len() < len {
+        Probe::NeedMore
+    } else {
+        Probe::Yes(90)
     }
 }
 

@@ -422,6 +422,143 @@ fn probe_preface() {
     assert_eq!(probe_bytes(true, C, b"GET / HTTP/1.1\r\n"), Probe::No);
 }
 
+/// The python grpcio server's opening frames, sent on accept before the
+/// client's preface (tests/fixtures/grpc/grpc-python.pcap frame 4): SETTINGS
+/// (4, 5, 6 and gRPC's 0xfe03) then a connection WINDOW_UPDATE.
+const GRPCIO_SERVER_OPENING: &str = concat!(
+    "0000180400000000000004003fffff0005003fffff000600002000fe0300000001",
+    "000004080000000000003f0000",
+);
+
+#[test]
+fn probe_server_settings_first() {
+    let sv = hex(GRPCIO_SERVER_OPENING);
+    // Unhinted port (the fixture's server is on 25051).
+    assert_eq!(probe_bytes(false, S, &sv), Probe::Yes(90));
+    assert_eq!(probe_bytes(true, S, &sv), Probe::Yes(90));
+    assert_eq!(probe_bytes(false, S, &sv[..9 + 24]), Probe::Yes(90));
+    // Cut anywhere inside the SETTINGS frame: undecided, not refused.
+    for n in 0..9 + 24 {
+        assert_eq!(
+            probe_bytes(false, S, &sv[..n]),
+            Probe::NeedMore,
+            "{n} bytes"
+        );
+    }
+    // An empty SETTINGS is too little to claim a flow; the preface decides.
+    assert_eq!(
+        probe_bytes(false, S, &frame(T_SETTINGS, 0, 0, &[])),
+        Probe::NeedMore
+    );
+    // The same bytes from the client are not the preface.
+    assert_eq!(probe_bytes(false, C, &sv), Probe::No);
+}
+
+#[test]
+fn probe_server_settings_is_strict() {
+    let ok = [0, 4, 0, 0, 0xff, 0xff];
+    let cases: [(&str, Vec<u8>); 9] = [
+        ("SETTINGS ack", frame(T_SETTINGS, FL_ACK, 0, &ok)),
+        ("on a stream", frame(T_SETTINGS, 0, 1, &ok)),
+        ("not SETTINGS", frame(T_WINDOW, 0, 0, &[0, 0, 0, 1, 0, 0])),
+        (
+            "length not a multiple of 6",
+            frame(T_SETTINGS, 0, 0, &ok[..5]),
+        ),
+        (
+            "unknown setting id",
+            frame(T_SETTINGS, 0, 0, &[0x12, 0x34, 0, 0, 0, 1]),
+        ),
+        (
+            "ENABLE_PUSH 2",
+            frame(T_SETTINGS, 0, 0, &[0, 2, 0, 0, 0, 2]),
+        ),
+        (
+            "MAX_FRAME_SIZE too small",
+            frame(T_SETTINGS, 0, 0, &[0, 5, 0, 0, 0x10, 0]),
+        ),
+        (
+            "too many settings",
+            frame(T_SETTINGS, 0, 0, &ok.repeat(MAX_OPENING_SETTINGS + 1)),
+        ),
+        // A MySQL server greeting: length 0x4a, sequence 0, protocol 10.
+        (
+            "mysql greeting",
+            hex("4a0000000a31302e31312e3131004c000000"),
+        ),
+    ];
+    for (what, bytes) in cases {
+        assert_eq!(probe_bytes(false, S, &bytes), Probe::No, "{what}");
+    }
+    // A bad setting already seen in a partial frame refuses at once.
+    let mut partial = frame(
+        T_SETTINGS,
+        0,
+        0,
+        &[0x12, 0x34, 0, 0, 0, 1, 0, 4, 0, 0, 0, 1],
+    );
+    partial.truncate(9 + 6);
+    assert_eq!(probe_bytes(false, S, &partial), Probe::No);
+}
+
+#[test]
+fn server_settings_before_client_preface() {
+    // The server speaks first (gRPC C-core does on accept); the dissect stage
+    // replays its bytes before any of the client's.
+    let mut sv = hex(GRPCIO_SERVER_OPENING);
+    let mut h = Harness::<Http2>::tcp(25051);
+    h.feed(S, &sv);
+    assert!(h.errors.is_empty(), "{:?}", h.errors);
+    assert!(h.messages.is_empty());
+    let mut c = client_start();
+    c.extend(frame(
+        T_HEADERS,
+        0x4,
+        1,
+        &req_block(
+            "POST",
+            "/remora.fixture.Greeter/Hello",
+            &[("content-type", "application/grpc")],
+            true,
+        ),
+    ));
+    c.extend(frame(T_DATA, FL_END_STREAM, 1, &[0, 0, 0, 0, 2, 0x0a, 0]));
+    h.feed(C, &c);
+    sv.clear();
+    sv.extend(frame(T_SETTINGS, FL_ACK, 0, &[]));
+    sv.extend(frame(
+        T_HEADERS,
+        0x4,
+        1,
+        &status_block("200", &[("content-type", "application/grpc")]),
+    ));
+    sv.extend(frame(T_DATA, 0, 1, &[0, 0, 0, 0, 3, 1, 2, 3]));
+    sv.extend(frame(
+        T_HEADERS,
+        0x5,
+        1,
+        &status_block_trailers(&[("grpc-status", "0")]),
+    ));
+    h.feed(S, &sv);
+    assert!(h.errors.is_empty(), "{:?}", h.errors);
+    assert_eq!(h.messages.len(), 2);
+    let (q, r) = (&h.messages[0], &h.messages[1]);
+    assert_eq!(q.kind, MessageKind::Request);
+    assert_eq!(
+        s(q, F_GRPC_SERVICE).as_deref(),
+        Some("remora.fixture.Greeter")
+    );
+    assert_eq!(s(q, F_GRPC_METHOD).as_deref(), Some("Hello"));
+    assert_eq!(int(q, F_GRPC_REQUEST_MESSAGE_BYTES), Some(2));
+    assert!(field(q, F_HEADERS_UNKNOWN).is_none());
+    assert_eq!(r.kind, MessageKind::Response);
+    assert_eq!(int(r, F_STATUS_CODE), Some(200));
+    assert_eq!(int(r, F_GRPC_STATUS), Some(0));
+    assert_eq!(int(r, F_GRPC_RESPONSE_MESSAGES), Some(1));
+    // The server's HPACK state was followed from its first frame.
+    assert!(field(r, F_HEADERS_UNKNOWN).is_none());
+}
+
 #[test]
 fn garbage_is_an_error_not_a_panic() {
     let mut h = Harness::<Http2>::tcp(18081);

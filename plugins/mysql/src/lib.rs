@@ -56,6 +56,9 @@ const MAX_MESSAGES_PER_CALL: usize = 1024;
 /// Payload length that means "continued in the next packet".
 const MAX_PACKET: usize = 0xFF_FFFF;
 
+/// Set by MySQL peers; clear on MariaDB ones, whose extended capabilities
+/// then fill reserved bytes of the handshake packets.
+const CLIENT_MYSQL: u32 = 0x1;
 const CLIENT_CONNECT_WITH_DB: u32 = 0x8;
 const CLIENT_PROTOCOL_41: u32 = 0x200;
 const CLIENT_SSL: u32 = 0x800;
@@ -63,6 +66,9 @@ const CLIENT_SECURE_CONNECTION: u32 = 0x8000;
 const CLIENT_PLUGIN_AUTH_LENENC: u32 = 0x20_0000;
 const CLIENT_DEPRECATE_EOF: u32 = 0x100_0000;
 const CLIENT_QUERY_ATTRIBUTES: u32 = 0x800_0000;
+/// MariaDB extended capability (bit 36 overall): a column count packet
+/// carries a "metadata follows" byte and may skip the column definitions.
+const MARIADB_CLIENT_CACHE_METADATA: u32 = 0x10;
 const SERVER_MORE_RESULTS_EXISTS: u16 = 0x0008;
 const SERVER_STATUS_CURSOR_EXISTS: u16 = 0x0040;
 
@@ -368,6 +374,9 @@ pub struct MysqlSession {
     server_version: Option<String>,
     server_caps: Option<u32>,
     client_caps: Option<u32>,
+    /// MariaDB extended capabilities (upper 32 bits), when the peer sent them.
+    server_ext_caps: Option<u32>,
+    client_ext_caps: Option<u32>,
     outstanding: VecDeque<Pending>,
     current: Option<Current>,
     statements: VecDeque<(u32, String)>,
@@ -397,6 +406,8 @@ impl MysqlSession {
             server_version: None,
             server_caps: None,
             client_caps: None,
+            server_ext_caps: None,
+            client_ext_caps: None,
             outstanding: VecDeque::new(),
             current: None,
             statements: VecDeque::new(),
@@ -409,6 +420,12 @@ impl MysqlSession {
             (Some(s), Some(c)) => Some(s & c & CLIENT_DEPRECATE_EOF != 0),
             _ => None,
         }
+    }
+
+    /// MARIADB_CLIENT_CACHE_METADATA negotiated by both sides.
+    fn cache_metadata(&self) -> bool {
+        matches!((self.server_ext_caps, self.client_ext_caps),
+            (Some(s), Some(c)) if s & c & MARIADB_CLIENT_CACHE_METADATA != 0)
     }
 
     fn query_attributes(&self) -> bool {
@@ -551,6 +568,11 @@ impl MysqlSession {
         let mut database = None;
         if caps & CLIENT_PROTOCOL_41 != 0 {
             self.client_caps = Some(caps);
+            // caps(4), max packet(4), charset(1), filler(19), of which a
+            // MariaDB client uses the last 4 for its extended capabilities.
+            if caps & CLIENT_MYSQL == 0 {
+                self.client_ext_caps = u32_le(p, 28);
+            }
             let (u, mut at) = cstr(p, 32, MAX_NAME);
             user = u;
             // Auth data: never kept, only stepped over.
@@ -627,6 +649,7 @@ impl MysqlSession {
             });
         }
         let deprecate = self.deprecate_eof();
+        let cache_metadata = self.cache_metadata();
         let Some(cur) = self.current.as_mut() else {
             return Parsed::Ok;
         };
@@ -696,6 +719,14 @@ impl MysqlSession {
                     cur.phase = Phase::Infile;
                 } else {
                     match lenenc(p, 0) {
+                        // With cached metadata the server may leave the
+                        // column definitions out ("metadata follows" 0):
+                        // the client reuses those of the prepared statement.
+                        // The EOF that ends them is still sent.
+                        Some((n, used)) if n > 0 && cache_metadata && p.get(used) == Some(&0) => {
+                            cur.resultset = true;
+                            cur.phase = Phase::ColumnsEnd;
+                        }
                         Some((n, _)) if n > 0 => {
                             cur.resultset = true;
                             cur.phase = Phase::Columns(n);
@@ -783,6 +814,11 @@ impl MysqlSession {
         let low = u16_le(p, at + 13).map(u32::from);
         let high = u16_le(p, at + 18).map(u32::from).unwrap_or(0);
         self.server_caps = low.map(|l| l | high << 16);
+        // Then auth data length(1), reserved(6), and in the last 4 reserved
+        // bytes a MariaDB server's extended capabilities.
+        if self.server_caps.is_some_and(|c| c & CLIENT_MYSQL == 0) {
+            self.server_ext_caps = u32_le(p, at + 27);
+        }
     }
 
     /// A result set ended with this status: another result follows, or the

@@ -449,3 +449,177 @@ proptest! {
         prop_assert_eq!(h.errors, whole.errors);
     }
 }
+
+/// MariaDB's MARIADB_CLIENT_CACHE_METADATA (extended capability bit 4).
+const CACHE_METADATA: u32 = 0x10;
+/// The other extended capabilities MariaDB 10.11 and Connector/C agree on:
+/// progress, bulk operations, extended type info.
+const OTHER_EXT_CAPS: u32 = 0x0d;
+
+/// A MariaDB greeting (CLIENT_MYSQL clear) whose last 4 reserved bytes carry
+/// the extended capabilities `ext`.
+fn mariadb_greeting(caps: u32, ext: u32) -> Vec<u8> {
+    let mut g = greeting(caps & !1);
+    // header(4) + protocol(1) + "10.11.6-MariaDB\0"(16) + conn id(4) + auth(8)
+    // + filler(1) + caps(2) + charset(1) + status(2) + caps(2) + auth len(1)
+    // + reserved(6)
+    let at = 4 + 1 + 16 + 4 + 8 + 1 + 2 + 1 + 2 + 2 + 1 + 6;
+    g[at..at + 4].copy_from_slice(&ext.to_le_bytes());
+    g
+}
+
+/// A MariaDB HandshakeResponse41: the last 4 filler bytes carry `ext`.
+fn mariadb_handshake_response(caps: u32, ext: u32) -> Vec<u8> {
+    let mut r = handshake_response(caps & !1, "app", Some("shop"));
+    let at = 4 + 4 + 4 + 1 + 19;
+    r[at..at + 4].copy_from_slice(&ext.to_le_bytes());
+    r
+}
+
+/// COM_STMT_EXECUTE of statement 1 under MARIADB_CLIENT_CACHE_METADATA: the
+/// first execute sends the column definitions ("metadata follows" 1), the
+/// second does not (0) — as MariaDB 10.11 answers DBD::MariaDB in
+/// tests/fixtures/mysql/mysql.pcap frames 178 and 180.
+fn cached_metadata_conversation(deprecate: bool, ext: u32) -> Vec<(Direction, Vec<u8>)> {
+    let caps = base_caps() | if deprecate { DEPRECATE_EOF } else { 0 };
+    let eof = |seq: u8| pkt(seq, &[0xFE, 0, 0, 2, 0]);
+    let end = |seq: u8| {
+        if deprecate {
+            pkt(seq, &[0xFE, 0, 0, 2, 0, 0, 0])
+        } else {
+            eof(seq)
+        }
+    };
+    let def = b"\x03def\x04shop\x05items\x05items\x02id\x02id\x00\x0c\x3f\x00\x0b\x00\x00\x00\x03\x03\x50\x00\x00\x00";
+    // Binary row: header 0x00, NULL bitmap, id (int32), name.
+    let row = |i: u8| [0, 0, i, 0, 0, 0, 5, b'a', b'p', b'p', b'l', b'e'];
+    let mut prepare_ok = vec![0];
+    prepare_ok.extend_from_slice(&1u32.to_le_bytes());
+    prepare_ok.extend_from_slice(&3u16.to_le_bytes()); // columns
+    prepare_ok.extend_from_slice(&1u16.to_le_bytes()); // params
+    prepare_ok.extend_from_slice(&[0, 0, 0]);
+    let mut prep = pkt(1, &prepare_ok);
+    let mut seq = 2;
+    for i in 0..4 {
+        prep.extend(pkt(seq, def));
+        seq += 1;
+        if !deprecate && (i == 0 || i == 3) {
+            prep.extend(eof(seq));
+            seq += 1;
+        }
+    }
+    let mut exec = 1u32.to_le_bytes().to_vec();
+    exec.extend_from_slice(&[0, 1, 0, 0, 0, 0, 1, 0xfe, 0, 1, b'1']);
+    let execute = pkt(0, &[&[0x17][..], &exec].concat());
+    // First execute: metadata follows.
+    let mut first = pkt(1, &[3, 1]);
+    let mut seq = 2;
+    for _ in 0..3 {
+        first.extend(pkt(seq, def));
+        seq += 1;
+    }
+    if !deprecate {
+        first.extend(eof(seq));
+        seq += 1;
+    }
+    first.extend(pkt(seq, &row(1)));
+    first.extend(end(seq + 1));
+    // Second execute: the client has the metadata cached, none is sent.
+    let mut second = pkt(1, &[3, 0]);
+    let mut seq = 2;
+    if !deprecate {
+        second.extend(eof(seq));
+        seq += 1;
+    }
+    for i in 1..=3 {
+        second.extend(pkt(seq, &row(i)));
+        seq += 1;
+    }
+    second.extend(end(seq));
+    vec![
+        (
+            C,
+            mariadb_greeting(
+                0xF7FE | 0x80_0000 | 0x8_0000 | DEPRECATE_EOF,
+                OTHER_EXT_CAPS | CACHE_METADATA,
+            ),
+        ),
+        (S, mariadb_handshake_response(caps, ext)),
+        (C, ok(2, 0)),
+        (
+            S,
+            command(0x16, b"select id, name, price from items where id <= ?"),
+        ),
+        (C, prep),
+        (S, execute.clone()),
+        (C, first),
+        (S, execute),
+        (C, second),
+        (S, command(0x03, b"select 1")),
+        (C, resultset(1, 2, deprecate)),
+    ]
+}
+
+/// (command, response kind, rows) of each request, in order.
+fn outcomes(h: &H) -> Vec<(String, String, Option<i64>)> {
+    h.messages
+        .iter()
+        .filter(|m| m.kind == MessageKind::Request)
+        .map(|q| {
+            let r = h
+                .messages
+                .iter()
+                .find(|r| r.kind == MessageKind::Response && r.txn == q.txn)
+                .unwrap_or_else(|| panic!("no response to {q:?}"));
+            (
+                s(q, F_COMMAND).unwrap_or_default(),
+                s(r, F_RESPONSE).unwrap_or_default(),
+                int(r, F_ROWS),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn mariadb_cached_metadata_skips_column_definitions() {
+    for deprecate in [false, true] {
+        let h = run(&cached_metadata_conversation(
+            deprecate,
+            OTHER_EXT_CAPS | CACHE_METADATA,
+        ));
+        assert!(h.errors.is_empty(), "deprecate {deprecate}: {:?}", h.errors);
+        let got = outcomes(&h);
+        let want = [
+            ("LOGIN", "ok", Some(0)),
+            ("COM_STMT_PREPARE", "ok", None),
+            ("COM_STMT_EXECUTE", "resultset", Some(1)),
+            ("COM_STMT_EXECUTE", "resultset", Some(3)),
+            ("COM_QUERY", "resultset", Some(2)),
+        ]
+        .map(|(c, k, n)| (c.to_owned(), k.to_owned(), n));
+        assert_eq!(got, want, "deprecate {deprecate}");
+        // Each response starts at its own first packet, none shares one.
+        let starts: Vec<u64> = h
+            .messages
+            .iter()
+            .filter(|m| m.kind == MessageKind::Response)
+            .map(|m| m.start)
+            .collect();
+        assert!(starts.windows(2).all(|w| w[0] < w[1]), "{starts:?}");
+    }
+}
+
+#[test]
+fn metadata_follows_byte_needs_both_sides() {
+    // The server offers MARIADB_CLIENT_CACHE_METADATA, this client does not:
+    // column count packets then have no "metadata follows" byte, so a 0 after the count must not skip the definitions.
+    // The second execute's packets are then read as definitions (what such
+    // a client would expect), and its rows go uncounted.
+    let h = run(&cached_metadata_conversation(false, OTHER_EXT_CAPS));
+    let got = outcomes(&h);
+    assert_eq!(got[2].2, Some(1), "{got:?}");
+    assert_ne!(
+        got[3],
+        ("COM_STMT_EXECUTE".into(), "resultset".into(), Some(3))
+    );
+}

@@ -1,0 +1,159 @@
+//! A small GraphQL client for `remora query`: queries over HTTP POST,
+//! subscriptions over the graphql-transport-ws protocol.
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value as Json};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+pub(crate) struct Client {
+    server: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+/// A GraphQL error, with the filter span when the server rejected a filter.
+#[derive(Debug)]
+pub(crate) struct GqlError {
+    pub message: String,
+    pub span: Option<(usize, usize)>,
+}
+
+impl std::fmt::Display for GqlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for GqlError {}
+
+fn first_error(errors: &Json) -> Option<GqlError> {
+    let e = errors.as_array()?.first()?;
+    let message = e["message"].as_str().unwrap_or("unknown error").to_owned();
+    let ext = &e["extensions"];
+    let span = match (ext["start"].as_u64(), ext["end"].as_u64()) {
+        (Some(s), Some(t)) => Some((s as usize, t as usize)),
+        _ => None,
+    };
+    Some(GqlError { message, span })
+}
+
+impl Client {
+    pub(crate) fn new(server: &str, token: Option<String>) -> Result<Self> {
+        let server = server.trim_end_matches('/').to_owned();
+        if !server.starts_with("http://") {
+            bail!(
+                "--server {server:?}: only http:// URLs are supported (use `kubectl port-forward` \
+                 or an SSH tunnel for remote servers)"
+            );
+        }
+        Ok(Client {
+            server,
+            token,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    /// Runs a query; GraphQL errors become [`GqlError`].
+    pub(crate) async fn query(&self, query: &str, variables: Json) -> Result<Json> {
+        let url = format!("{}/graphql", self.server);
+        let mut req = self
+            .http
+            .post(&url)
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.map_err(|e| {
+            anyhow!(
+                "cannot reach Remora at {}: {e} (is `remora tap` running? see --server)",
+                self.server
+            )
+        })?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            bail!(
+                "{} requires a bearer token: pass --token or set REMORA_TOKEN",
+                self.server
+            );
+        }
+        let body: Json = resp
+            .json()
+            .await
+            .with_context(|| format!("{url} answered {status} without a GraphQL response"))?;
+        if let Some(e) = first_error(&body["errors"]) {
+            return Err(e.into());
+        }
+        Ok(body["data"].clone())
+    }
+
+    /// Subscribes and calls `each` with every `data` payload until the
+    /// server completes the subscription or the connection ends.
+    pub(crate) async fn subscribe(
+        &self,
+        query: &str,
+        variables: Json,
+        mut each: impl FnMut(Json) -> Result<()>,
+    ) -> Result<()> {
+        let ws_url = format!("ws://{}/graphql", self.server.trim_start_matches("http://"));
+        let mut req = ws_url
+            .as_str()
+            .into_client_request()
+            .with_context(|| format!("bad server URL {ws_url:?}"))?;
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static("graphql-transport-ws"),
+        );
+        if let Some(t) = &self.token {
+            req.headers_mut().insert(
+                "Authorization",
+                HeaderValue::from_str(&format!("Bearer {t}"))
+                    .context("token is not a valid header value")?,
+            );
+        }
+        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.map_err(|e| {
+            anyhow!(
+                "cannot open a subscription at {ws_url}: {e} (is `remora tap` running? see --server)"
+            )
+        })?;
+        let send = |v: Json| WsMessage::Text(v.to_string().into());
+        ws.send(send(json!({"type": "connection_init", "payload": {}})))
+            .await?;
+        let mut subscribed = false;
+        while let Some(msg) = ws.next().await {
+            let text = match msg? {
+                WsMessage::Text(t) => t,
+                WsMessage::Close(_) => break,
+                _ => continue,
+            };
+            let m: Json = serde_json::from_str(&text).context("server sent non-JSON")?;
+            match m["type"].as_str() {
+                Some("connection_ack") if !subscribed => {
+                    subscribed = true;
+                    ws.send(send(json!({
+                        "id": "1", "type": "subscribe",
+                        "payload": {"query": query, "variables": variables}
+                    })))
+                    .await?;
+                }
+                Some("ping") => ws.send(send(json!({"type": "pong"}))).await?,
+                Some("next") => {
+                    if let Some(e) = first_error(&m["payload"]["errors"]) {
+                        return Err(e.into());
+                    }
+                    each(m["payload"]["data"].clone())?;
+                }
+                Some("error") => {
+                    return Err(first_error(&m["payload"])
+                        .map(anyhow::Error::from)
+                        .unwrap_or_else(|| anyhow!("subscription failed: {}", m["payload"])));
+                }
+                Some("complete") => break,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
