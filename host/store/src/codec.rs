@@ -37,34 +37,57 @@ fn put_bytes(buf: &mut Vec<u8>, b: &[u8]) {
     buf.extend_from_slice(b);
 }
 
+/// Reads a record front to back. Holds what is left rather than a position,
+/// so each read is one bounds check and one slice update.
 pub(crate) struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+    rest: &'a [u8],
+    len: usize,
 }
 
 impl<'a> Reader<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
+        Reader {
+            rest: buf,
+            len: buf.len(),
+        }
+    }
+
+    /// Bytes read so far.
+    pub fn pos(&self) -> usize {
+        self.len - self.rest.len()
     }
 
     fn err<T>(&self, reason: &'static str) -> Result<T, DecodeError> {
         Err(DecodeError {
-            pos: self.pos,
+            pos: self.pos(),
             reason,
         })
     }
 
     pub fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
+        self.rest.len()
     }
 
+    #[inline]
     pub fn varint(&mut self) -> Result<u64, DecodeError> {
+        // Ids, tags, lengths and small ints are mostly one byte.
+        if let Some((&b, rest)) = self.rest.split_first() {
+            if b < 0x80 {
+                self.rest = rest;
+                return Ok(u64::from(b));
+            }
+        }
+        self.varint_slow()
+    }
+
+    #[inline(never)]
+    fn varint_slow(&mut self) -> Result<u64, DecodeError> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
-            let Some(&b) = self.buf.get(self.pos) else {
+            let Some((&b, rest)) = self.rest.split_first() else {
                 return self.err("record ends inside a varint");
             };
-            self.pos += 1;
+            self.rest = rest;
             v |= u64::from(b & 0x7f) << shift;
             if b < 0x80 {
                 return Ok(v);
@@ -73,49 +96,70 @@ impl<'a> Reader<'a> {
         self.err("varint longer than 10 bytes")
     }
 
+    #[inline]
     fn zigzag(&mut self) -> Result<i64, DecodeError> {
         let v = self.varint()?;
         Ok((v >> 1) as i64 ^ -((v & 1) as i64))
     }
 
+    #[inline]
     fn u16v(&mut self) -> Result<u16, DecodeError> {
         let v = self.varint()?;
         u16::try_from(v).or_else(|_| self.err("value does not fit 16 bits"))
     }
 
+    #[inline]
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        if n > self.remaining() {
+        let Some((s, rest)) = self.rest.split_at_checked(n) else {
             return self.err("length runs past the end of the record");
-        }
-        let s = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
+        };
+        self.rest = rest;
         Ok(s)
     }
 
+    #[inline]
     pub fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.take(1)?[0])
+        let Some((&b, rest)) = self.rest.split_first() else {
+            return self.err("length runs past the end of the record");
+        };
+        self.rest = rest;
+        Ok(b)
     }
 
+    #[inline]
     pub fn u32(&mut self) -> Result<u32, DecodeError> {
         Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
     }
 
+    #[inline]
     pub fn u64(&mut self) -> Result<u64, DecodeError> {
         Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap()))
     }
 
+    #[inline]
     fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
         let n = self.varint()?;
         let n = usize::try_from(n).unwrap_or(usize::MAX);
         self.take(n)
     }
 
-    fn string(&mut self) -> Result<String, DecodeError> {
+    #[inline]
+    fn str(&mut self) -> Result<&'a str, DecodeError> {
         let b = self.bytes()?;
+        if b.is_ascii() {
+            // SAFETY: ASCII bytes are valid UTF-8. Most strings (methods,
+            // paths, header names) are ASCII, and this check is several
+            // times cheaper per short string than general validation.
+            return Ok(unsafe { std::str::from_utf8_unchecked(b) });
+        }
         match std::str::from_utf8(b) {
-            Ok(s) => Ok(s.to_owned()),
+            Ok(s) => Ok(s),
             Err(_) => self.err("string is not UTF-8"),
         }
+    }
+
+    fn string(&mut self) -> Result<String, DecodeError> {
+        self.str().map(str::to_owned)
     }
 
     /// A count of items that each take at least `min_size` bytes, bounded by
@@ -251,47 +295,98 @@ fn encode_message(
     }
 }
 
-/// Decodes one entry summary. `bodies`, when given, holds the frame's body
-/// bytes (from its first body byte); otherwise bodies come back with empty
-/// `data`.
-pub(crate) fn decode_entry(
+/// An entry with nothing in it, for [`decode_entry_into`] to fill.
+pub(crate) fn blank_entry() -> Entry {
+    let unspecified = Endpoint::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+    Entry {
+        id: 0,
+        flow_id: 0,
+        plugin: 0,
+        protocol: 0,
+        transport: Transport::Tcp,
+        client: unspecified,
+        server: unspecified,
+        request: None,
+        response: None,
+        standalone: false,
+    }
+}
+
+/// Buffers a decoder took out of an entry when the next record had fewer
+/// fields or messages, kept so a later, larger record reuses them instead of
+/// allocating. Bounded: it never holds more than the largest record decoded.
+#[derive(Default)]
+pub(crate) struct Spares {
+    fields: Vec<Field>,
+    messages: Vec<Message>,
+}
+
+/// Fields kept in [`Spares`]; a frame of odd records cannot pin more.
+const MAX_SPARE_FIELDS: usize = 256;
+
+/// Decodes one entry summary into `e`, overwriting all of it. `bodies`, when
+/// given, holds the frame's body bytes (from its first body byte); otherwise
+/// bodies come back with empty `data`.
+///
+/// Scans decode every record into the same few entries, so this reuses the
+/// field vectors, messages and string buffers `e` already has: a record
+/// shaped like the one before it allocates nothing. On error `e` holds a mix
+/// of old and new values and must not be shown to anyone.
+pub(crate) fn decode_entry_into(
+    r: &mut Reader<'_>,
+    id: u64,
+    base_ts: i64,
+    bodies: Option<&[u8]>,
+    e: &mut Entry,
+    spares: &mut Spares,
+) -> Result<(), DecodeError> {
+    e.id = id;
+    e.flow_id = r.varint()?;
+    e.plugin = r.u16v()?;
+    e.protocol = r.u16v()?;
+    let flags = r.u8()?;
+    e.client = decode_endpoint(r)?;
+    e.server = decode_endpoint(r)?;
+    e.transport = if flags & FLAG_UDP != 0 {
+        Transport::Udp
+    } else {
+        Transport::Tcp
+    };
+    e.standalone = flags & FLAG_STANDALONE != 0;
+    for (slot, present) in [
+        (&mut e.request, flags & FLAG_REQUEST != 0),
+        (&mut e.response, flags & FLAG_RESPONSE != 0),
+    ] {
+        if present {
+            let m = slot.get_or_insert_with(|| {
+                spares.messages.pop().unwrap_or(Message {
+                    ts: Timestamp(0),
+                    fields: Vec::new(),
+                    body: None,
+                })
+            });
+            decode_message_into(r, base_ts, bodies, m, &mut spares.fields)?;
+        } else if let Some(m) = slot.take() {
+            // At most one per message slot: request and response.
+            if spares.messages.len() < 2 {
+                spares.messages.push(m);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Decodes one entry summary into a new entry.
+#[cfg(test)]
+fn decode_entry(
     r: &mut Reader<'_>,
     id: u64,
     base_ts: i64,
     bodies: Option<&[u8]>,
 ) -> Result<Entry, DecodeError> {
-    let flow_id = r.varint()?;
-    let plugin = r.u16v()?;
-    let protocol = r.u16v()?;
-    let flags = r.u8()?;
-    let client = decode_endpoint(r)?;
-    let server = decode_endpoint(r)?;
-    let request = if flags & FLAG_REQUEST != 0 {
-        Some(decode_message(r, base_ts, bodies)?)
-    } else {
-        None
-    };
-    let response = if flags & FLAG_RESPONSE != 0 {
-        Some(decode_message(r, base_ts, bodies)?)
-    } else {
-        None
-    };
-    Ok(Entry {
-        id,
-        flow_id,
-        plugin,
-        protocol,
-        transport: if flags & FLAG_UDP != 0 {
-            Transport::Udp
-        } else {
-            Transport::Tcp
-        },
-        client,
-        server,
-        request,
-        response,
-        standalone: flags & FLAG_STANDALONE != 0,
-    })
+    let mut e = blank_entry();
+    decode_entry_into(r, id, base_ts, bodies, &mut e, &mut Spares::default())?;
+    Ok(e)
 }
 
 fn decode_endpoint(r: &mut Reader<'_>) -> Result<Endpoint, DecodeError> {
@@ -304,67 +399,158 @@ fn decode_endpoint(r: &mut Reader<'_>) -> Result<Endpoint, DecodeError> {
     Ok(Endpoint { ip, port })
 }
 
-fn decode_message(
+fn decode_message_into(
     r: &mut Reader<'_>,
     base_ts: i64,
     bodies: Option<&[u8]>,
-) -> Result<Message, DecodeError> {
-    let ts = Timestamp(base_ts.wrapping_add(r.zigzag()?));
+    m: &mut Message,
+    spare_fields: &mut Vec<Field>,
+) -> Result<(), DecodeError> {
+    m.ts = Timestamp(base_ts.wrapping_add(r.zigzag()?));
     // A field takes at least 3 bytes: id, tag, one byte of value.
     let n = r.count(3)?;
-    let mut fields = Vec::with_capacity(n);
-    for _ in 0..n {
-        let id = r.u16v()?;
-        let value = match r.u8()? {
-            0 => Value::Bool(r.u8()? != 0),
-            1 => Value::Int(r.zigzag()?),
-            2 => Value::Float(f64::from_bits(r.u64()?)),
-            3 => Value::Str(r.string()?),
-            4 => Value::Bytes(r.bytes()?.to_vec()),
-            5 => Value::Pair(r.string()?, r.string()?),
-            _ => return r.err("unknown value tag"),
-        };
-        fields.push(Field { id, value });
+    if m.fields.len() > n {
+        let room = MAX_SPARE_FIELDS.saturating_sub(spare_fields.len());
+        let extra = m.fields.len() - n;
+        spare_fields.extend(m.fields.drain(n..n + extra.min(room)));
+        m.fields.truncate(n);
     }
-    let body = match r.u8()? {
-        0 => None,
+    for i in 0..n {
+        let id = r.u16v()?;
+        let tag = r.u8()?;
+        if i == m.fields.len() {
+            let f = spare_fields.pop().unwrap_or(Field {
+                id,
+                value: Value::Bool(false),
+            });
+            m.fields.push(f);
+        }
+        let f = &mut m.fields[i];
+        f.id = id;
+        decode_value_into(r, tag, &mut f.value)?;
+    }
+    match r.u8()? {
+        0 => m.body = None,
         1 => {
             let original_len = r.varint()?;
             let truncated = r.u8()? != 0;
-            let decoded_from = match r.u8()? {
-                0 => None,
-                1 => Some(r.string()?),
+            let b = m.body.get_or_insert_with(|| Body {
+                data: Vec::new(),
+                original_len: 0,
+                truncated: false,
+                decoded_from: None,
+            });
+            b.original_len = original_len;
+            b.truncated = truncated;
+            match r.u8()? {
+                0 => b.decoded_from = None,
+                1 => {
+                    let s = r.str()?;
+                    match &mut b.decoded_from {
+                        Some(old) => {
+                            old.clear();
+                            old.push_str(s);
+                        }
+                        None => b.decoded_from = Some(s.to_owned()),
+                    }
+                }
                 _ => return r.err("bad decoded_from tag"),
-            };
+            }
             let body_ref = BodyRef {
                 rel_off: r.varint()?,
                 len: r.varint()?,
                 crc: r.u32()?,
             };
-            let data = match bodies {
-                None => Vec::new(),
-                Some(all) => body_slice(all, body_ref).ok_or(DecodeError {
-                    pos: r.pos,
+            b.data.clear();
+            if let Some(all) = bodies {
+                let data = body_slice(all, body_ref).ok_or(DecodeError {
+                    pos: r.pos(),
                     reason: "body is outside the frame's body range or fails its checksum",
-                })?,
-            };
-            Some(Body {
-                data,
-                original_len,
-                truncated,
-                decoded_from,
-            })
+                })?;
+                b.data.extend_from_slice(data);
+            }
         }
         _ => return r.err("bad body tag"),
-    };
-    Ok(Message { ts, fields, body })
+    }
+    Ok(())
 }
 
-fn body_slice(all: &[u8], b: BodyRef) -> Option<Vec<u8>> {
+/// Overwrites `v` with the value of type `tag`, reusing its string or byte
+/// buffer when it has one.
+fn decode_value_into(r: &mut Reader<'_>, tag: u8, v: &mut Value) -> Result<(), DecodeError> {
+    match tag {
+        0 => *v = Value::Bool(r.u8()? != 0),
+        1 => {
+            let i = r.zigzag()?;
+            match v {
+                Value::Int(old) => *old = i,
+                _ => *v = Value::Int(i),
+            }
+        }
+        2 => *v = Value::Float(f64::from_bits(r.u64()?)),
+        3 => {
+            let s = r.str()?;
+            match v {
+                Value::Str(old) => {
+                    old.clear();
+                    old.push_str(s);
+                }
+                _ => {
+                    let mut buf = take_string(v);
+                    buf.push_str(s);
+                    *v = Value::Str(buf);
+                }
+            }
+        }
+        4 => {
+            let b = r.bytes()?;
+            match v {
+                Value::Bytes(old) => {
+                    old.clear();
+                    old.extend_from_slice(b);
+                }
+                _ => *v = Value::Bytes(b.to_vec()),
+            }
+        }
+        5 => {
+            let (k, val) = (r.str()?, r.str()?);
+            match v {
+                Value::Pair(old_k, old_v) => {
+                    old_k.clear();
+                    old_k.push_str(k);
+                    old_v.clear();
+                    old_v.push_str(val);
+                }
+                _ => {
+                    let mut kb = take_string(v);
+                    kb.push_str(k);
+                    *v = Value::Pair(kb, val.to_owned());
+                }
+            }
+        }
+        _ => return r.err("unknown value tag"),
+    }
+    Ok(())
+}
+
+/// An empty string, with the capacity of a string `v` holds when it holds
+/// one, so a field whose type changed between records keeps a buffer.
+fn take_string(v: &mut Value) -> String {
+    let mut s = match v {
+        Value::Str(s) | Value::Pair(s, _) => std::mem::take(s),
+        _ => String::new(),
+    };
+    s.clear();
+    s
+}
+
+/// The body's bytes, if they lie inside the frame's body range and match
+/// their checksum.
+fn body_slice(all: &[u8], b: BodyRef) -> Option<&[u8]> {
     let start = usize::try_from(b.rel_off).ok()?;
     let end = start.checked_add(usize::try_from(b.len).ok()?)?;
     let data = all.get(start..end)?;
-    (crc32fast::hash(data) == b.crc).then(|| data.to_vec())
+    (crc32fast::hash(data) == b.crc).then_some(data)
 }
 
 pub(crate) fn encode_catalog(c: &Catalog) -> Vec<u8> {
@@ -503,7 +689,13 @@ mod tests {
         // ts delta 0, then a field count of 2^62.
         let mut b = vec![0u8];
         put_varint(&mut b, 1 << 62);
-        let err = decode_message(&mut Reader::new(&b), 0, None).unwrap_err();
+        let mut m = Message {
+            ts: Timestamp(0),
+            fields: Vec::new(),
+            body: None,
+        };
+        let err = decode_message_into(&mut Reader::new(&b), 0, None, &mut m, &mut Vec::new())
+            .unwrap_err();
         assert_eq!(err.reason, "item count exceeds the bytes that remain");
     }
 
@@ -540,5 +732,25 @@ mod tests {
         }
         let back = decode_entry(&mut Reader::new(&out), 0, 0, Some(&bodies)).unwrap();
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_string_is_an_error_not_a_str() {
+        let mut m = Message {
+            ts: Timestamp(0),
+            fields: vec![Field {
+                id: 0,
+                value: Value::Str("ab".into()),
+            }],
+            body: None,
+        };
+        let (mut out, mut bodies) = (Vec::new(), Vec::new());
+        encode_message(&mut out, &mut bodies, 0, 0, &m);
+        let at = out.windows(2).position(|w| w == b"ab").unwrap();
+        out[at] = 0xff;
+        let err = decode_message_into(&mut Reader::new(&out), 0, None, &mut m, &mut Vec::new())
+            .unwrap_err();
+        assert_eq!(err.reason, "string is not UTF-8");
+        assert_eq!(err.pos, at + 2, "position after the string");
     }
 }

@@ -21,6 +21,7 @@
 mod catalogs;
 mod codec;
 mod error;
+mod frame_decoder;
 mod segment;
 mod store;
 mod wire;

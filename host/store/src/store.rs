@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, Rw
 use remora_entry::{Catalog, Entry};
 
 use crate::catalogs::CatalogLog;
-use crate::codec::{decode_entry, encode_entry, DecodeError, Reader};
+use crate::codec::encode_entry;
 use crate::error::{io, StoreError};
+use crate::frame_decoder::{FrameDecoder, Pick};
 use crate::segment::{parse_summary_name, segment_paths, FrameRef, Segment};
 use crate::wire::{
     seal_record, FrameHeader, FILE_HEADER_LEN, FRAME_BATCH_END, FRAME_HEADER_LEN, MAX_RECORD_LEN,
@@ -351,6 +352,10 @@ impl Store {
     }
 
     /// Visits matching entries in order until `visit` breaks.
+    ///
+    /// The entry `visit` sees lives in a buffer the scan decodes the next
+    /// record into, so a visitor that keeps an entry clones it; that is what
+    /// lets a scan run without allocating per entry.
     pub fn scan(
         &self,
         q: &Scan,
@@ -369,7 +374,7 @@ impl Store {
         };
         let mut stats = ScanStats::default();
         let mut catalogs = CatalogSnapshot::default();
-        let (mut buf, mut bodies, mut decoded) = (Vec::new(), Vec::new(), Vec::new());
+        let mut decoder = FrameDecoder::new();
         for seg in &segments {
             let frames: Vec<FrameRef> = {
                 let idx = read(&seg.index);
@@ -397,34 +402,30 @@ impl Store {
                 }
                 v
             };
+            let pick = match q.order {
+                Order::NewestFirst => Pick::Backward,
+                Order::OldestFirst => Pick::Forward,
+            };
             for f in &frames {
                 stats.frames_read += 1;
                 let catalog = catalogs.get(self, f.header.catalog, seg)?;
-                decode_frame(
-                    seg,
-                    f,
-                    q.with_bodies,
-                    &mut buf,
-                    &mut bodies,
-                    &mut decoded,
-                    None,
-                )?;
-                let mut visit_one = |e: Entry| -> ControlFlow<()> {
-                    let ts = e.timestamp().0;
-                    if ts < from || ts >= to || !id_wanted(e.id) {
-                        return ControlFlow::Continue(());
+                // Frames the index kept may still hold entries outside the
+                // range: their ids straddle the cursor or times overlap it.
+                let whole_frame = f.header.min_ts >= from
+                    && f.header.max_ts < to
+                    && id_wanted(f.header.first_id)
+                    && id_wanted(f.header.end_id() - 1);
+                let mut visit_one = |e: &StoredEntry| -> ControlFlow<()> {
+                    if !whole_frame {
+                        let ts = e.entry.timestamp().0;
+                        if ts < from || ts >= to || !id_wanted(e.entry.id) {
+                            return ControlFlow::Continue(());
+                        }
                     }
                     stats.visited += 1;
-                    visit(&StoredEntry {
-                        catalog: catalog.clone(),
-                        entry: e,
-                    })
+                    visit(e)
                 };
-                let flow = if q.order == Order::NewestFirst {
-                    decoded.drain(..).rev().try_for_each(&mut visit_one)
-                } else {
-                    decoded.drain(..).try_for_each(&mut visit_one)
-                };
+                let flow = decoder.visit(seg, f, &catalog, q.with_bodies, pick, &mut visit_one)?;
                 if flow.is_break() {
                     return Ok(stats);
                 }
@@ -449,17 +450,14 @@ impl Store {
             }
         };
         let catalog = CatalogSnapshot::default().get(self, frame.header.catalog, seg)?;
-        let (mut buf, mut bodies, mut decoded) = (Vec::new(), Vec::new(), Vec::new());
-        decode_frame(
-            seg,
-            &frame,
-            true,
-            &mut buf,
-            &mut bodies,
-            &mut decoded,
-            Some(id),
-        )?;
-        Ok(decoded.pop().map(|entry| StoredEntry { catalog, entry }))
+        let mut found = None;
+        // Whether the visitor broke or not, `found` says if `id` was there.
+        let _ =
+            FrameDecoder::new().visit(seg, &frame, &catalog, true, Pick::One(id), &mut |e| {
+                found = Some(e.clone());
+                ControlFlow::Break(())
+            })?;
+        Ok(found)
     }
 
     pub fn stats(&self) -> StoreStats {
@@ -550,42 +548,6 @@ fn encode_batch(
             },
         });
         i += count;
-    }
-    Ok(())
-}
-
-/// Decodes a frame's entries into `out` (all of them, or only `only`).
-fn decode_frame(
-    seg: &Segment,
-    f: &FrameRef,
-    with_bodies: bool,
-    buf: &mut Vec<u8>,
-    bodies: &mut Vec<u8>,
-    out: &mut Vec<Entry>,
-    only: Option<u64>,
-) -> Result<(), StoreError> {
-    let payload = seg.read_frame(f, buf)?;
-    if with_bodies {
-        seg.read_bodies(f, bodies)?;
-    }
-    let corrupt = |e: DecodeError| StoreError::Corrupt {
-        path: seg.sum_path.clone(),
-        offset: f.offset + RECORD_PREFIX_LEN + (FRAME_HEADER_LEN + e.pos) as u64,
-        reason: e.reason.to_string(),
-    };
-    let mut r = Reader::new(&payload[FRAME_HEADER_LEN..]);
-    out.reserve(f.header.count as usize);
-    for k in 0..u64::from(f.header.count) {
-        let id = f.header.first_id + k;
-        let wanted = only.is_none_or(|o| o == id);
-        let b = (with_bodies && wanted).then_some(bodies.as_slice());
-        let e = decode_entry(&mut r, id, f.header.min_ts, b).map_err(corrupt)?;
-        if wanted {
-            out.push(e);
-        }
-        if only == Some(id) {
-            break;
-        }
     }
     Ok(())
 }

@@ -642,3 +642,126 @@ fn default_data_dir_follows_xdg() {
     let d = remora_store::default_data_dir();
     assert!(d.ends_with("remora"), "{}", d.display());
 }
+
+/// Entry `n` of a sequence whose neighbours differ in shape: long then short
+/// values in the same field position, a `Str` where the record before had a
+/// `Pair` (and back), more fields then fewer, request or response missing,
+/// bodies with and without data or `decoded_from`. A decoder that reuses
+/// the previous record's buffers and forgets to clear one shows it here.
+fn shifting_shape(n: u64) -> remora_entry::Entry {
+    use remora_entry::{Body, Field, Message, Value};
+    let mut e = common::entry(n);
+    let long = "x".repeat(300 + (n % 5) as usize * 100);
+    let str_or_pair = |n: u64, s: &str| {
+        if n.is_multiple_of(2) {
+            Value::Str(s.to_owned())
+        } else {
+            Value::Pair(format!("{s}-key"), s.chars().rev().collect())
+        }
+    };
+    if let Some(m) = &mut e.request {
+        let first = if n.is_multiple_of(3) {
+            long.clone()
+        } else {
+            "g".into()
+        };
+        m.fields[0].value = Value::Str(first);
+        m.fields.truncate(1 + (n % 4) as usize);
+        for k in 0..(n % 7) {
+            m.fields.push(Field {
+                id: 5,
+                value: str_or_pair(
+                    n + k,
+                    if (n + k).is_multiple_of(4) {
+                        &long
+                    } else {
+                        "v"
+                    },
+                ),
+            });
+        }
+    }
+    if let Some(m) = &mut e.response {
+        m.fields.truncate((n % 4) as usize);
+        m.body = match n % 5 {
+            0 => None,
+            // Two bodies in a row, so the second overwrites the first's
+            // long `decoded_from` and data.
+            1 | 2 => Some(Body {
+                data: if n % 5 == 1 {
+                    long.clone().into_bytes()
+                } else {
+                    b"ok".to_vec()
+                },
+                original_len: 9_000 + n,
+                truncated: n % 5 == 1,
+                decoded_from: Some(if n % 5 == 1 {
+                    long.clone()
+                } else {
+                    "br".into()
+                }),
+            }),
+            _ => m.body.take(),
+        };
+    }
+    if n % 13 == 4 {
+        e.response = Some(Message {
+            ts: Timestamp(ts_of(n) + 7),
+            fields: vec![],
+            body: None,
+        });
+        e.standalone = e.request.is_none();
+    }
+    e
+}
+
+#[test]
+fn scan_with_reused_buffers_returns_what_get_and_the_writer_have() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let cat = catalog("http");
+    let mut written: Vec<_> = (1..=1200).map(shifting_shape).collect();
+    // Several batches, so frames of different sizes follow each other.
+    for chunk in written.chunks_mut(450) {
+        store.append(&cat, chunk).unwrap();
+    }
+    let without_data = |e: &remora_entry::Entry| {
+        let mut e = e.clone();
+        for m in [&mut e.request, &mut e.response].into_iter().flatten() {
+            if let Some(b) = &mut m.body {
+                b.data.clear();
+            }
+        }
+        e
+    };
+    for order in [Order::OldestFirst, Order::NewestFirst] {
+        for with_bodies in [false, true] {
+            let q = Scan {
+                order,
+                with_bodies,
+                ..Scan::default()
+            };
+            let mut scanned = collect(&store, &q);
+            if order == Order::NewestFirst {
+                scanned.reverse();
+            }
+            assert_eq!(scanned.len(), written.len(), "{order:?}");
+            for (got, want) in scanned.iter().zip(&written) {
+                let want = if with_bodies {
+                    want.clone()
+                } else {
+                    without_data(want)
+                };
+                assert_eq!(
+                    got, &want,
+                    "{order:?} with_bodies={with_bodies} id {}",
+                    want.id
+                );
+            }
+        }
+    }
+    for want in &written {
+        let got = store.get(want.id).unwrap().expect("stored");
+        assert_eq!(&got.entry, want, "get({})", want.id);
+    }
+}
