@@ -138,6 +138,25 @@ fn live_entries_reach_subscription_api_and_query() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no remora_packets_total in\n{metrics}"));
     assert!(packets >= 20, "{packets} packets counted");
+    let timed: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("remora_plugin_call_seconds_count "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no plugin latency histogram in\n{metrics}"));
+    assert!(timed > 0, "no plugin call was timed");
+    let plugins = tap.graphql("{ plugins { name calls errors faults state } }");
+    let calls = |name: &str| {
+        plugins["data"]["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"].as_str().is_some_and(|n| n.contains(name)))
+            .map(|p| p["calls"].as_u64().unwrap())
+            .unwrap_or_else(|| panic!("{name} not listed: {plugins}"))
+    };
+    // Every plugin probes unclaimed flows; only the claiming ones are fed.
+    assert!(calls("http1") > calls("mqtt"), "{plugins}");
+    assert!(calls("redis") > calls("mqtt"), "{plugins}");
 
     // SIGTERM: a clean stop that says what it stored.
     tap.proc.signal("TERM");

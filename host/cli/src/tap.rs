@@ -19,7 +19,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 use remora_api::{ApiConfig, ApiState, LiveFeed};
-use remora_dissect::catalog_from_runtime;
+use remora_dissect::{catalog_from_runtime, Metered};
 use remora_entry::{Catalog, Entry};
 use remora_pipeline::{LiveStats, PipelineConfig};
 use remora_runtime::Shard;
@@ -279,7 +279,7 @@ pub(crate) fn run(cli: &Cli, args: &TapArgs) -> Result<ExitCode> {
         let summary = remora_pipeline::run(
             source.as_mut(),
             &cfg,
-            || Shard::new(shard_rt.clone()),
+            || Metered::new(Shard::new(shard_rt.clone())),
             catalog.clone(),
             &mut sink,
             &mut |_| {},

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 
 use remora_api::{
-    CaptureStats, Counter, FlowRecord, Int64, PluginProtocol, PluginRecord, ShardStats,
-    SourceStats, Telemetry,
+    CaptureStats, Counter, FlowRecord, Int64, LatencyHistogram, PluginProtocol, PluginRecord,
+    ShardStats, SourceStats, Telemetry,
 };
 use remora_core::Drops;
+use remora_dissect::{CallLatency, LATENCY_BOUNDS_US};
 use remora_entry::{rfc3339_micros, Catalog};
 use remora_pipeline::LiveStats;
 
@@ -19,6 +20,28 @@ pub(crate) struct TapTelemetry {
 impl TapTelemetry {
     pub(crate) fn new(stats: Arc<LiveStats>, catalog: Arc<Catalog>) -> Self {
         TapTelemetry { stats, catalog }
+    }
+}
+
+/// The dissect stage's buckets as Prometheus wants them: cumulative, in
+/// seconds.
+fn latency(l: &CallLatency) -> LatencyHistogram {
+    let mut running = 0;
+    let cumulative = l.buckets[..LATENCY_BOUNDS_US.len()]
+        .iter()
+        .map(|n| {
+            running += n;
+            running
+        })
+        .collect();
+    LatencyHistogram {
+        bounds: LATENCY_BOUNDS_US
+            .iter()
+            .map(|&us| us as f64 / 1e6)
+            .collect(),
+        cumulative,
+        sum_seconds: l.sum_ns as f64 / 1e9,
+        count: l.count,
     }
 }
 
@@ -77,7 +100,7 @@ impl Telemetry for TapTelemetry {
             plugin_calls: dissect.plugin_calls,
             plugin_errors: dissect.parse_errors,
             plugin_faults: dissect.plugin_faults,
-            plugin_latency: Default::default(),
+            plugin_latency: latency(&dissect.meters.latency),
         }
     }
 
@@ -101,10 +124,13 @@ impl Telemetry for TapTelemetry {
     }
 
     fn plugins(&self) -> Vec<PluginRecord> {
+        let meters = self.stats.snapshot().dissect().meters;
         self.catalog
             .plugins
             .iter()
-            .map(|p| PluginRecord {
+            .enumerate()
+            .map(|(i, p)| (p, meters.plugins.get(i).cloned().unwrap_or_default()))
+            .map(|(p, m)| PluginRecord {
                 name: p.name.clone(),
                 version: p.version.clone(),
                 kind: "dissector".into(),
@@ -118,10 +144,12 @@ impl Telemetry for TapTelemetry {
                         ports: q.ports.iter().map(|&x| i32::from(x)).collect(),
                     })
                     .collect(),
-                state: "active".into(),
-                calls: Int64(0),
-                errors: Int64(0),
-                faults: Int64(0),
+                // Quarantine is per shard and brief (back-off); a plugin
+                // with faults is reported as such.
+                state: if m.faults > 0 { "faulted" } else { "active" }.into(),
+                calls: m.calls.into(),
+                errors: m.errors.into(),
+                faults: m.faults.into(),
             })
             .collect()
     }

@@ -71,6 +71,11 @@ pub trait Backend {
     ) -> Result<wit::FeedResult, BackendFault>;
     fn end(&mut self, s: &Self::Session, dir: Direction) -> Result<wit::FeedResult, BackendFault>;
     fn close(&mut self, s: Self::Session);
+    /// Call counts and latencies, when this backend measures them
+    /// ([`Metered`](crate::Metered)).
+    fn meters(&self) -> Option<&crate::Meters> {
+        None
+    }
 }
 
 fn fault(f: Fault) -> BackendFault {

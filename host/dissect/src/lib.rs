@@ -19,6 +19,7 @@
 mod backend;
 mod catalog;
 mod convert;
+mod metered;
 mod pairing;
 mod select;
 mod stream;
@@ -28,6 +29,7 @@ mod tests;
 
 pub use backend::{Backend, BackendFault};
 pub use catalog::{catalog_from_runtime, schema_from_info};
+pub use metered::{CallLatency, Metered, Meters, PluginMeter, LATENCY_BOUNDS_US, TIME_EVERY};
 
 use std::sync::Arc;
 
@@ -91,6 +93,9 @@ pub struct DissectCounters {
     /// `MAX_SWITCHES_PER_FLOW`: the rest of those flows is raw.
     pub switches_unclaimed: u64,
     pub drops: Drops,
+    /// Per plugin calls/errors/faults and call latency, when the backend is
+    /// [`Metered`].
+    pub meters: Meters,
 }
 
 impl DissectCounters {
@@ -108,6 +113,7 @@ impl DissectCounters {
         self.protocol_switches += o.protocol_switches;
         self.switches_unclaimed += o.switches_unclaimed;
         self.drops.merge(&o.drops);
+        self.meters.merge(&o.meters);
     }
 }
 
@@ -179,8 +185,13 @@ impl<B: Backend> DissectStage<B> {
         }
     }
 
-    pub fn counters(&self) -> &DissectCounters {
-        &self.counters
+    /// What this stage counted, with the backend's meters.
+    pub fn counters(&self) -> DissectCounters {
+        let mut c = self.counters.clone();
+        if let Some(m) = self.backend.meters() {
+            c.meters = m.clone();
+        }
+        c
     }
 
     pub fn backend(&self) -> &B {

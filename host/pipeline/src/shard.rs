@@ -213,7 +213,7 @@ impl<B: Backend> ShardWorker<B> {
 
     fn publish(&mut self) {
         if let (Some(p), Some(r)) = (&self.publisher, &mut self.recent) {
-            p.publish(self.flows.counters(), self.dissect.counters().clone(), r);
+            p.publish(self.flows.counters(), self.dissect.counters(), r);
         }
     }
 
@@ -240,6 +240,6 @@ impl<B: Backend> ShardWorker<B> {
     }
 
     pub(crate) fn counters(&self) -> (FlowCounters, DissectCounters) {
-        (self.flows.counters(), self.dissect.counters().clone())
+        (self.flows.counters(), self.dissect.counters())
     }
 }
