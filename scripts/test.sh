@@ -24,4 +24,7 @@ cargo test --quiet --manifest-path plugins/Cargo.toml --release --workspace --ex
 echo "== host and end-to-end tests" >&2
 cargo test --release --workspace
 
+echo "== dashboard end to end (headless Chromium against remora tap on lo)" >&2
+tests/web/e2e.sh
+
 echo "== all tests passed in $(( $(date +%s) - start ))s" >&2

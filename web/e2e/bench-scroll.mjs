@@ -69,12 +69,12 @@ const result = await page.evaluate(async () => {
   });
   frames.shift();
   const s = [...frames].sort((a, b) => a - b);
-  return { frames: s.length, p50: s[Math.floor(s.length * 0.5)], p95: s[Math.floor(s.length * 0.95)], max: s[s.length - 1], rows: document.querySelectorAll('[data-entry-id]').length };
+  return { slow: frames.filter((f) => f > 25).map((f) => Math.round(f)), slowAt: frames.map((f, i) => (f > 25 ? i : -1)).filter((i) => i >= 0), frames: s.length, p50: s[Math.floor(s.length * 0.5)], p95: s[Math.floor(s.length * 0.95)], max: s[s.length - 1], rows: document.querySelectorAll('[data-entry-id]').length };
 });
 await page.screenshot({ path: join(ARTIFACTS, 'bench-scroll.png') });
 await ctx.close();
 stop();
-console.log(`scrolled ${N} entries: ${result.frames} frames, p50 ${result.p50.toFixed(1)} ms, p95 ${result.p95.toFixed(1)} ms, max ${result.max.toFixed(1)} ms (${result.rows} rows in the DOM)`);
+console.log(`scrolled ${N} entries: ${result.frames} frames, p50 ${result.p50.toFixed(1)} ms, p95 ${result.p95.toFixed(1)} ms, max ${result.max.toFixed(1)} ms (${result.rows} rows in the DOM); frames over 25 ms: ${result.slow.length} (${result.slow.join(', ')} ms at frames ${result.slowAt.join(', ')})`);
 if (result.p95 > 50) {
   console.error('p95 frame time above 50 ms: scrolling is not smooth');
   process.exit(1);

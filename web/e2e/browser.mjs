@@ -1,6 +1,6 @@
 // Shared headless Chromium launch (Debian's chromium; playwright-core never downloads a browser).
 import { chromium } from 'playwright-core';
-import { mkdtempSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +16,15 @@ export async function launch() {
     '--disable-background-networking', '--disable-component-update', '--disable-sync',
   ];
   const context = await chromium.launchPersistentContext(userDataDir, { executablePath, headless: true, args, viewport: { width: 1280, height: 800 } });
+  // A profile per run: remove it with the browser so runs do not fill /tmp
+  // (at exit: Chromium's last writes land after the context's 'close').
+  process.on('exit', () => {
+    try {
+      rmSync(userDataDir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+    } catch (e) {
+      console.error(`could not remove the browser profile ${userDataDir}: ${e.message}`);
+    }
+  });
   return context;
 }
 

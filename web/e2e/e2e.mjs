@@ -23,6 +23,33 @@ const errors = watchConsole(page);
 const shot = (n) => page.screenshot({ path: join(ARTIFACTS, `${n}.png`) });
 const ids = () => page.$$eval('[data-entry-id]', (rows) => rows.map((r) => Number(r.getAttribute('data-entry-id'))));
 const protocols = () => page.$$eval('[data-entry-id]', (rows) => rows.map((r) => r.getAttribute('data-protocol')));
+const rows = () => page.$$eval('[data-entry-id]', (els) => els.map((r) => ({ protocol: r.getAttribute('data-protocol'), summary: r.querySelector('.c-summary')?.textContent ?? '' })));
+// Expectations from the test runner (tests/web/e2e.sh): "a>b/PROTO ..." and "name=address ...".
+const expectEdges = (process.env.E2E_EXPECT_EDGES ?? '').split(/\s+/).filter(Boolean);
+const expectDns = Object.fromEntries((process.env.E2E_EXPECT_DNS ?? '').split(/\s+/).filter(Boolean).map((kv) => kv.split('=')));
+
+/** Waits until the list is non-empty and every row satisfies `pred(row, arg)`; `pred` runs in the page, so it sees only its arguments. */
+async function waitRows(pred, arg = null) {
+  await page.waitForFunction(([s, a]) => {
+    const f = (0, eval)(s);
+    const rs = [...document.querySelectorAll('[data-entry-id]')].map((r) => ({ protocol: r.getAttribute('data-protocol'), summary: r.querySelector('.c-summary')?.textContent ?? '' }));
+    return rs.length > 0 && rs.every((r) => f(r, a));
+  }, [pred.toString(), arg], { timeout: 15000 });
+  return true;
+}
+async function applyFilter(f, pred, arg = null) {
+  await page.fill('[data-testid=filter-input]', f);
+  await page.keyboard.press('Escape');
+  await page.click('[data-testid=filter-apply]');
+  await waitRows(pred, arg);
+}
+async function openFirst() {
+  await page.click('[data-entry-id] >> nth=0');
+  await page.waitForSelector('[data-testid=details-response] table.fields');
+}
+/** The top-level fields of one side of the details pane, name → text. */
+const fields = (side) => page.$$eval(`[data-testid=details-${side}] table.fields > tbody > tr`, (trs) =>
+  Object.fromEntries(trs.map((tr) => [tr.querySelector(':scope > th').textContent, tr.querySelector(':scope > td').textContent])));
 
 try {
   await page.goto(base, { waitUntil: 'load' });
@@ -40,52 +67,80 @@ try {
   check('entries arrive live', live, `newest id was ${first}`);
   await shot('01-stream');
 
-  // 2. A filter narrows the list to one protocol.
+  // 2. Typing a filter narrows the list to one protocol.
   const before = new Set(await protocols());
   check('stream shows several protocols before filtering', before.size >= 2, [...before].join(','));
-  await page.fill('[data-testid=filter-input]', 'dns');
-  await page.keyboard.press('Escape');
-  await page.click('[data-testid=filter-apply]');
-  await page.waitForFunction(() => {
-    const rows = [...document.querySelectorAll('[data-entry-id]')];
-    return rows.length > 0 && rows.every((r) => r.getAttribute('data-protocol') === 'DNS');
-  }, null, { timeout: 15000 });
-  check('typing a filter narrows the list', (await protocols()).every((p) => p === 'DNS'));
+  await applyFilter('dns', (r) => r.protocol === 'DNS');
+  check('typing a filter narrows the list', (await rows()).every((r) => r.protocol === 'DNS'));
   check('filter is in the URL', new URL(page.url()).searchParams.get('q') === 'dns');
   await shot('02-filtered');
 
-  // 3. Details of a DNS entry; clicking a field value appends a term.
-  await page.click('[data-entry-id] >> nth=0');
-  await page.waitForSelector('[data-testid=details-request] table.fields');
-  check('DNS details show request and response',
-    (await page.textContent('[data-testid=details-request]')).includes('dns_questions') &&
-    (await page.textContent('[data-testid=details-response]')).includes('dns_rcode'));
-  const term = await page.getAttribute('[data-testid=details-request] button[data-term] >> nth=0', 'data-term');
-  await page.click('[data-testid=details-request] button[data-term] >> nth=0');
-  await page.waitForFunction((t) => document.querySelector('[data-testid=filter-input]').value === `dns && ${t}`, term, { timeout: 5000 }).catch(() => {});
+  // 3. DNS details: the answer the server gave for the question asked; then
+  // clicking the question adds a term and the list narrows to that name.
+  await applyFilter('dns && dns_rcode == 0', (r) => r.protocol === 'DNS' && /→ NOERROR$/.test(r.summary));
+  await openFirst();
+  let req = await fields('request');
+  let resp = await fields('response');
+  const question = (req.dns_questions ?? '').trim();
+  const answer = expectDns[question];
+  check('DNS details: request has a known question', answer !== undefined || Object.keys(expectDns).length === 0, question);
+  check('DNS details: response has its answer and NOERROR',
+    resp.dns_rcode_name === 'NOERROR' && (answer === undefined ? resp.dns_answers !== undefined : (resp.dns_answers ?? '').includes(answer)),
+    `${question} → ${resp.dns_answers}`);
+  const qButton = '[data-testid=details-request] tr:has(> th:text-is("dns_questions")) button[data-term]';
+  const term = await page.getAttribute(qButton, 'data-term');
+  await page.click(qButton);
+  await page.waitForFunction((t) => document.querySelector('[data-testid=filter-input]').value === `dns && dns_rcode == 0 && ${t}`, term, { timeout: 5000 }).catch(() => {});
   const fv = await page.inputValue('[data-testid=filter-input]');
-  check('clicking a field value adds a term', fv === `dns && ${term}`, fv);
+  check('clicking a field value adds a term', fv === `dns && dns_rcode == 0 && ${term}`, fv);
+  const narrowed = await waitRows((r, q) => r.protocol === 'DNS' && r.summary.startsWith(`A ${q} →`), question).catch(() => false);
+  check('clicking a field value narrows the list', narrowed !== false, term);
   await shot('03-dns-details');
 
-  for (const [flag, reqField, respField] of [['http', 'method', 'status_code'], ['redis', 'redis_type', 'redis_reply']]) {
-    await page.fill('[data-testid=filter-input]', flag);
-    await page.keyboard.press('Escape');
-    await page.click('[data-testid=filter-apply]');
-    await page.waitForFunction((p) => {
-      const rows = [...document.querySelectorAll('[data-entry-id]')];
-      return rows.length > 0 && rows.every((r) => r.getAttribute('data-protocol').toLowerCase() === p);
-    }, flag, { timeout: 15000 });
-    await page.click('[data-entry-id] >> nth=0');
-    await page.waitForSelector('[data-testid=details-response] table.fields');
-    const req = await page.textContent('[data-testid=details-request]');
-    const resp = await page.textContent('[data-testid=details-response]');
-    check(`${flag} details show request and response`, req.includes(reqField) && resp.includes(respField));
-    if (flag === 'http') check('HTTP entry offers Copy as cURL', (await page.$('[data-testid=copy-curl]')) !== null);
-    await shot(`04-${flag}-details`);
-    await page.keyboard.press('Escape');
-  }
+  await applyFilter('dns && dns_rcode == 3', (r) => r.protocol === 'DNS' && /NXDOMAIN$/.test(r.summary));
+  await openFirst();
+  req = await fields('request');
+  resp = await fields('response');
+  check('DNS NXDOMAIN details', /\.nx\.test$/.test((req.dns_questions ?? '').trim()) && resp.dns_rcode_name === 'NXDOMAIN', `${req.dns_questions} → ${resp.dns_rcode_name}`);
 
-  // 4. Service map.
+  // 4. HTTP details: the path asked for and the status nginx answered.
+  for (const [status, path] of [[500, /^\/fail$/], [404, /^\/missing-\d$/], [200, /^\/$/]]) {
+    await applyFilter(`http && status_code == ${status}`, (r, st) => r.protocol === 'HTTP' && r.summary.endsWith(`→ ${st}`), status);
+    await openFirst();
+    req = await fields('request');
+    resp = await fields('response');
+    check(`HTTP ${status} details show request and response`,
+      req.method === 'GET' && path.test(req.path ?? '') && resp.status_code === String(status), `${req.method} ${req.path} → ${resp.status_code}`);
+  }
+  check('HTTP entry offers Copy as cURL', (await page.$('[data-testid=copy-curl]')) !== null);
+  check('HTTP response body is shown', (await page.textContent('[data-testid=details-response]')).includes('remora dashboard e2e'));
+  await shot('04-http-details');
+  await page.keyboard.press('Escape');
+
+  // 5. Redis details: GET session:K returns what the generator SET (user-N, N ≡ K mod 10).
+  await applyFilter('redis && redis_type == "GET"', (r) => r.protocol === 'Redis' && r.summary.startsWith('GET session:'));
+  await openFirst();
+  req = await fields('request');
+  resp = await fields('response');
+  const key = /^session:(\d+)$/.exec(req.redis_key ?? '');
+  const val = /^"user-(\d+)"$/.exec(resp.redis_reply ?? '');
+  check('Redis details show request and response',
+    req.redis_type === 'GET' && key !== null && val !== null && Number(val[1]) % 10 === Number(key[1]) && resp.redis_error === 'false',
+    `${req.redis_command} → ${resp.redis_reply}`);
+  await shot('04-redis-details');
+  await page.keyboard.press('Escape');
+
+  // The README screenshot: the live view, unfiltered, details of an HTTP entry open.
+  await page.fill('[data-testid=filter-input]', '');
+  await page.click('[data-testid=filter-apply]');
+  await page.waitForFunction(() => new Set([...document.querySelectorAll('[data-entry-id]')].map((r) => r.getAttribute('data-protocol'))).size >= 3, null, { timeout: 15000 });
+  await page.click('[data-entry-id][data-protocol=HTTP]:has(.c-summary:text-is("GET / → 200")) >> nth=0');
+  await page.waitForSelector('[data-testid=details-response] table.fields');
+  await page.waitForTimeout(300);
+  await shot('dashboard');
+  await page.keyboard.press('Escape');
+
+  // 6. Service map.
   await page.fill('[data-testid=filter-input]', '');
   await page.click('[data-testid=filter-apply]');
   await page.click('[data-testid=nav-map]');
@@ -93,6 +148,12 @@ try {
   const nodes = Number(await page.getAttribute('[data-testid=service-map]', 'data-nodes'));
   const edges = Number(await page.getAttribute('[data-testid=service-map]', 'data-edges'));
   check('service map shows nodes and edges', nodes >= 2 && edges >= 1, `${nodes} nodes, ${edges} edges`);
+  if (expectEdges.length) {
+    const have = (await page.getAttribute('[data-testid=service-map]', 'data-edge-list')).split(' ');
+    const missing = expectEdges.filter((e) => !have.includes(e));
+    check('service map has the expected edges', missing.length === 0 && nodes >= new Set(expectEdges.flatMap((e) => e.split('/')[0].split('>'))).size,
+      missing.length ? `missing ${missing.join(', ')}; have ${have.join(', ')}` : have.join(', '));
+  }
   await page.waitForTimeout(500);
   await shot('05-map');
 

@@ -73,7 +73,7 @@ impl Telemetry for TapTelemetry {
             drops,
             sources: vec![SourceStats {
                 name: snap.reader.source_name.clone(),
-                packets: src.received.max(src.frames).into(),
+                packets: src.frames.into(),
                 bytes: src.bytes.into(),
                 kernel_drops: src.kernel_drops.into(),
                 interface_drops: src.interface_drops.into(),

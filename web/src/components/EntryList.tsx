@@ -117,9 +117,13 @@ export function EntryList({ count, at, version, selectedIndex, onSelect, onClose
   // Header row sits inside the scroller, so the body viewport is shorter by one row.
   const w = computeWindow(count, ROW_HEIGHT, scrollTop, height - ROW_HEIGHT);
   const rows: React.ReactNode[] = [];
+  // Keyed by slot, not entry id: a row scrolled out is reused for the one
+  // scrolled in (its text updated in place) instead of unmounted and rebuilt,
+  // which is what makes fast scrolling and jumps cheap.
+  const slots = Math.max(1, w.end - w.start);
   for (let i = w.start; i < w.end; i++) {
     const e = at(i);
-    if (e) rows.push(<Row key={e.id} e={e} index={i} selected={i === selectedIndex} onClick={onRowClick} />);
+    if (e) rows.push(<Row key={i % slots} e={e} index={i} selected={i === selectedIndex} onClick={onRowClick} />);
   }
 
   return (

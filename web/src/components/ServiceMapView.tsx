@@ -45,6 +45,9 @@ export default function ServiceMapView({ filter, from, to, reachable, onSetFilte
       container: box.current,
       elements: buildElements(map),
       wheelSensitivity: 0.3,
+      // Fitting a graph of one or two nodes would otherwise blow them up to fill the page.
+      maxZoom: 1.6,
+      minZoom: 0.1,
       style: [
         {
           selector: 'node',
@@ -83,8 +86,12 @@ export default function ServiceMapView({ filter, from, to, reachable, onSetFilte
         { selector: 'edge[severity = "bad"]', style: { 'line-color': cssVar('--bad'), 'target-arrow-color': cssVar('--bad') } },
         { selector: ':selected', style: { 'overlay-opacity': 0.2, 'overlay-color': cssVar('--accent') } },
       ],
-      // cose keeps 100 nodes readable without an extra layout extension.
-      layout: { name: 'cose', animate: false, nodeRepulsion: () => 12000, idealEdgeLength: () => 140, padding: 30 },
+      // Small maps: busiest node in the middle, the rest around it (cose packs a
+      // handful of nodes on top of each other); cose keeps 100 nodes readable.
+      layout:
+        map.nodes.length <= 12
+          ? { name: 'concentric', animate: false, concentric: (n) => n.degree(false), levelWidth: () => 1, minNodeSpacing: 140, padding: 40 }
+          : { name: 'cose', animate: false, nodeRepulsion: () => 12000, idealEdgeLength: () => 140, padding: 30 },
     });
     cy.on('tap', 'node', (ev) => onSetFilter(nodeFilter(ev.target.id(), groupBy)));
     cy.on('tap', 'edge', (ev) => {
@@ -94,6 +101,11 @@ export default function ServiceMapView({ filter, from, to, reachable, onSetFilte
     // For tests and debugging: the graph as rendered.
     box.current.dataset.nodes = String(cy.nodes().length);
     box.current.dataset.edges = String(cy.edges().length);
+    box.current.dataset.edgeList = cy
+      .edges()
+      .map((e) => `${e.data('source')}>${e.data('target')}/${e.data('protocol')}`)
+      .sort()
+      .join(' ');
     return () => cy.destroy();
   }, [map, groupBy, onSetFilter]);
 
