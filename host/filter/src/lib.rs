@@ -4,29 +4,49 @@
 //! (unknown names are rejected with their position), and evaluated per entry
 //! with a resolver that computes only the variables the filter names.
 //!
-//! Missing fields: a variable the entry lacks (an HTTP field on a DNS entry)
-//! is an evaluation error in CEL. `&&` and `||` absorb it the way cel-go does
-//! (`false && error` is false, `true || error` is true), and an error that
-//! reaches the top makes the entry not match. So a comparison on a missing
-//! field behaves as false inside `&&`/`||`, and `!` over it does not turn it
-//! into true: `!(method == "GET")` does not match a DNS entry (write
-//! `!http || method != "GET"` for that), like SQL's NULL.
+//! # Missing fields
+//!
+//! An entry that lacks a field (an HTTP field on a DNS entry) makes the
+//! comparison that reads it false, never an error. The filter is split into
+//! its connectives (`&&`, `||`, `!`, `?:`) and the leaves below them
+//! (comparisons, calls such as `.startsWith()`, flags, comprehensions); a
+//! leaf that reads a variable the entry lacks, or a map key the map lacks,
+//! is false as a whole, and the connectives then apply to that false. So on
+//! a DNS entry:
+//!
+//! - `method == "GET"` and `method != "GET"` are both false;
+//! - `!(method == "GET")` is true, and so is `!dns && ...` style logic;
+//! - `request.headers["x-absent"] == "a"` is false on any entry without that
+//!   header, and `!(request.headers["x-absent"] == "a")` is true; map keys
+//!   are stored lower-cased, so `request.headers["Content-Type"]` is always
+//!   missing;
+//! - `size(method) > 3` is false: the missing field anywhere inside a leaf
+//!   makes the whole leaf false.
+//!
+//! Other errors (comparing a string with `<` to an int, a bad regex) are
+//! errors as in CEL: `&&`/`||` absorb them where the other side decides
+//! (`false && error` is false, `true || error` true), `!` keeps them, and an
+//! error that reaches the top makes the entry not match.
+//!
+//! Most leaves are decided natively, reading the entry directly; the rest
+//! run through the CEL interpreter (`native` module).
 
 mod check;
 mod eval;
+mod logic;
 mod native;
 mod vars;
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use cel::common::ast::Expr;
-use cel::{Context, Program, Value};
+use cel::{Context, ExecutionError, Program, Value};
 use remora_entry::{Catalog, Entry};
 
 pub use vars::{VarInfo, Variables, FLAGS};
 
 use eval::{EntryResolver, Plan, Root, Source};
+use logic::{Leaf, Node, Truth};
 
 /// Why a filter was rejected: what, and where (0-based character offsets,
 /// `end` exclusive).
@@ -65,17 +85,12 @@ const MAX_PLANS: usize = 8;
 pub struct Filter {
     source: String,
     /// None: the empty filter, which matches everything.
-    program: Option<Program>,
+    tree: Option<Node>,
     /// Holds the functions (`now`, `map_get`); each match scopes a resolver
     /// under it.
     context: Context<'static, 'static>,
     sources: Vec<Source>,
     roots: Vec<(String, Root)>,
-    /// Variables that must be true for the top-level conjunction to hold:
-    /// checked natively before running CEL.
-    required_flags: Vec<usize>,
-    /// The filter as native checks, when it has that shape.
-    native: Option<native::Conjunction>,
     plans: RwLock<Vec<(eval::CatalogKey, Arc<Plan>)>>,
 }
 
@@ -113,12 +128,10 @@ impl Filter {
             .expect("`map_get` is not a standard CEL function");
         let mut filter = Filter {
             source: src.to_owned(),
-            program: None,
+            tree: None,
             context,
             sources: Vec::new(),
             roots: Vec::new(),
-            required_flags: Vec::new(),
-            native: None,
             plans: RwLock::new(Vec::new()),
         };
         if src.trim().is_empty() {
@@ -163,19 +176,10 @@ impl Filter {
             .map(|r| Source::of(&r.name, &catalog_flags))
             .collect();
         filter.roots = eval::roots(&unique);
-        filter.required_flags = conjuncts(program.expression())
-            .into_iter()
-            .filter_map(|name| {
-                let i = unique.iter().position(|r| r.name == name)?;
-                matches!(filter.sources[i], Source::Flag(_)).then_some(i)
-            })
-            .collect();
-        let var_of = |name: &str| {
-            let i = unique.iter().position(|r| r.name == name)?;
-            Some((i, vars.get(name)?.ty.clone()))
-        };
-        filter.native = native::Conjunction::compile(program.expression(), &var_of);
-        filter.program = Some(program);
+        let var_of = |name: &str| unique.iter().position(|r| r.name == name);
+        filter.tree = Some(Node::build(program.expression(), &|leaf| {
+            native::Check::compile(leaf, &var_of)
+        }));
         Ok(filter)
     }
 
@@ -184,10 +188,14 @@ impl Filter {
     }
 
     /// Whether `entry` (described by `catalog`) satisfies the filter. An
-    /// evaluation error (a missing field that decides the result, a type
-    /// mismatch) is not a match.
+    /// error that decides the result (a type mismatch, not a missing field)
+    /// is not a match.
     pub fn matches(&self, catalog: &Catalog, entry: &Entry) -> bool {
-        let Some(program) = &self.program else {
+        self.decide(catalog, entry, true)
+    }
+
+    fn decide(&self, catalog: &Catalog, entry: &Entry, use_native: bool) -> bool {
+        let Some(tree) = &self.tree else {
             return true;
         };
         // An entry from another catalog would index out of range.
@@ -199,55 +207,65 @@ impl Filter {
             return false;
         }
         let plan = self.plan(catalog);
-        if let Some(result) = self
-            .native
-            .as_ref()
-            .and_then(|n| n.eval(catalog, &plan, entry))
-        {
-            return result;
-        }
-        self.matches_cel(program, &plan, catalog, entry)
-    }
-
-    fn matches_cel(
-        &self,
-        program: &Program,
-        plan: &Plan,
-        catalog: &Catalog,
-        entry: &Entry,
-    ) -> bool {
-        for &i in &self.required_flags {
-            if !matches!(
-                eval::value(catalog, &plan.vars[i], entry),
-                Some(Value::Bool(true))
-            ) {
-                return false;
-            }
-        }
         let resolver = EntryResolver {
             catalog,
-            plan,
+            plan: &plan,
             roots: &self.roots,
             entry,
         };
-        let mut scope = self.context.new_inner_scope();
-        scope.set_variable_resolver(&resolver);
-        matches!(program.execute(&scope), Ok(Value::Bool(true)))
+        // Built on the first leaf that needs CEL: most entries need none.
+        let mut scope: Option<Context> = None;
+        let mut leaf = |l: &Leaf| {
+            if use_native {
+                if let Some(b) = l
+                    .native
+                    .as_ref()
+                    .and_then(|n| n.eval(catalog, &plan, entry))
+                {
+                    return Truth::from(b);
+                }
+            }
+            let scope = scope.get_or_insert_with(|| {
+                let mut s = self.context.new_inner_scope();
+                s.set_variable_resolver(&resolver);
+                s
+            });
+            match Value::resolve(&l.expr, scope) {
+                Ok(Value::Bool(b)) => Truth::from(b),
+                Ok(_) => Truth::Error,
+                Err(e) if self.is_missing(&e) => Truth::False,
+                Err(_) => Truth::Error,
+            }
+        };
+        tree.eval(&mut leaf) == Truth::True
     }
 
-    /// The answer without the native fast path, for equivalence tests.
-    #[cfg(test)]
-    pub(crate) fn matches_without_native(&self, catalog: &Catalog, entry: &Entry) -> bool {
-        match &self.program {
-            None => true,
-            Some(p) => self.matches_cel(p, &self.plan(catalog), catalog, entry),
+    /// Whether `e` is CEL's report of a missing variable or map key, which
+    /// makes a leaf false, rather than of a real error.
+    fn is_missing(&self, e: &ExecutionError) -> bool {
+        match e {
+            // Selecting a field the variable tree lacks (`src.pod.name`
+            // without Kubernetes) or indexing an absent map key.
+            ExecutionError::NoSuchKey(_) => true,
+            // A root variable the entry lacks; an unknown function also says
+            // this, and stays an error.
+            ExecutionError::UndeclaredReference(name) => {
+                self.roots.iter().any(|(n, _)| n == name.as_str())
+            }
+            _ => false,
         }
     }
 
-    /// Whether the native fast path can decide this filter.
+    /// The answer without the native checks, for equivalence tests.
+    #[cfg(test)]
+    pub(crate) fn matches_without_native(&self, catalog: &Catalog, entry: &Entry) -> bool {
+        self.decide(catalog, entry, false)
+    }
+
+    /// Whether every leaf is decided by a native check.
     #[cfg(test)]
     pub(crate) fn has_native(&self) -> bool {
-        self.native.is_some()
+        self.tree.as_ref().is_some_and(Node::all_native)
     }
 
     fn plan(&self, catalog: &Catalog) -> Arc<Plan> {
@@ -264,17 +282,6 @@ impl Filter {
         }
         plans.push((key, plan.clone()));
         plan
-    }
-}
-
-/// Bare identifiers that are operands of the top-level `&&` chain.
-fn conjuncts(e: &cel::IdedExpr) -> Vec<&str> {
-    match &e.expr {
-        Expr::Ident(n) => vec![n.as_str()],
-        Expr::Call(c) if c.func_name == "_&&_" && c.target.is_none() => {
-            c.args.iter().flat_map(conjuncts).collect()
-        }
-        _ => Vec::new(),
     }
 }
 

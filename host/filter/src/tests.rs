@@ -384,17 +384,28 @@ fn other_protocols_fields() {
 }
 
 #[test]
-fn missing_fields_are_false_and_not_negated() {
+fn missing_field_makes_its_comparison_false() {
     let cat = catalog();
     let d = dns(&cat, &["a"], Some(0));
     check(&cat, r#"method == "GET""#, &d, false);
+    check(&cat, r#"method != "GET""#, &d, false);
     check(&cat, r#"method == "GET" || dns"#, &d, true);
     check(&cat, r#"dns || method == "GET""#, &d, true);
-    check(&cat, r#"method != "GET""#, &d, false);
-    // Chosen semantics: `!` over a missing field is still no match (the
-    // unknown stays unknown, like SQL NULL); say `!http || ...` instead.
-    check(&cat, r#"!(method == "GET")"#, &d, false);
+    // The comparison is false, so its negation is true.
+    check(&cat, r#"!(method == "GET")"#, &d, true);
+    check(&cat, r#"!(method != "GET")"#, &d, true);
+    check(&cat, r#"!(method == "GET") && dns"#, &d, true);
     check(&cat, r#"!http || method != "GET""#, &d, true);
+    // Anywhere inside a leaf: the whole leaf is false.
+    check(&cat, r#"size(method) > 3"#, &d, false);
+    check(&cat, r#"!(size(method) > 3)"#, &d, true);
+    check(&cat, r#"!path.startsWith("/api")"#, &d, true);
+    check(&cat, r#"!path.matches("^/api")"#, &d, true);
+    // A missing bool variable is false too.
+    check(&cat, "!dns_response", &dns(&cat, &["a"], None), true);
+    check(&cat, "dns_response", &dns(&cat, &["a"], None), false);
+    // Ternary: a missing condition picks the else branch.
+    check(&cat, r#"method == "GET" ? false : true"#, &d, true);
     check(&cat, r#"has(request.method)"#, &d, false);
     check(
         &cat,
@@ -402,7 +413,111 @@ fn missing_fields_are_false_and_not_negated() {
         &http(&cat, "GET", "/", 200).build(),
         true,
     );
+    // Kubernetes identity is always missing today.
     check(&cat, r#"dst.pod.name == "x" || true"#, &d, true);
+    check(&cat, r#"!(dst.pod.name == "x")"#, &d, true);
+    check(&cat, r#"!("a" in namespaces)"#, &d, true);
+    check(&cat, r#"!(local_labels["app"] == "x")"#, &d, true);
+}
+
+#[test]
+fn missing_map_key_makes_its_comparison_false() {
+    let cat = catalog();
+    let e = http(&cat, "GET", "/", 200)
+        .req("headers", pair("Content-Type", "text/plain"))
+        .build();
+    check(&cat, r#"request.headers["x-absent"] == "a""#, &e, false);
+    check(&cat, r#"request.headers["x-absent"] != "a""#, &e, false);
+    check(&cat, r#"!(request.headers["x-absent"] == "a")"#, &e, true);
+    check(
+        &cat,
+        r#"!request.headers["x-absent"].startsWith("a")"#,
+        &e,
+        true,
+    );
+    // Keys are stored lower-cased: an upper-case key is never present.
+    check(
+        &cat,
+        r#"request.headers["Content-Type"] == "text/plain""#,
+        &e,
+        false,
+    );
+    check(
+        &cat,
+        r#"request.headers["content-type"] == "text/plain""#,
+        &e,
+        true,
+    );
+    // No headers at all, and a DNS entry without the map variable.
+    let bare = http(&cat, "GET", "/", 200).build();
+    check(
+        &cat,
+        r#"!(request.headers["content-type"] == "a")"#,
+        &bare,
+        true,
+    );
+    let d = dns(&cat, &["a"], None);
+    check(
+        &cat,
+        r#"!(request.headers["content-type"] == "a")"#,
+        &d,
+        true,
+    );
+    check(&cat, r#"!(query_string["q"] == "a")"#, &d, true);
+}
+
+#[test]
+fn real_errors_are_not_read_as_missing() {
+    let cat = catalog();
+    let e = http(&cat, "GET", "/", 200).build();
+    // A type error is an error: `!` keeps it, and it does not match.
+    check(&cat, r#"method < 3"#, &e, false);
+    check(&cat, r#"!(method < 3)"#, &e, false);
+    // `&&`/`||` absorb it where the other side decides, as in CEL.
+    check(&cat, r#"method < 3 || http"#, &e, true);
+    check(&cat, r#"!(method < 3 && dns)"#, &e, true);
+    // A bad regex is an error, not a non-match to negate.
+    check(&cat, r#"!path.matches("(")"#, &e, false);
+    // An unknown function is an error too, though CEL names it like a
+    // missing variable.
+    check(&cat, r#"!nosuchfn(method)"#, &e, false);
+}
+
+#[test]
+fn native_checks_cover_common_leaves() {
+    let cat = catalog();
+    let e = http(&cat, "GET", "/api/v1/x", 200)
+        .req("headers", pair("Accept", "a"))
+        .req("headers", pair("accept", "b"))
+        .build();
+    for (src, want) in [
+        (r#"path.startsWith("/api") && path.endsWith("/x")"#, true),
+        (r#"path.contains("v1") && !path.contains("v2")"#, true),
+        (
+            r#"path.matches("^/api/v[0-9]+/") && path.matches("x$")"#,
+            true,
+        ),
+        (r#"path.matches("^/v1")"#, false),
+        (r#"request.headers["accept"] == "a, b""#, true),
+        (r#"request.headers["accept"].startsWith("a, ")"#, true),
+        (
+            r#"src.ip.startsWith("10.0.") || dst.name.endsWith(".9")"#,
+            true,
+        ),
+        (
+            r#"!dns && (src.name == "x" || dst.name == "10.0.0.2")"#,
+            true,
+        ),
+        (r#""x" in dns_questions"#, false),
+    ] {
+        let f = compile(&cat, src);
+        assert!(f.has_native(), "{src}");
+        assert_eq!(f.matches(&cat, &e), want, "{src}");
+        assert_eq!(f.matches_without_native(&cat, &e), want, "{src} via CEL");
+    }
+    let d = dns(&cat, &["a.com", "b.com"], None);
+    check(&cat, r#""b.com" in dns_questions"#, &d, true);
+    check(&cat, r#"!("c.com" in dns_questions)"#, &d, true);
 }
 
 #[test]
@@ -550,6 +665,20 @@ mod native_equivalence {
         r#"protocol == "HTTP" && !udp"#,
         "request.status_code == 200 && response.status_code < 300",
         "has_pcap && http",
+        r#"!(method == "POST")"#,
+        r#"!(status_code >= 500) && !dns"#,
+        r#"!dns && (src.name == "10.0.0.2" || dst.name == "10.0.0.2")"#,
+        r#"!(dst.ip == "10.0.0.3") || grpc_status == 1"#,
+        r#"http && request.headers["content-type"].startsWith("application/json")"#,
+        r#"!(request.headers["content-type"] == "text/xml")"#,
+        r#"request.headers["Content-Type"] == "text/xml""#,
+        r#"path.startsWith("/api") || path.endsWith("/x") || !path.contains("v1")"#,
+        r#"!path.matches("^/api/v[0-9]+/items$")"#,
+        r#"dns && "a" in dns_questions"#,
+        r#"!("b" in dns_questions) && !("b" in dns_answers)"#,
+        r#"method == "POST" ? status_code < 300 : !redis"#,
+        r#"!(method < 3) || http"#,
+        r#"!has_pcap && !(grpc_status != 0)"#,
     ];
 
     fn entry(cat: &Catalog, kind: u8, status: i64, method: bool, ip: u8) -> Entry {
@@ -559,9 +688,25 @@ mod native_equivalence {
                 if method {
                     b = b.req("method", s("POST"));
                 }
+                let path = ["/api/v1/items", "/x", "/v1/api/x"][status as usize % 3];
+                b = b.req("path", s(path));
+                match status % 4 {
+                    0 => {}
+                    1 => b = b.req("headers", pair("Content-Type", "application/json")),
+                    2 => b = b.req("headers", pair("content-type", "text/xml")),
+                    _ => {
+                        b = b
+                            .req("headers", pair("Content-Type", "text/xml"))
+                            .req("headers", pair("content-type", "application/json"))
+                    }
+                }
                 b.resp("status_code", Value::Int(status)).build()
             }
-            1 => dns(cat, &["a"], (status % 2 == 0).then_some(status % 6)),
+            1 => dns(
+                cat,
+                [["a"].as_slice(), &["b", "a"], &[]][status as usize % 3],
+                (status % 2 == 0).then_some(status % 6),
+            ),
             2 => EntryBuilder::new(cat, "http2")
                 .req("grpc", Value::Bool(method))
                 .resp("grpc_status", Value::Int(status % 3))
@@ -580,7 +725,7 @@ mod native_equivalence {
         for f in FILTERS {
             assert!(compile(&cat, f).has_native(), "{f}");
         }
-        assert!(!compile(&cat, r#"path.startsWith("/a") && http"#).has_native());
+        assert!(!compile(&cat, r#"size(path) > 1 && http"#).has_native());
     }
 
     proptest! {
