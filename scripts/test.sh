@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
-scripts/setup.sh libpcap-dev pkg-config tshark tcpdump nginx-light curl wrk python3 redis-server redis-tools
+scripts/setup.sh libpcap-dev pkg-config tshark tcpdump nginx-light curl wrk python3 python3-venv redis-server redis-tools
 
 echo "== format and lints" >&2
 cargo fmt --all -- --check
@@ -17,6 +17,10 @@ scripts/build-web.sh --check
 echo "== build" >&2
 cargo build --quiet --release --workspace --bins
 scripts/build-plugins.sh release
+cargo build --quiet --manifest-path examples/alerts/rust-secrets/Cargo.toml --target wasm32-wasip2 --release
+
+echo "== alert plugin examples in Python and JavaScript (built from source, tested)" >&2
+scripts/build-alert-examples.sh
 
 echo "== plugin tests (native)" >&2
 cargo test --quiet --manifest-path plugins/Cargo.toml --release --workspace --exclude 'remora-test-*'

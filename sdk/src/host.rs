@@ -17,7 +17,7 @@ pub mod log {
 
     /// Write `message` to the host's log, tagged with the plugin's name.
     pub fn log(level: Level, message: &str) {
-        #[cfg(target_arch = "wasm32")]
+        #[cfg(all(target_arch = "wasm32", any(feature = "dissector", feature = "alert")))]
         {
             use crate::bindings::remora::plugin::host::{log as host_log, Level as L};
             let l = match level {
@@ -29,7 +29,7 @@ pub mod log {
             };
             host_log(l, message);
         }
-        #[cfg(not(target_arch = "wasm32"))]
+        #[cfg(not(all(target_arch = "wasm32", any(feature = "dissector", feature = "alert"))))]
         crate::native::push_log(level, message);
     }
 
@@ -67,11 +67,11 @@ macro_rules! __remora_log_error {
 
 /// A configuration value for this plugin (e.g. `"body-cap"`), if set.
 pub fn config(key: &str) -> Option<String> {
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(all(target_arch = "wasm32", any(feature = "dissector", feature = "alert")))]
     {
         crate::bindings::remora::plugin::host::config(key)
     }
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(not(all(target_arch = "wasm32", any(feature = "dissector", feature = "alert"))))]
     {
         crate::native::get_config(key)
     }

@@ -3,7 +3,7 @@
 //! Write a Remora protocol dissector in Rust: implement [`Dissector`] and
 //! [`Session`] with the plain-Rust types of this crate, then invoke
 //! [`export_dissector!`] once. Built for `wasm32-wasip2` the crate is a
-//! component exporting `remora:plugin/dissector@0.2.0`; built natively the same
+//! component exporting `remora:plugin/dissector@0.3.0`; built natively the same
 //! code runs in unit tests and benchmarks through [`native::Harness`].
 //!
 //! See `README.md` for the feed/consumed/skip/need contract.
@@ -13,6 +13,7 @@
 // Lets the bindings' generated paths (`remora_sdk::...`) resolve inside this crate too.
 extern crate self as remora_sdk;
 
+pub mod alert;
 mod host;
 mod io;
 pub mod native;
@@ -89,7 +90,7 @@ macro_rules! export_dissector {
 }
 
 /// Generated component bindings (wasm32 only). Dissector authors do not need them.
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "dissector"))]
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
@@ -102,6 +103,29 @@ pub mod bindings {
     });
 }
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "dissector", feature = "alert"))]
+compile_error!(
+    "remora-sdk: a component is one world; enable either the `dissector` (default) or the `alert` feature (with default-features = false)"
+);
+
+/// Generated component bindings of the `alert-plugin` world (wasm32 only).
+#[cfg(all(target_arch = "wasm32", feature = "alert", not(feature = "dissector")))]
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "alert-plugin",
+        pub_export_macro: true,
+        export_macro_name: "__export_remora_alert_plugin",
+        default_bindings_module: "remora_sdk::bindings",
+        runtime_path: "remora_sdk::__alert_private::wit_bindgen::rt",
+    });
+}
+
+#[cfg(all(target_arch = "wasm32", feature = "dissector"))]
 #[doc(hidden)]
 pub mod __private;
+
+#[cfg(all(target_arch = "wasm32", feature = "alert", not(feature = "dissector")))]
+#[doc(hidden)]
+pub mod __alert_private;

@@ -23,12 +23,18 @@ pub fn clear_config() {
     CONFIG.with(|c| c.borrow_mut().clear());
 }
 
-#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+#[cfg_attr(
+    all(target_arch = "wasm32", any(feature = "dissector", feature = "alert")),
+    allow(dead_code)
+)]
 pub(crate) fn get_config(key: &str) -> Option<String> {
     CONFIG.with(|c| c.borrow().get(key).cloned())
 }
 
-#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+#[cfg_attr(
+    all(target_arch = "wasm32", any(feature = "dissector", feature = "alert")),
+    allow(dead_code)
+)]
 pub(crate) fn push_log(level: Level, message: &str) {
     LOGS.with(|l| {
         let mut l = l.borrow_mut();

@@ -3,12 +3,21 @@
 //! `Detector` trait below are shared by the rule engine, the Wasm alert
 //! plugin adapter and delivery; extend, don't break.
 
+pub mod config;
+pub mod engine;
+pub mod hub;
+pub mod plugin;
+pub mod rules;
+pub mod webhook;
+
 use std::sync::Arc;
 
 use remora_core::Timestamp;
 use remora_store::StoredEntry;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
@@ -42,3 +51,10 @@ pub trait Detector: Send {
     /// Periodic, with the current time (capture time when reading a file).
     fn on_tick(&mut self, now: Timestamp) -> Vec<Alert>;
 }
+
+pub use config::{AlertConfig, ConfigError};
+pub use hub::AlertHub;
+pub use rules::RuleSet;
+
+#[cfg(test)]
+mod tests;

@@ -11,6 +11,7 @@
 //! and complexity are limited, subscriptions that fall behind skip (counted)
 //! instead of buffering.
 
+mod alerts;
 mod auth;
 mod convert;
 mod feed;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
+use remora_alert::AlertHub;
 use remora_entry::Catalog;
 use remora_filter::Variables;
 use remora_store::Store;
@@ -54,6 +56,8 @@ pub struct ApiState {
     pub feed: LiveFeed,
     pub telemetry: Arc<dyn Telemetry>,
     pub started: Instant,
+    /// Alerts raised in this process, when alerting is configured.
+    pub alerts: Option<Arc<AlertHub>>,
 }
 
 impl ApiState {
@@ -71,7 +75,13 @@ impl ApiState {
             feed,
             telemetry,
             started: Instant::now(),
+            alerts: None,
         }
+    }
+
+    pub fn with_alerts(mut self, hub: Option<Arc<AlertHub>>) -> Self {
+        self.alerts = hub;
+        self
     }
 }
 

@@ -199,5 +199,43 @@ pub(crate) fn render(state: &ApiState) -> String {
         "Entries evicted (oldest first) to stay under the size limit.",
         s.evicted_entries,
     );
+    if let Some(hub) = &state.alerts {
+        alert_metrics(&mut o, &hub.counters());
+    }
     o.0
+}
+
+fn alert_metrics(o: &mut Out, a: &remora_alert::hub::HubCounters) {
+    o.family(
+        "remora_alerts_raised_total",
+        "counter",
+        "Alerts raised, by rule.",
+    );
+    for (rule, n) in &a.raised_by_rule {
+        o.sample("remora_alerts_raised_total", &[("rule", rule)], n);
+    }
+    o.one(
+        "remora_alerts_delivered_total",
+        "counter",
+        "Webhook deliveries that succeeded.",
+        a.delivered,
+    );
+    o.one(
+        "remora_alerts_retried_total",
+        "counter",
+        "Webhook delivery attempts retried after a failure.",
+        a.retried,
+    );
+    o.one(
+        "remora_alerts_dropped_total",
+        "counter",
+        "Webhook deliveries dropped: queue full or every attempt failed.",
+        a.dropped,
+    );
+    o.one(
+        "remora_alert_skipped_entries_total",
+        "counter",
+        "Entries the alert engine skipped because it fell behind.",
+        a.skipped_entries,
+    );
 }

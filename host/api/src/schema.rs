@@ -248,6 +248,17 @@ fn page(
 
 #[Object]
 impl QueryRoot {
+    /// Alerts raised since start (the newest are kept), oldest first;
+    /// `after`: the last id already seen.
+    async fn alerts(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 100)] limit: i32,
+        after: Option<ID>,
+    ) -> async_graphql::Result<Vec<crate::alerts::AlertObject>> {
+        crate::alerts::list(state(ctx), limit, after)
+    }
+
     /// Stored entries matching a CEL filter, newest first by default.
     /// `from`/`to`: RFC 3339 bounds on the entry time ([from, to)); `after`:
     /// the previous page's `next`; `limit`: 1 to 1000. A page stops early
@@ -370,6 +381,11 @@ pub struct SubscriptionRoot;
 
 #[Subscription]
 impl SubscriptionRoot {
+    /// Alerts as they are raised.
+    async fn alerts(&self, ctx: &Context<'_>) -> impl Stream<Item = crate::alerts::AlertObject> {
+        crate::alerts::subscribe(state(ctx))
+    }
+
     /// Every newly stored entry matching `filter`, as it is stored. A client
     /// that falls more than 8192 entries behind skips the oldest (counted).
     async fn entries(

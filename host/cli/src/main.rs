@@ -1,7 +1,9 @@
 //! `remora`: the command line. Parses arguments and wires the crates; the
 //! work happens in them.
 
+mod alerts;
 mod client;
+mod plugin_test;
 mod plugins;
 mod query;
 mod read;
@@ -72,6 +74,9 @@ enum Command {
     Query(query::QueryArgs),
     /// List the plugins that would be loaded, with their protocols and ports.
     Plugins,
+    /// Work with one plugin file: `remora plugin test ALERT.wasm --capture FILE`.
+    #[command(subcommand)]
+    Plugin(plugin_test::PluginCommand),
 }
 
 fn main() -> ExitCode {
@@ -88,6 +93,7 @@ fn main() -> ExitCode {
         Command::Tap(args) => tap::run(&cli, args),
         Command::Query(args) => query::run(args),
         Command::Plugins => plugins::list(&cli),
+        Command::Plugin(c) => plugin_test::run(&cli, c),
     };
     match result {
         Ok(code) => code,

@@ -94,6 +94,10 @@ pub(crate) struct TapArgs {
     /// the copy built into the binary.
     #[arg(long, value_name = "DIR")]
     web_dir: Option<PathBuf>,
+
+    /// Alert rules and webhooks (TOML; see host/alert/src/config.rs).
+    #[arg(long, value_name = "FILE")]
+    alerts: Option<PathBuf>,
 }
 
 /// "64MiB", "1GiB", "500MB", "4096" → bytes.
@@ -198,15 +202,14 @@ pub(crate) fn run(cli: &Cli, args: &TapArgs) -> Result<ExitCode> {
 
     let rt = plugins::load(cli, plugins::runtime_config(cli, args.body_cap))?;
     let catalog = Arc::new(catalog_from_runtime(&rt));
+    let (alert_rules, alert_hub) = crate::alerts::load_rules(args.alerts.as_deref(), &catalog)?;
     let stats = LiveStats::new();
     let feed = LiveFeed::new();
     let telemetry = Arc::new(TapTelemetry::new(stats.clone(), catalog.clone()));
-    let state = Arc::new(ApiState::new(
-        store.clone(),
-        catalog.clone(),
-        feed.clone(),
-        telemetry,
-    ));
+    let state = Arc::new(
+        ApiState::new(store.clone(), catalog.clone(), feed.clone(), telemetry)
+            .with_alerts(alert_hub.clone()),
+    );
 
     let tokio_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -241,6 +244,18 @@ pub(crate) fn run(cli: &Cli, args: &TapArgs) -> Result<ExitCode> {
         data_dir.display(),
         recovery.entries
     );
+
+    let alert_stop = Arc::new(AtomicBool::new(false));
+    let alert_engine = match (alert_rules, &alert_hub) {
+        (Some(rules), Some(hub)) => Some(crate::alerts::start_engine(
+            rules,
+            hub.clone(),
+            &feed,
+            !args.read.is_empty(),
+            alert_stop.clone(),
+        )?),
+        _ => None,
+    };
 
     let (tx, rx) = bounded::<Entry>(WRITER_QUEUE);
     let writer = {
@@ -304,6 +319,13 @@ pub(crate) fn run(cli: &Cli, args: &TapArgs) -> Result<ExitCode> {
         while !cancel.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+    alert_stop.store(true, Ordering::Relaxed);
+    if let Some(engine) = alert_engine {
+        let _ = engine.join();
+    }
+    if let Some(hub) = &alert_hub {
+        remora_alert::engine::wait_for_delivery(hub, Duration::from_secs(5));
     }
     let _ = stop_tx.send(true);
     let _ = tokio_rt.block_on(server);

@@ -1,5 +1,5 @@
 //! The Wasm runtime: loads dissector plugins (WebAssembly components speaking
-//! `remora:plugin@0.2.x`) and runs them with limits and fault containment.
+//! `remora:plugin@0.3.x`) and alert plugins (see [`alert`]), and runs them with limits and fault containment.
 //!
 //! * [`Runtime`] owns the wasmtime `Engine`, the `Linker` and the loaded plugins
 //!   (compiled once, cached on disk, validated). It is `Send + Sync` and shared
@@ -28,6 +28,7 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceAny, ResourceTable
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+pub mod alert;
 mod stderr;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
@@ -55,7 +56,7 @@ pub mod wit {
 /// The contract version this host speaks (major.minor; any patch is accepted).
 pub const WIT_PACKAGE: &str = "remora:plugin";
 const HOST_WIT_MAJOR: u64 = 0;
-const HOST_WIT_MINOR: u64 = 2;
+const HOST_WIT_MINOR: u64 = 3;
 
 /// Period of the epoch ticker: the granularity of the CPU deadline.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -419,8 +420,9 @@ fn engine_fingerprint(engine: &Engine) -> String {
 }
 
 /// Checks the `remora:plugin` interfaces a component imports and exports
-/// against the version this host speaks.
-fn check_contract(engine: &Engine, component: &Component) -> anyhow::Result<()> {
+/// against the version this host speaks, and that it exports `required`
+/// (`dissector` or `alerter`).
+fn check_contract(engine: &Engine, component: &Component, required: &str) -> anyhow::Result<()> {
     let ty = component.component_type();
     let names: Vec<String> = ty
         .imports(engine)
@@ -428,7 +430,7 @@ fn check_contract(engine: &Engine, component: &Component) -> anyhow::Result<()> 
         .chain(ty.exports(engine).map(|(n, _)| n.to_string()))
         .collect();
     let host = format!("{WIT_PACKAGE}@{HOST_WIT_MAJOR}.{HOST_WIT_MINOR}.x");
-    let mut exports_dissector = false;
+    let mut exports_required = false;
     for name in &names {
         let Some(rest) = name.strip_prefix(&format!("{WIT_PACKAGE}/")) else {
             continue;
@@ -451,12 +453,17 @@ fn check_contract(engine: &Engine, component: &Component) -> anyhow::Result<()> 
         if !compatible {
             bail!("it targets {WIT_PACKAGE}@{version}, host speaks {host}");
         }
-        if iface == "dissector" {
-            exports_dissector = true;
+        if iface == required {
+            exports_required = true;
         }
     }
-    if !exports_dissector {
-        bail!("it does not export {WIT_PACKAGE}/dissector (not a Remora dissector plugin?)");
+    if !exports_required {
+        let kind = if required == "alerter" {
+            "alert"
+        } else {
+            required
+        };
+        bail!("it does not export {WIT_PACKAGE}/{required} (not a Remora {kind} plugin?)");
     }
     Ok(())
 }
@@ -604,7 +611,7 @@ impl Runtime {
         let (component, from_cache) = self.compile(&bytes, &sha256)?;
         let compile_time = t0.elapsed();
 
-        check_contract(&self.engine, &component)?;
+        check_contract(&self.engine, &component, "dissector")?;
         let instance_pre = self
             .linker
             .instantiate_pre(&component)

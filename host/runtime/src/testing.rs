@@ -23,6 +23,7 @@ pub const TEST_PLUGINS: &[&str] = &[
     "remora-test-stack",
     "remora-test-future",
     "remora-test-legacy",
+    "remora-test-alert-faulty",
 ];
 
 /// Where the plugins workspace is: `REMORA_PLUGINS_MANIFEST` or `<repo>/plugins/Cargo.toml`.
@@ -121,4 +122,40 @@ pub fn builtin_plugins() -> Vec<(String, PathBuf)> {
     }
     out.sort();
     out
+}
+
+/// The example alert plugin `examples/alerts/rust-secrets`, built from source
+/// (its own workspace) once per process. Panics with cargo's stderr on failure.
+pub fn secrets_alert_example() -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let r = BUILT.get_or_init(|| {
+        let dir = repo_root().join("examples/alerts/rust-secrets");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.arg("build")
+            .arg("--manifest-path")
+            .arg(dir.join("Cargo.toml"))
+            .args(["--target", "wasm32-wasip2", "--release"]);
+        for var in [
+            "CARGO_TARGET_DIR",
+            "RUSTFLAGS",
+            "CARGO_ENCODED_RUSTFLAGS",
+            "CARGO_BUILD_TARGET",
+        ] {
+            cmd.env_remove(var);
+        }
+        let out = cmd.output().map_err(|e| format!("running cargo: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "building {} failed:\n{}",
+                dir.display(),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(dir.join("target/wasm32-wasip2/release/remora_alert_secrets.wasm"))
+    });
+    match r {
+        Ok(p) => p.clone(),
+        Err(e) => panic!("{e}"),
+    }
 }

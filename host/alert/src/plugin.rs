@@ -1,0 +1,313 @@
+//! [`PluginDetector`]: a [`Detector`] backed by a Wasm alert plugin
+//! (`remora:plugin/alerter`). The host applies the plugin's prefilter, turns
+//! stored entries into `entry-batch`es of at most [`BATCH_MAX`] entries, and
+//! turns the plugin's alerts into [`Alert`]s. A plugin fault (deadline,
+//! memory, trap, malformed output) is contained by the runtime: the batch is
+//! lost (counted), the plugin is quarantined, and later batches go to a fresh
+//! instance once the back-off is over.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use remora_core::Timestamp;
+use remora_entry::{Catalog, Entry, Message, Value};
+use remora_filter::{Filter, Variables};
+use remora_runtime::alert::{wit, AlertCounters, AlertInstance, LoadedAlertPlugin};
+use remora_runtime::Runtime;
+use remora_store::StoredEntry;
+
+use crate::{Alert, Detector, Severity};
+
+/// A prefilter compiled for one catalog, or why it did not compile.
+type CompiledPrefilter = Result<Arc<Filter>, String>;
+
+/// Most entries sent in one `on-entries` call.
+pub const BATCH_MAX: usize = 256;
+/// Compiled prefilters kept, one per catalog (catalogs change rarely).
+const FILTER_CACHE: usize = 8;
+
+/// Host-side counters of a [`PluginDetector`] (the runtime's are in
+/// [`PluginDetector::runtime_counters`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PluginDetectorCounters {
+    /// Entries offered to the detector.
+    pub entries_seen: u64,
+    /// Entries the prefilter let through and were sent.
+    pub entries_sent: u64,
+    pub batches: u64,
+    /// Entries in batches lost to a fault or a quarantine.
+    pub entries_lost: u64,
+    /// Ticks lost to a fault or a quarantine.
+    pub ticks_lost: u64,
+    /// Entries dropped because the prefilter does not compile against their catalog.
+    pub prefilter_errors: u64,
+}
+
+pub struct PluginDetector {
+    name: String,
+    instance: AlertInstance,
+    prefilter: Option<String>,
+    /// By catalog identity: the compiled prefilter, or why it does not compile.
+    filters: Vec<(Arc<Catalog>, CompiledPrefilter)>,
+    tick_us: i64,
+    last_tick: Option<Timestamp>,
+    counters: PluginDetectorCounters,
+}
+
+impl std::fmt::Debug for PluginDetector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginDetector")
+            .field("name", &self.name)
+            .field("prefilter", &self.prefilter)
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginDetector {
+    /// Loads the plugin at `path` in `rt` (same engine, cache and limits as
+    /// dissectors).
+    /// The error names the file and says why (with its causes).
+    pub fn load(rt: Arc<Runtime>, path: &std::path::Path) -> Result<Self, String> {
+        let plugin = Arc::new(rt.load_alert_file(path).map_err(|e| format!("{e:#}"))?);
+        Ok(Self::new(rt, plugin))
+    }
+
+    pub fn new(rt: Arc<Runtime>, plugin: Arc<LoadedAlertPlugin>) -> Self {
+        let info = &plugin.info;
+        PluginDetector {
+            name: info.name.clone(),
+            prefilter: info.prefilter.clone().filter(|p| !p.trim().is_empty()),
+            tick_us: i64::from(info.tick_ms) * 1000,
+            filters: Vec::new(),
+            last_tick: None,
+            counters: PluginDetectorCounters::default(),
+            instance: AlertInstance::new(rt, plugin),
+        }
+    }
+
+    pub fn counters(&self) -> &PluginDetectorCounters {
+        &self.counters
+    }
+
+    /// Calls, faults by kind, quarantined calls, instances created.
+    pub fn runtime_counters(&self) -> &AlertCounters {
+        self.instance.counters()
+    }
+
+    pub fn prefilter(&self) -> Option<&str> {
+        self.prefilter.as_deref()
+    }
+
+    fn filter_for(&mut self, catalog: &Arc<Catalog>) -> Result<Option<Arc<Filter>>, String> {
+        let Some(src) = &self.prefilter else {
+            return Ok(None);
+        };
+        if let Some((_, f)) = self.filters.iter().find(|(c, _)| Arc::ptr_eq(c, catalog)) {
+            return f.clone().map(Some);
+        }
+        let compiled = Filter::compile(src, &Variables::new(&[catalog]))
+            .map(Arc::new)
+            .map_err(|e| format!("prefilter of alert plugin `{}`: {e}", self.name));
+        if let Err(e) = &compiled {
+            tracing::warn!(plugin = %self.name, "{e}");
+        }
+        if self.filters.len() >= FILTER_CACHE {
+            let _evicted = self.filters.remove(0);
+        }
+        self.filters.push((catalog.clone(), compiled.clone()));
+        compiled.map(Some)
+    }
+
+    fn send(&mut self, batch: &[Arc<StoredEntry>]) -> Vec<Alert> {
+        if batch.is_empty() {
+            return Vec::new();
+        }
+        let wit_batch = entry_batch(batch);
+        self.counters.batches += 1;
+        self.counters.entries_sent += batch.len() as u64;
+        match self.instance.on_entries(&wit_batch) {
+            Ok(alerts) => {
+                let at: HashMap<u64, Timestamp> = batch
+                    .iter()
+                    .map(|e| (e.entry.id, e.entry.timestamp()))
+                    .collect();
+                let newest = batch
+                    .iter()
+                    .map(|e| e.entry.timestamp())
+                    .max()
+                    .unwrap_or_default();
+                alerts
+                    .into_iter()
+                    .map(|a| {
+                        let ts = a
+                            .entry_ids
+                            .iter()
+                            .filter_map(|id| at.get(id).copied())
+                            .max()
+                            .unwrap_or(newest);
+                        self.alert(a, ts)
+                    })
+                    .collect()
+            }
+            Err(_fault) => {
+                // The runtime counted and logged the fault.
+                self.counters.entries_lost += batch.len() as u64;
+                Vec::new()
+            }
+        }
+    }
+
+    fn alert(&self, a: wit::Alert, at: Timestamp) -> Alert {
+        Alert {
+            id: 0,
+            rule: a.rule,
+            source: self.name.clone(),
+            severity: match a.severity {
+                wit::Severity::Info => Severity::Info,
+                wit::Severity::Warning => Severity::Warning,
+                wit::Severity::Critical => Severity::Critical,
+            },
+            summary: a.summary,
+            entry_ids: a.entry_ids,
+            labels: a.labels,
+            at,
+        }
+    }
+}
+
+impl Detector for PluginDetector {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn on_entries(&mut self, entries: &[Arc<StoredEntry>]) -> Vec<Alert> {
+        let mut out = Vec::new();
+        let mut batch: Vec<Arc<StoredEntry>> = Vec::with_capacity(BATCH_MAX.min(entries.len()));
+        for e in entries {
+            self.counters.entries_seen += 1;
+            let pass = match self.filter_for(&e.catalog) {
+                Ok(None) => true,
+                Ok(Some(f)) => f.matches(&e.catalog, &e.entry),
+                Err(_) => {
+                    self.counters.prefilter_errors += 1;
+                    false
+                }
+            };
+            if !pass {
+                continue;
+            }
+            batch.push(e.clone());
+            if batch.len() == BATCH_MAX {
+                out.extend(self.send(&batch));
+                batch.clear();
+            }
+        }
+        out.extend(self.send(&batch));
+        out
+    }
+
+    fn on_tick(&mut self, now: Timestamp) -> Vec<Alert> {
+        if self.tick_us <= 0 {
+            return Vec::new();
+        }
+        match self.last_tick {
+            Some(t) if now.0 - t.0 < self.tick_us => return Vec::new(),
+            _ => self.last_tick = Some(now),
+        }
+        match self.instance.on_tick(now.0) {
+            Ok(alerts) => alerts.into_iter().map(|a| self.alert(a, now)).collect(),
+            Err(_) => {
+                self.counters.ticks_lost += 1;
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// Interns names so each crosses the boundary once per batch.
+struct Names {
+    list: Vec<String>,
+    index: HashMap<String, u32>,
+}
+
+impl Names {
+    fn get(&mut self, name: &str) -> u32 {
+        if let Some(&i) = self.index.get(name) {
+            return i;
+        }
+        let i = self.list.len() as u32;
+        self.list.push(name.to_owned());
+        self.index.insert(name.to_owned(), i);
+        i
+    }
+}
+
+fn endpoint(e: &remora_core::Endpoint) -> wit::Endpoint {
+    let ip = e.ip.to_string();
+    wit::Endpoint {
+        name: ip.clone(),
+        ip,
+        port: e.port,
+    }
+}
+
+fn fields(
+    catalog: &Catalog,
+    entry: &Entry,
+    m: &Message,
+    names: &mut Names,
+) -> Vec<wit::EntryField> {
+    let schema = catalog.plugins.get(entry.plugin as usize);
+    m.fields
+        .iter()
+        .filter_map(|f| {
+            // Fields the catalog does not name cannot be addressed by a plugin.
+            let name = schema?.field(f.id)?.name.as_str();
+            Some(wit::EntryField {
+                name: names.get(name),
+                value: match &f.value {
+                    Value::Bool(b) => wit::EntryValue::Boolean(*b),
+                    Value::Int(i) => wit::EntryValue::Int(*i),
+                    Value::Float(x) => wit::EntryValue::Float(*x),
+                    Value::Str(s) => wit::EntryValue::Str(s.clone()),
+                    Value::Bytes(b) => wit::EntryValue::Bytes(b.clone()),
+                    Value::Pair(k, v) => wit::EntryValue::Pair((k.clone(), v.clone())),
+                },
+            })
+        })
+        .collect()
+}
+
+/// Builds the `entry-batch` of `entries` (one names table for the batch).
+pub fn entry_batch(entries: &[Arc<StoredEntry>]) -> wit::EntryBatch {
+    let mut names = Names {
+        list: Vec::new(),
+        index: HashMap::new(),
+    };
+    let entries = entries
+        .iter()
+        .map(|s| {
+            let (c, e) = (&*s.catalog, &s.entry);
+            let flag = c
+                .plugins
+                .get(e.plugin as usize)
+                .and_then(|p| p.protocols.get(e.protocol as usize))
+                .map_or("", |p| p.flag.as_str());
+            wit::AlertEntry {
+                id: e.id,
+                timestamp_us: e.timestamp().0,
+                elapsed_us: e.elapsed_us(),
+                protocol: names.get(flag),
+                src: endpoint(&e.client),
+                dst: endpoint(&e.server),
+                request: e.request.as_ref().map(|m| fields(c, e, m, &mut names)),
+                response: e.response.as_ref().map(|m| fields(c, e, m, &mut names)),
+            }
+        })
+        .collect();
+    wit::EntryBatch {
+        names: names.list,
+        entries,
+    }
+}

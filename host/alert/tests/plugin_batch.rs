@@ -1,0 +1,112 @@
+//! The entry-batch the host sends alert plugins. Compiles `src/plugin.rs`
+//! directly until the crate root declares `pub mod plugin;`.
+
+use remora_alert::{Alert, Detector, Severity};
+
+#[allow(dead_code)]
+#[path = "../src/plugin.rs"]
+mod plugin;
+
+use std::sync::Arc;
+
+use remora_core::{Endpoint, Timestamp, Transport};
+use remora_entry::{
+    Catalog, Entry, Field, FieldSchema, FieldType, Message, PluginSchema, ProtocolSchema, Value,
+};
+use remora_runtime::alert::wit::EntryValue;
+use remora_store::StoredEntry;
+
+fn catalog() -> Arc<Catalog> {
+    let f = |id, name: &str, ty| FieldSchema {
+        id,
+        name: name.into(),
+        ty,
+        top_level: true,
+        doc: String::new(),
+    };
+    Arc::new(Catalog {
+        plugins: vec![PluginSchema::new(
+            "http1".into(),
+            "1".into(),
+            vec![ProtocolSchema {
+                name: "HTTP".into(),
+                flag: "http".into(),
+                transport: Transport::Tcp,
+                ports: vec![80],
+                request_summary: String::new(),
+                response_summary: String::new(),
+            }],
+            vec![
+                f(1, "path", FieldType::Str),
+                f(2, "status_code", FieldType::Int),
+                f(3, "headers", FieldType::StrMap),
+            ],
+        )],
+    })
+}
+
+fn entry(c: &Arc<Catalog>, id: u64, path: &str, status: i64) -> Arc<StoredEntry> {
+    let ep = Endpoint::new("127.0.0.1".parse().unwrap(), 80);
+    let msg = |fields| Message {
+        ts: Timestamp(1_000 * id as i64),
+        fields,
+        body: None,
+    };
+    Arc::new(StoredEntry {
+        catalog: c.clone(),
+        entry: Entry {
+            id,
+            flow_id: 1,
+            plugin: 0,
+            protocol: 0,
+            transport: Transport::Tcp,
+            client: ep,
+            server: ep,
+            request: Some(msg(vec![
+                Field {
+                    id: 1,
+                    value: Value::Str(path.into()),
+                },
+                Field {
+                    id: 3,
+                    value: Value::Pair("host".into(), "a".into()),
+                },
+                Field {
+                    id: 3,
+                    value: Value::Pair("accept".into(), "*/*".into()),
+                },
+            ])),
+            response: Some(msg(vec![Field {
+                id: 2,
+                value: Value::Int(status),
+            }])),
+            standalone: false,
+        },
+    })
+}
+
+#[test]
+fn a_batch_names_each_field_once_and_keeps_map_members_in_order() {
+    let c = catalog();
+    let b = plugin::entry_batch(&[entry(&c, 1, "/a", 200), entry(&c, 2, "/b", 403)]);
+    assert_eq!(b.names, vec!["http", "path", "headers", "status_code"]);
+    assert_eq!(b.entries.len(), 2);
+    let e = &b.entries[1];
+    assert_eq!(e.id, 2);
+    assert_eq!(e.timestamp_us, 2_000);
+    assert_eq!(b.names[e.protocol as usize], "http");
+    let req = e.request.as_ref().unwrap();
+    assert_eq!(req[0].value, EntryValue::Str("/b".into()));
+    assert_eq!(req[1].value, EntryValue::Pair(("host".into(), "a".into())));
+    assert_eq!(
+        req[2].value,
+        EntryValue::Pair(("accept".into(), "*/*".into()))
+    );
+    assert_eq!(req[1].name, req[2].name);
+    assert_eq!(e.response.as_ref().unwrap()[0].value, EntryValue::Int(403));
+    let _ = (
+        Severity::Info,
+        std::any::type_name::<Alert>(),
+        std::any::type_name::<&dyn Detector>(),
+    );
+}
