@@ -6,54 +6,20 @@
 //! response. `answers` is the response's answer count.
 
 mod common;
+#[path = "common/dns_key.rs"]
+mod dns_key;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use common::*;
+use dns_key::{dns_entry_key, DnsKey};
 use serde_json::Value;
 
-/// (id, qname, qtype, rcode name or "-", answer count or "-")
-type Key = (i64, String, String, String, String);
-
-fn side<'a>(e: &'a Value, s: &str) -> Option<&'a Value> {
-    e.get(s)
-        .filter(|v| !v.is_null())
-        .and_then(|v| v.get("fields"))
-}
+type Key = DnsKey;
 
 fn entry_key(e: &Value) -> Key {
-    let req = side(e, "request");
-    let resp = side(e, "response");
-    let f = req.or(resp).cloned().unwrap_or(Value::Null);
-    let first = |name: &str| {
-        f.get(name)
-            .and_then(Value::as_array)
-            .and_then(|a| a.first())
-            .and_then(Value::as_str)
-            .unwrap_or("-")
-            .to_owned()
-    };
-    let (rcode, answers) = match resp {
-        Some(r) => (
-            r.get("dns_rcode_name")
-                .and_then(Value::as_str)
-                .unwrap_or("?")
-                .to_owned(),
-            r.get("dns_answers")
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len)
-                .to_string(),
-        ),
-        None => ("-".to_owned(), "-".to_owned()),
-    };
-    (
-        f.get("dns_id").and_then(Value::as_i64).unwrap_or(-1),
-        first("dns_questions"),
-        first("dns_question_types"),
-        rcode,
-        answers,
-    )
+    dns_entry_key(e)
 }
 
 fn truth_key(r: &Value) -> Key {

@@ -8,11 +8,14 @@
 //! 22/22 (15 UDP, 7 TCP), exact.
 
 mod common;
+#[path = "common/dns_key.rs"]
+mod dns_key;
 #[path = "common/proto_fixture.rs"]
 mod proto_fixture;
 
 use std::sync::OnceLock;
 
+use dns_key::dns_entry_key;
 use proto_fixture::*;
 use serde_json::Value;
 
@@ -23,48 +26,14 @@ fn fixture() -> &'static ProtoFixture {
     F.get_or_init(|| load("dns", "dns", "DNS"))
 }
 
-fn side<'a>(e: &'a Value, s: &str) -> Option<&'a Value> {
-    e.get(s)
-        .filter(|v| !v.is_null())
-        .and_then(|v| v.get("fields"))
-}
-
 fn entry_key(e: &Value) -> Key {
-    let req = side(e, "request");
-    let resp = side(e, "response");
-    let f = req.or(resp).cloned().unwrap_or(Value::Null);
-    let first = |name: &str| {
-        f.get(name)
-            .and_then(Value::as_array)
-            .and_then(|a| a.first())
-            .and_then(Value::as_str)
-            .unwrap_or("-")
-            .to_owned()
-    };
-    let (rcode, answers) = match resp {
-        Some(r) => (
-            r.get("dns_rcode_name")
-                .and_then(Value::as_str)
-                .unwrap_or("?")
-                .to_owned(),
-            r.get("dns_answers")
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len)
-                .to_string(),
-        ),
-        None => ("-".to_owned(), "-".to_owned()),
-    };
-    (
-        e.get("transport")
-            .and_then(Value::as_str)
-            .unwrap_or("-")
-            .to_owned(),
-        f.get("dns_id").and_then(Value::as_i64).unwrap_or(-1),
-        first("dns_questions"),
-        first("dns_question_types"),
-        rcode,
-        answers,
-    )
+    let (id, qname, qtype, rcode, answers) = dns_entry_key(e);
+    let transport = e
+        .get("transport")
+        .and_then(Value::as_str)
+        .unwrap_or("-")
+        .to_owned();
+    (transport, id, qname, qtype, rcode, answers)
 }
 
 fn truth_key(r: &Value) -> Key {
