@@ -17,10 +17,19 @@
 //! group_by = "dst.name"               # optional, threshold rules only
 //! rate_limit = "30s"                  # optional: at most one alert per interval
 //! dedupe = "5m"                       # optional: same rule+group+summary once per window
+//!
+//! [[plugin]]                                # a Wasm alert plugin (remora:plugin/alerter)
+//! path = "metadata.wasm"                    # relative to this file
+//!
+//! [plugin_config.http-5xx-burst]            # config the plugin reads, by its declared name
+//! window-ms = "10000"
 //! ```
+//!
+//! Relative paths (`path`, a webhook's `ca_file`) are taken from the
+//! directory of the file, so a config and its plugins can move together.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -55,6 +64,12 @@ pub struct AlertConfig {
     pub webhooks: Vec<WebhookConfig>,
     #[serde(default, rename = "rule")]
     pub rules: Vec<RuleConfig>,
+    #[serde(default, rename = "plugin")]
+    pub plugins: Vec<PluginConfig>,
+    /// Per alert plugin (by the name it declares): key/value config it reads
+    /// through the host's `config` import.
+    #[serde(default)]
+    pub plugin_config: BTreeMap<String, BTreeMap<String, String>>,
     /// Alerts kept in memory for the API.
     pub keep: Option<usize>,
 }
@@ -72,6 +87,13 @@ pub struct RuleConfig {
     pub group_by: Option<String>,
     pub rate_limit: Option<String>,
     pub dedupe: Option<String>,
+}
+
+/// A Wasm alert plugin to load.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    pub path: PathBuf,
 }
 
 fn default_severity() -> Severity {
@@ -101,6 +123,9 @@ pub struct WebhookConfig {
     pub attempts: Option<u32>,
     /// First back-off; doubles per retry.
     pub backoff: Option<String>,
+    /// PEM file of extra roots to trust for an `https://` url (a private CA,
+    /// a self-signed receiver); the system's roots are trusted as well.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `count > N within DURATION`.
@@ -116,7 +141,17 @@ impl AlertConfig {
             path: path.display().to_string(),
             source,
         })?;
-        Self::parse(&text, &path.display().to_string())
+        let mut cfg = Self::parse(&text, &path.display().to_string())?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in &mut cfg.plugins {
+            p.path = base.join(&p.path);
+        }
+        for w in &mut cfg.webhooks {
+            if let Some(ca) = &mut w.ca_file {
+                *ca = base.join(&*ca);
+            }
+        }
+        Ok(cfg)
     }
 
     pub fn parse(text: &str, path: &str) -> Result<AlertConfig, ConfigError> {

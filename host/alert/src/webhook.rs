@@ -1,14 +1,19 @@
 //! Webhook delivery: one thread per webhook with a bounded queue, HTTP POST
 //! of JSON (or a Slack-style `{"text": ...}`), retries with exponential
-//! back-off. Plain `http://` only: the workspace carries no TLS stack yet.
+//! back-off. `https://` goes through rustls, trusting the system's roots
+//! (`/etc/ssl/certs`) plus an optional per-webhook `ca_file`.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, Sender, TrySendError};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 use crate::config::{parse_duration, WebhookConfig, WebhookFormat};
 use crate::Alert;
@@ -19,9 +24,10 @@ const DEFAULT_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Where a webhook posts: host, port, path.
+/// Where a webhook posts: scheme, host, port, path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
+    pub tls: bool,
     pub host: String,
     pub port: u16,
     pub path: String,
@@ -29,9 +35,13 @@ pub struct Target {
 
 impl Target {
     pub fn parse(url: &str, allow_hosts: &[String]) -> Result<Target, String> {
-        let rest = url.strip_prefix("http://").ok_or_else(|| {
-            format!("url {url:?} must start with http:// (https is not supported yet)")
-        })?;
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            (false, rest)
+        } else {
+            return Err(format!("url {url:?} must start with https:// or http://"));
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -42,7 +52,7 @@ impl Target {
                 p.parse::<u16>()
                     .map_err(|_| format!("url {url:?} has a bad port {p:?}"))?,
             ),
-            _ => (authority, 80),
+            _ => (authority, if tls { 443 } else { 80 }),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() {
@@ -54,6 +64,7 @@ impl Target {
             ));
         }
         Ok(Target {
+            tls,
             host: host.to_string(),
             port,
             path: path.to_string(),
@@ -83,6 +94,16 @@ pub struct Webhook {
 impl Webhook {
     pub fn start(cfg: &WebhookConfig, allow_hosts: &[String]) -> Result<Webhook, String> {
         let target = Target::parse(&cfg.url, allow_hosts)?;
+        let tls = match (target.tls, &cfg.ca_file) {
+            (true, ca_file) => Some(tls_config(ca_file.as_deref())?),
+            (false, Some(_)) => {
+                return Err(format!(
+                    "ca_file is set but url {:?} is not https://",
+                    cfg.url
+                ))
+            }
+            (false, None) => None,
+        };
         let backoff = match &cfg.backoff {
             Some(b) => parse_duration("backoff", b)?,
             None => DEFAULT_BACKOFF,
@@ -99,7 +120,7 @@ impl Webhook {
                     let mut wait = backoff;
                     let mut ok = false;
                     for attempt in 1..=attempts {
-                        match post(&target, &body) {
+                        match post(&target, tls.as_ref(), &body) {
                             Ok(()) => {
                                 ok = true;
                                 break;
@@ -158,23 +179,77 @@ pub fn payload(format: WebhookFormat, a: &Alert) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap_or_default()
 }
 
-fn post(t: &Target, body: &[u8]) -> Result<(), String> {
+/// The roots a webhook's TLS connections trust: the system's, plus `ca_file`
+/// (PEM) for a private CA or a self-signed receiver.
+fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
+    let mut roots = RootCertStore::empty();
+    // A system store with a few unreadable certificates still yields the
+    // rest; only an empty result is an error (below).
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = ca_file {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "ca_file {} holds no PEM certificate",
+                path.display()
+            ));
+        }
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+        }
+    }
+    if roots.is_empty() {
+        return Err(
+            "no trusted root certificates: none in the system store (install \
+             ca-certificates) and no ca_file is set"
+                .into(),
+        );
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
+}
+
+fn post(t: &Target, tls: Option<&Arc<ClientConfig>>, body: &[u8]) -> Result<(), String> {
     let addr = (t.host.as_str(), t.port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {}: {e}", t.host))?
         .next()
         .ok_or_else(|| format!("{} has no address", t.host))?;
-    let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| e.to_string())?;
+    let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(IO_TIMEOUT))
         .map_err(|e| e.to_string())?;
     s.set_write_timeout(Some(IO_TIMEOUT))
         .map_err(|e| e.to_string())?;
+    match tls {
+        None => exchange(s, t, body),
+        Some(cfg) => {
+            let name = ServerName::try_from(t.host.clone())
+                .map_err(|e| format!("{:?} is not a TLS server name: {e}", t.host))?;
+            let conn = ClientConnection::new(cfg.clone(), name).map_err(|e| e.to_string())?;
+            exchange(StreamOwned::new(conn, s), t, body)
+        }
+    }
+}
+
+/// One request, one status line: the receiver's 2xx is the only success.
+fn exchange(mut s: impl Read + Write, t: &Target, body: &[u8]) -> Result<(), String> {
     let head = format!(
         "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: remora\r\n\r\n",
         t.path, t.host, t.port, body.len()
     );
     s.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
     s.write_all(body).map_err(|e| e.to_string())?;
+    s.flush().map_err(|e| e.to_string())?;
     let mut status = [0u8; 12];
     s.read_exact(&mut status)
         .map_err(|e| format!("no response: {e}"))?;
