@@ -1,5 +1,5 @@
-//! A small GraphQL client for `remora query`: queries over HTTP POST,
-//! subscriptions over the graphql-transport-ws protocol.
+//! A small GraphQL client for `remora query` and `remora alerts`: queries
+//! over HTTP POST, subscriptions over the graphql-transport-ws protocol.
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use futures_util::{SinkExt, StreamExt};
@@ -7,6 +7,38 @@ use serde_json::{json, Value as Json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// Which server to talk to, shared by every client command.
+#[derive(clap::Args)]
+pub(crate) struct ServerArgs {
+    /// The Remora server.
+    #[arg(
+        long,
+        env = "REMORA_SERVER",
+        default_value = "http://localhost:8899",
+        value_name = "URL"
+    )]
+    server: String,
+
+    /// Bearer token, for servers not bound to loopback.
+    #[arg(
+        long,
+        env = "REMORA_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    token: Option<String>,
+}
+
+impl ServerArgs {
+    pub(crate) fn client(&self) -> Result<Client> {
+        Client::new(&self.server, self.token.clone())
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        &self.server
+    }
+}
 
 pub(crate) struct Client {
     server: String,

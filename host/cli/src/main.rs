@@ -1,6 +1,7 @@
 //! `remora`: the command line. Parses arguments and wires the crates; the
 //! work happens in them.
 
+mod alert_print;
 mod alerts;
 mod client;
 mod plugin_test;
@@ -74,6 +75,9 @@ enum Command {
     Query(query::QueryArgs),
     /// List the plugins that would be loaded, with their protocols and ports.
     Plugins,
+    /// List the alerts a running `remora tap --alerts FILE` raised, or
+    /// follow them live with --follow.
+    Alerts(alerts::AlertsArgs),
     /// Work with one plugin file: `remora plugin test ALERT.wasm --capture FILE`.
     #[command(subcommand)]
     Plugin(plugin_test::PluginCommand),
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
         Command::Read(args) => read::run(&cli, args),
         Command::Tap(args) => tap::run(&cli, args),
         Command::Query(args) => query::run(args),
+        Command::Alerts(args) => alerts::run(args),
         Command::Plugins => plugins::list(&cli),
         Command::Plugin(c) => plugin_test::run(&cli, c),
     };

@@ -3,19 +3,20 @@
 //! its prefilter, in batches, under the runtime's limits) and prints the
 //! alerts it raised, then its counters on stderr.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use remora_alert::plugin::PluginDetector;
-use remora_alert::{Alert, Detector};
+use remora_alert::Detector;
 use remora_dissect::catalog_from_runtime;
 use remora_pipeline::PipelineConfig;
 use remora_runtime::Shard;
 use remora_source::CaptureReader;
 use remora_store::StoredEntry;
 
+use crate::alert_print::{AlertFormat, AlertPrinter, AlertRow};
 use crate::{plugins, Cli};
 
 #[derive(clap::Subcommand, Debug)]
@@ -34,12 +35,6 @@ pub(crate) struct TestArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = AlertFormat::Table)]
     pub format: AlertFormat,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-pub(crate) enum AlertFormat {
-    Table,
-    Jsonl,
 }
 
 pub(crate) fn run(cli: &Cli, cmd: &PluginCommand) -> anyhow::Result<ExitCode> {
@@ -76,15 +71,9 @@ pub(crate) fn run(cli: &Cli, cmd: &PluginCommand) -> anyhow::Result<ExitCode> {
     for (i, a) in alerts.iter_mut().enumerate() {
         a.id = i as u64 + 1;
     }
-    let mut out = io::BufWriter::new(io::stdout().lock());
-    match args.format {
-        AlertFormat::Jsonl => {
-            for a in &alerts {
-                serde_json::to_writer(&mut out, a)?;
-                out.write_all(b"\n")?;
-            }
-        }
-        AlertFormat::Table => write_table(&mut out, &alerts)?,
+    let mut out = AlertPrinter::new(args.format, io::BufWriter::new(io::stdout().lock()));
+    for a in &alerts {
+        out.print(&AlertRow::from_alert(a))?;
     }
     out.flush()?;
     let c = detector.counters();
@@ -105,28 +94,4 @@ pub(crate) fn run(cli: &Cli, cmd: &PluginCommand) -> anyhow::Result<ExitCode> {
         c.entries_lost,
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn write_table(out: &mut impl Write, alerts: &[Alert]) -> io::Result<()> {
-    writeln!(
-        out,
-        "{:<4} {:<9} {:<24} {:<10} SUMMARY",
-        "ID", "SEVERITY", "RULE", "ENTRIES"
-    )?;
-    for a in alerts {
-        let sev = format!("{:?}", a.severity).to_lowercase();
-        let ids: Vec<String> = a.entry_ids.iter().map(u64::to_string).collect();
-        let labels: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        writeln!(
-            out,
-            "{:<4} {:<9} {:<24} {:<10} {} [{}]",
-            a.id,
-            sev,
-            a.rule,
-            ids.join(","),
-            a.summary,
-            labels.join(" ")
-        )?;
-    }
-    Ok(())
 }

@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 use clap::{Args, ValueEnum};
 use serde_json::{json, Map, Value as Json};
 
-use crate::client::{Client, GqlError};
+use crate::client::{Client, GqlError, ServerArgs};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Format {
@@ -51,23 +51,8 @@ pub(crate) struct QueryArgs {
     #[arg(long, short = 'f', value_enum)]
     format: Option<Format>,
 
-    /// The Remora server.
-    #[arg(
-        long,
-        env = "REMORA_SERVER",
-        default_value = "http://localhost:8899",
-        value_name = "URL"
-    )]
-    server: String,
-
-    /// Bearer token, for servers not bound to loopback.
-    #[arg(
-        long,
-        env = "REMORA_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN"
-    )]
-    token: Option<String>,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 const ENTRY_FIELDS: &str =
@@ -88,7 +73,7 @@ pub(crate) fn run(args: &QueryArgs) -> Result<ExitCode> {
     } else {
         Format::Jsonl
     });
-    let client = Client::new(&args.server, args.token.clone())?;
+    let client = args.server.client()?;
     let mut out = Printer::new(format);
     let result = rt.block_on(async {
         tokio::select! {
@@ -132,7 +117,7 @@ async fn query_and_follow(client: &Client, args: &QueryArgs, out: &mut Printer) 
         let sub =
             format!("subscription($f: String) {{ entries(filter: $f) {{ {ENTRY_FIELDS} }} }}");
         let vars = json!({ "f": args.filter });
-        let client = Client::new(&args.server, args.token.clone())?;
+        let client = args.server.client()?;
         Some(tokio::spawn(async move {
             client
                 .subscribe(&sub, vars, |data| {

@@ -95,7 +95,8 @@ pub(crate) struct TapArgs {
     #[arg(long, value_name = "DIR")]
     web_dir: Option<PathBuf>,
 
-    /// Alert rules and webhooks (TOML; see host/alert/src/config.rs).
+    /// Alerts: rules, Wasm alert plugins and webhooks (TOML; see the
+    /// README's "Alerts" section).
     #[arg(long, value_name = "FILE")]
     alerts: Option<PathBuf>,
 }
@@ -200,9 +201,20 @@ pub(crate) fn run(cli: &Cli, args: &TapArgs) -> Result<ExitCode> {
         );
     }
 
-    let rt = plugins::load(cli, plugins::runtime_config(cli, args.body_cap))?;
+    let alert_cfg = crate::alerts::load_config(args.alerts.as_deref())?;
+    let mut rt_cfg = plugins::runtime_config(cli, args.body_cap);
+    if let Some(cfg) = &alert_cfg {
+        crate::alerts::add_plugin_config(cfg, &mut rt_cfg);
+    }
+    let rt = plugins::load(cli, rt_cfg)?;
     let catalog = Arc::new(catalog_from_runtime(&rt));
-    let (alert_rules, alert_hub) = crate::alerts::load_rules(args.alerts.as_deref(), &catalog)?;
+    let (detectors, alert_hub) = match (&alert_cfg, &args.alerts) {
+        (Some(cfg), Some(path)) => {
+            let a = crate::alerts::detectors(cfg, path, &rt, &catalog)?;
+            (a.detectors, Some(a.hub))
+        }
+        _ => (Vec::new(), None),
+    };
     let stats = LiveStats::new();
     let feed = LiveFeed::new();
     let telemetry = Arc::new(TapTelemetry::new(stats.clone(), catalog.clone()));
@@ -246,9 +258,9 @@ pub(crate) fn run(cli: &Cli, args: &TapArgs) -> Result<ExitCode> {
     );
 
     let alert_stop = Arc::new(AtomicBool::new(false));
-    let alert_engine = match (alert_rules, &alert_hub) {
-        (Some(rules), Some(hub)) => Some(crate::alerts::start_engine(
-            rules,
+    let alert_engine = match &alert_hub {
+        Some(hub) => Some(crate::alerts::start_engine(
+            detectors,
             hub.clone(),
             &feed,
             !args.read.is_empty(),

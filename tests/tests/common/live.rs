@@ -272,9 +272,15 @@ pub struct Follower {
 impl Follower {
     /// `remora query --follow --format jsonl -n 0 FILTER`.
     pub fn start(server: &str, filter: &str) -> Follower {
+        Self::spawn(&[
+            "query", "--follow", "--format", "jsonl", "-n", "0", "--server", server, filter,
+        ])
+    }
+
+    /// `remora ARGS`, one JSON value per stdout line.
+    pub fn spawn(args: &[&str]) -> Follower {
         let mut child = Command::new(remora_bin())
-            .args(["query", "--follow", "--format", "jsonl", "-n", "0"])
-            .args(["--server", server, filter])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -292,7 +298,7 @@ impl Follower {
         Follower {
             proc: Proc {
                 child,
-                name: "remora query --follow",
+                name: "remora --follow",
             },
             lines,
         }

@@ -25,15 +25,8 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `REMORA_BIN`, else the newest of `<workspace>/target/{release,debug}/remora`
-/// (and of `$CARGO_TARGET_DIR/{release,debug}/remora` when that is set).
-/// Panics with "build it first" when none exists.
-pub fn remora_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("REMORA_BIN") {
-        let p = PathBuf::from(p);
-        assert!(p.is_file(), "REMORA_BIN={} does not exist", p.display());
-        return p;
-    }
+/// `<workspace>/target`, and `$CARGO_TARGET_DIR` when that is set.
+pub fn target_dirs() -> Vec<PathBuf> {
     let mut dirs = vec![workspace_root().join("target")];
     if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
         let t = PathBuf::from(t);
@@ -46,8 +39,20 @@ pub fn remora_bin() -> PathBuf {
             dirs.push(t);
         }
     }
+    dirs
+}
+
+/// `REMORA_BIN`, else the newest of `<workspace>/target/{release,debug}/remora`
+/// (and of `$CARGO_TARGET_DIR/{release,debug}/remora` when that is set).
+/// Panics with "build it first" when none exists.
+pub fn remora_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("REMORA_BIN") {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "REMORA_BIN={} does not exist", p.display());
+        return p;
+    }
     let mut best: Option<(SystemTime, PathBuf)> = None;
-    for d in dirs {
+    for d in target_dirs() {
         for profile in ["release", "debug"] {
             let p = d.join(profile).join(if cfg!(windows) {
                 "remora.exe"
