@@ -20,7 +20,7 @@ use remora_runtime::{Runtime, RuntimeConfig};
 use serde_json::json;
 
 use crate::alert_print::{severity_rank, AlertFormat, AlertPrinter, AlertRow};
-use crate::client::{Client, ServerArgs};
+use crate::client::{run_until_interrupted, Client, ServerArgs};
 
 /// Reads the `--alerts` file; `None` without one.
 pub(crate) fn load_config(path: Option<&Path>) -> Result<Option<AlertConfig>> {
@@ -122,10 +122,6 @@ pub(crate) struct AlertsArgs {
 const PAGE: usize = 1000;
 
 pub(crate) fn run(args: &AlertsArgs) -> Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     let format = args.format.unwrap_or(if io::stdout().is_terminal() {
         AlertFormat::Table
     } else {
@@ -133,12 +129,7 @@ pub(crate) fn run(args: &AlertsArgs) -> Result<ExitCode> {
     });
     let client = args.server.client()?;
     let mut out = AlertPrinter::new(format, io::BufWriter::new(io::stdout()));
-    let result = rt.block_on(async {
-        tokio::select! {
-            r = list_and_follow(&client, args, &mut out) => r,
-            _ = tokio::signal::ctrl_c() => Ok(()),
-        }
-    });
+    let result = run_until_interrupted(list_and_follow(&client, args, &mut out));
     match out.flush() {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
             return Err(e).context("cannot write to stdout")

@@ -8,6 +8,23 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+/// Runs a client command on a current-thread runtime until it ends or
+/// Ctrl-C (which ends it successfully: following is stopped that way).
+pub(crate) fn run_until_interrupted(
+    f: impl std::future::Future<Output = Result<()>>,
+) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async {
+        tokio::select! {
+            r = f => r,
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    })
+}
+
 /// Which server to talk to, shared by every client command.
 #[derive(clap::Args)]
 pub(crate) struct ServerArgs {

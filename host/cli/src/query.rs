@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 use clap::{Args, ValueEnum};
 use serde_json::{json, Map, Value as Json};
 
-use crate::client::{Client, GqlError, ServerArgs};
+use crate::client::{run_until_interrupted, Client, GqlError, ServerArgs};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Format {
@@ -64,10 +64,6 @@ const ENTRY_FIELDS: &str =
 const PAGE: usize = 1000;
 
 pub(crate) fn run(args: &QueryArgs) -> Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     let format = args.format.unwrap_or(if io::stdout().is_terminal() {
         Format::Table
     } else {
@@ -75,12 +71,7 @@ pub(crate) fn run(args: &QueryArgs) -> Result<ExitCode> {
     });
     let client = args.server.client()?;
     let mut out = Printer::new(format);
-    let result = rt.block_on(async {
-        tokio::select! {
-            r = query_and_follow(&client, args, &mut out) => r,
-            _ = tokio::signal::ctrl_c() => Ok(()),
-        }
-    });
+    let result = run_until_interrupted(query_and_follow(&client, args, &mut out));
     out.flush()?;
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
