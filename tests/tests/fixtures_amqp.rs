@@ -11,76 +11,21 @@
 //!
 //! Current agreement (snapshot binary and plugins): 72/72, exact.
 
+#[path = "common/amqp_key.rs"]
+mod amqp_key;
 mod common;
+#[path = "common/proto_fixture.rs"]
+mod proto_fixture;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use amqp_key::{entry_units, truth_unit, Unit};
 use common::*;
+use proto_fixture::compare;
 use serde_json::Value;
-
-/// (direction, channel, method, exchange, routing_key, queue, reply_code)
-type Unit = (
-    String,
-    Option<i64>,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-);
 
 fn dir() -> PathBuf {
     workspace_root().join("tests").join("fixtures").join("amqp")
-}
-
-fn norm_method(m: &str) -> String {
-    m.replace('-', "").to_ascii_lowercase()
-}
-
-fn entry_units(e: &Value) -> Vec<Unit> {
-    let mut v = Vec::new();
-    for half in ["request", "response"] {
-        let Some(f) = e.get(half).and_then(|h| h.get("fields")) else {
-            continue;
-        };
-        let s = |n: &str| f.get(n).and_then(Value::as_str).map(str::to_owned);
-        let method = s("amqp_method").unwrap_or_default();
-        if method == "protocol-header" {
-            continue;
-        }
-        v.push((
-            s("amqp_direction").unwrap_or_default(),
-            f.get("amqp_channel").and_then(Value::as_i64),
-            norm_method(&method),
-            s("amqp_exchange"),
-            s("amqp_routing_key"),
-            s("amqp_queue"),
-            f.get("amqp_reply_code").and_then(Value::as_i64),
-        ));
-    }
-    v
-}
-
-fn truth_unit(t: &Value) -> Unit {
-    let s = |n: &str| t.get(n).and_then(Value::as_str).map(str::to_owned);
-    (
-        s("direction").unwrap_or_default(),
-        t.get("channel").and_then(Value::as_i64),
-        norm_method(&s("method").unwrap_or_default()),
-        s("exchange"),
-        s("routing_key"),
-        s("queue"),
-        t.get("reply_code").and_then(Value::as_i64),
-    )
-}
-
-fn multiset<I: IntoIterator<Item = Unit>>(it: I) -> BTreeMap<Unit, usize> {
-    let mut m = BTreeMap::new();
-    for k in it {
-        *m.entry(k).or_insert(0) += 1;
-    }
-    m
 }
 
 #[test]
@@ -96,29 +41,11 @@ fn rabbitmq_pika_matches_truth() {
         .filter(|e| e["protocol"] == "AMQP")
         .flat_map(entry_units)
         .collect();
-    let got = multiset(units.iter().cloned());
-    let want = multiset(truth.iter().map(truth_unit));
-    let agree: usize = want
-        .iter()
-        .map(|(k, n)| (*n).min(got.get(k).copied().unwrap_or(0)))
-        .sum();
-    let n = truth.len();
-    eprintln!("amqp-rabbitmq: {agree}/{n} method frames agree");
-    let only = |a: &BTreeMap<Unit, usize>, b: &BTreeMap<Unit, usize>| {
-        a.iter()
-            .filter(|(k, c)| b.get(*k).copied().unwrap_or(0) < **c)
-            .map(|(k, c)| format!("{k:?} x{c}"))
-            .collect::<Vec<_>>()
-    };
-    assert!(
-        agree * 100 >= n * 99,
-        "{agree}/{n}; truth only: {:#?}; remora only: {:#?}",
-        only(&want, &got),
-        only(&got, &want)
-    );
+    let a = compare(units.iter().cloned(), truth.iter().map(truth_unit));
+    a.assert_min("amqp-rabbitmq method frames");
     // Exact today: no disagreement to explain.
-    assert_eq!(units.len(), n, "unit count");
-    assert_eq!(got, want);
+    assert_eq!(units.len(), truth.len(), "unit count");
+    assert!(a.diff.is_empty(), "(key, remora, truth): {:#?}", a.diff);
 }
 
 #[test]

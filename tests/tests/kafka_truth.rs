@@ -22,10 +22,11 @@
 //! Plus 3 response-only entries for requests before the capture.
 
 mod common;
-
-use std::collections::BTreeMap;
+#[path = "common/proto_fixture.rs"]
+mod proto_fixture;
 
 use common::*;
+use proto_fixture::{compare, field, load_shared};
 use serde_json::Value;
 
 /// (client port, api key, api version, correlation id, client id, responded)
@@ -35,10 +36,6 @@ type Key = (i64, i64, i64, i64, Option<String>, bool);
 /// (capture, client port, correlation id) → the correct value.
 const TSHARK_RESPONDED_WRONG: &[(&str, i64, i64, bool)] =
     &[("public/kafka-ndpi.pcapng", 46136, 6, true)];
-
-fn field<'a>(e: &'a Value, half: &str, name: &str) -> Option<&'a Value> {
-    e.get(half)?.get("fields")?.get(name)
-}
 
 fn port(addr: &str) -> i64 {
     addr.rsplit(':')
@@ -90,36 +87,11 @@ fn truth_key(capture: &str, t: &Value) -> Key {
     )
 }
 
-fn multiset<I: IntoIterator<Item = K>, K: Ord>(it: I) -> BTreeMap<K, usize> {
-    let mut m = BTreeMap::new();
-    for k in it {
-        *m.entry(k).or_insert(0) += 1;
-    }
-    m
-}
-
 /// Returns (agreeing records, truth records).
 fn check(capture: &str, truth: &str) -> (usize, usize) {
-    let shared = shared_dir();
-    let pcap = shared.join("captures").join(capture);
-    let truth_p = shared.join("captures").join("truth").join(truth);
-    assert!(
-        pcap.is_file() && truth_p.is_file(),
-        "shared captures not found ({} / {}); set REMORA_SHARED to the directory holding captures/",
-        pcap.display(),
-        truth_p.display()
-    );
-    let expected: Vec<Value> = read_json_lines_file(&truth_p)
-        .into_iter()
-        .filter(|t| t.get("proto").and_then(Value::as_str) == Some("kafka"))
-        .collect();
-    assert!(!expected.is_empty(), "{truth}: no kafka records");
-    let (entries, run) = read_jsonl(&pcap, &[]);
-    let kafka: Vec<&Value> = entries
-        .iter()
-        .filter(|e| e.get("protocol").and_then(Value::as_str) == Some("Kafka"))
-        .collect();
-    let requests: Vec<&&Value> = kafka.iter().filter(|e| has_request(e)).collect();
+    let f = load_shared(capture, truth, "kafka", "Kafka");
+    let (kafka, expected, run) = (&f.entries, &f.truth, &f.run);
+    let requests: Vec<&Value> = kafka.iter().filter(|e| has_request(e)).collect();
     assert_eq!(
         requests.len(),
         expected.len(),
@@ -133,24 +105,15 @@ fn check(capture: &str, truth: &str) -> (usize, usize) {
             "{capture}: entry with neither request nor correlation id: {e}"
         );
     }
-    let got = multiset(requests.iter().map(|e| entry_key(e)));
-    let want = multiset(expected.iter().map(|t| truth_key(capture, t)));
-    let mut agree = 0;
-    for (k, n) in &want {
-        agree += (*n).min(got.get(k).copied().unwrap_or(0));
-    }
-    let missing: Vec<_> = want
-        .iter()
-        .filter(|(k, n)| got.get(*k).copied().unwrap_or(0) < **n)
-        .collect();
-    let extra: Vec<_> = got
-        .iter()
-        .filter(|(k, n)| want.get(*k).copied().unwrap_or(0) < **n)
-        .collect();
+    let a = compare(
+        requests.iter().map(|e| entry_key(e)),
+        expected.iter().map(|t| truth_key(capture, t)),
+    );
     assert!(
-        missing.is_empty() && extra.is_empty(),
-        "{capture}: (port, key, version, corr, client id, responded) differ; \
-         missing from remora: {missing:#?}; extra in remora: {extra:#?}"
+        a.diff.is_empty(),
+        "{capture}: (port, key, version, corr, client id, responded) differ \
+         (key, remora, truth): {:#?}",
+        a.diff
     );
     // Key fields present on every request.
     for e in &requests {
@@ -162,7 +125,7 @@ fn check(capture: &str, truth: &str) -> (usize, usize) {
         );
         assert!(field(e, "request", "kafka_request_size").is_some());
     }
-    (agree, expected.len())
+    (a.agree, expected.len())
 }
 
 #[test]

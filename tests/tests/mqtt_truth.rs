@@ -11,10 +11,11 @@
 //! strict key; no disagreement to explain.
 
 mod common;
-
-use std::collections::BTreeMap;
+#[path = "common/proto_fixture.rs"]
+mod proto_fixture;
 
 use common::*;
+use proto_fixture::{compare, load_shared};
 use serde_json::Value;
 
 /// (direction, type, topic, client id).
@@ -74,58 +75,9 @@ fn truth_key(t: &Value) -> (Key, Extra) {
     )
 }
 
-fn multiset<I: IntoIterator<Item = K>, K: Ord>(it: I) -> BTreeMap<K, usize> {
-    let mut m = BTreeMap::new();
-    for k in it {
-        *m.entry(k).or_insert(0) += 1;
-    }
-    m
-}
-
-/// Units on which both sides agree (multiset intersection size).
-fn agreement<K: Ord>(a: &BTreeMap<K, usize>, b: &BTreeMap<K, usize>) -> usize {
-    a.iter()
-        .map(|(k, n)| (*n).min(b.get(k).copied().unwrap_or(0)))
-        .sum()
-}
-
-fn diff<K: Ord + std::fmt::Debug + Clone>(
-    a: &BTreeMap<K, usize>,
-    b: &BTreeMap<K, usize>,
-) -> Vec<(K, usize, usize)> {
-    let mut d = Vec::new();
-    for k in a.keys().chain(b.keys()) {
-        let (x, y) = (
-            a.get(k).copied().unwrap_or(0),
-            b.get(k).copied().unwrap_or(0),
-        );
-        if x != y && !d.iter().any(|(dk, _, _): &(K, usize, usize)| dk == k) {
-            d.push((k.clone(), x, y));
-        }
-    }
-    d
-}
-
 fn check(capture: &str, truth: &str) {
-    let shared = shared_dir();
-    let pcap = shared.join("captures").join(capture);
-    let truth = shared.join("captures").join("truth").join(truth);
-    assert!(
-        pcap.is_file() && truth.is_file(),
-        "shared captures not found ({} / {}); set REMORA_SHARED to the directory holding captures/",
-        pcap.display(),
-        truth.display()
-    );
-    let expected: Vec<Value> = read_json_lines_file(&truth)
-        .into_iter()
-        .filter(|t| t.get("proto").and_then(Value::as_str) == Some("mqtt"))
-        .collect();
-    assert!(!expected.is_empty(), "{}: no mqtt records", truth.display());
-    let (entries, run) = read_jsonl(&pcap, &[]);
-    let mqtt: Vec<&Value> = entries
-        .iter()
-        .filter(|e| e.get("protocol").and_then(Value::as_str) == Some("MQTT"))
-        .collect();
+    let f = load_shared(capture, truth, "mqtt", "MQTT");
+    let (mqtt, expected, run) = (&f.entries, &f.truth, &f.run);
     let messages: Vec<&Value> = mqtt
         .iter()
         .flat_map(|e| ["request", "response"].map(|h| e.get(h)))
@@ -142,7 +94,7 @@ fn check(capture: &str, truth: &str) {
 
     // Every entry is complete: paired, or a standalone kind (PUBLISH QoS 0,
     // DISCONNECT, AUTH) with one half.
-    for e in &mqtt {
+    for e in mqtt {
         assert_eq!(
             e.get("complete").and_then(Value::as_bool),
             Some(true),
@@ -164,21 +116,23 @@ fn check(capture: &str, truth: &str) {
         }
     }
 
-    let got = multiset(messages.iter().map(|f| message_key(f).0));
-    let want = multiset(expected.iter().map(|t| truth_key(t).0));
-    let agree = agreement(&got, &want);
-    eprintln!("{capture}: key agreement {agree}/{}", expected.len());
-    let d = diff(&got, &want);
+    let a = compare(
+        messages.iter().map(|f| message_key(f).0),
+        expected.iter().map(|t| truth_key(t).0),
+    );
+    eprintln!("{capture}: key agreement {}/{}", a.agree, expected.len());
+    let d = a.diff;
     assert!(
         d.is_empty(),
         "{capture}: (direction, type, topic, client id) differ (key, remora, truth): {d:#?}"
     );
 
-    let got = multiset(messages.iter().map(|f| message_key(f)));
-    let want = multiset(expected.iter().map(truth_key));
-    let agree = agreement(&got, &want);
-    eprintln!("{capture}: strict agreement {agree}/{}", expected.len());
-    let d = diff(&got, &want);
+    let a = compare(
+        messages.iter().map(|f| message_key(f)),
+        expected.iter().map(truth_key),
+    );
+    eprintln!("{capture}: strict agreement {}/{}", a.agree, expected.len());
+    let d = a.diff;
     assert!(
         d.is_empty(),
         "{capture}: strict keys differ (key, remora, truth): {d:#?}"

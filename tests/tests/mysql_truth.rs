@@ -16,24 +16,19 @@
 //! disagreement to explain.
 
 mod common;
+#[path = "common/proto_fixture.rs"]
+mod proto_fixture;
 
 use std::collections::BTreeMap;
 
 use common::*;
+use proto_fixture::{ascii, field, load_shared};
 use serde_json::Value;
 
 /// (command, query, response kind, error code): one transaction.
 type Key = (String, Option<String>, Option<String>, Option<i64>);
 /// (user, database, error message, affected rows): details checked in order.
 type Detail = (Option<String>, Option<String>, Option<String>, Option<i64>);
-
-fn field<'a>(e: &'a Value, half: &str, name: &str) -> Option<&'a Value> {
-    e.get(half)?.get("fields")?.get(name)
-}
-
-fn ascii(s: &str) -> String {
-    s.chars().filter(char::is_ascii).collect()
-}
 
 fn entry_key(e: &Value) -> Key {
     let s = |half, name| {
@@ -118,30 +113,9 @@ fn client_port_of_truth(t: &Value) -> i64 {
 }
 
 fn check(capture: &str, truth: &str) {
-    let shared = shared_dir();
-    let pcap = shared.join("captures").join(capture);
-    let truth = shared.join("captures").join("truth").join(truth);
-    assert!(
-        pcap.is_file() && truth.is_file(),
-        "shared captures not found ({} / {}); set REMORA_SHARED to the directory holding captures/",
-        pcap.display(),
-        truth.display()
-    );
-    let mut expected: Vec<Value> = read_json_lines_file(&truth)
-        .into_iter()
-        .filter(|t| t.get("proto").and_then(Value::as_str) == Some("mysql"))
-        .collect();
-    assert!(
-        !expected.is_empty(),
-        "{}: no mysql records",
-        truth.display()
-    );
-    expected.sort_by_key(|t| t.get("frame").and_then(Value::as_i64).unwrap_or(0));
-    let (entries, run) = read_jsonl(&pcap, &[]);
-    let mut mysql: Vec<&Value> = entries
-        .iter()
-        .filter(|e| e.get("protocol").and_then(Value::as_str) == Some("MySQL"))
-        .collect();
+    let f = load_shared(capture, truth, "mysql", "MySQL");
+    let (expected, run) = (&f.truth, &f.run);
+    let mut mysql: Vec<&Value> = f.entries.iter().collect();
     assert_eq!(
         mysql.len(),
         expected.len(),
@@ -152,7 +126,7 @@ fn check(capture: &str, truth: &str) {
 
     // Per connection, in order.
     let mut want: BTreeMap<i64, Vec<(Key, Detail)>> = BTreeMap::new();
-    for t in &expected {
+    for t in expected {
         want.entry(client_port_of_truth(t))
             .or_default()
             .push((truth_key(t), truth_detail(t)));

@@ -14,10 +14,13 @@
 //! Current agreement: 122/122 (generated) and 8/8 (public), exact.
 
 mod common;
+#[path = "common/proto_fixture.rs"]
+mod proto_fixture;
 
 use std::collections::BTreeMap;
 
 use common::*;
+use proto_fixture::load_shared;
 use serde_json::Value;
 
 /// (kind, query, tags, rows, error message).
@@ -88,29 +91,8 @@ fn client_port_of(addr: &str) -> i64 {
 }
 
 fn check(capture: &str, truth: &str) {
-    let shared = shared_dir();
-    let pcap = shared.join("captures").join(capture);
-    let truth = shared.join("captures").join("truth").join(truth);
-    assert!(
-        pcap.is_file() && truth.is_file(),
-        "shared captures not found ({} / {}); set REMORA_SHARED to the directory holding captures/",
-        pcap.display(),
-        truth.display()
-    );
-    let expected: Vec<Value> = read_json_lines_file(&truth)
-        .into_iter()
-        .filter(|t| t.get("proto").and_then(Value::as_str) == Some("postgres"))
-        .collect();
-    assert!(
-        !expected.is_empty(),
-        "{}: no postgres records",
-        truth.display()
-    );
-    let (entries, run) = read_jsonl(&pcap, &[]);
-    let pg: Vec<&Value> = entries
-        .iter()
-        .filter(|e| e.get("protocol").and_then(Value::as_str) == Some("PostgreSQL"))
-        .collect();
+    let f = load_shared(capture, truth, "postgres", "PostgreSQL");
+    let (pg, expected, run) = (&f.entries, &f.truth, &f.run);
     assert_eq!(
         pg.len(),
         expected.len(),
@@ -120,7 +102,7 @@ fn check(capture: &str, truth: &str) {
 
     // Per connection, in order.
     let mut got: BTreeMap<i64, Vec<Key>> = BTreeMap::new();
-    for e in &pg {
+    for e in pg {
         assert!(
             e.get("request").is_some_and(|r| !r.is_null())
                 && e.get("response").is_some_and(|r| !r.is_null()),
@@ -130,7 +112,7 @@ fn check(capture: &str, truth: &str) {
         got.entry(port).or_default().push(entry_key(e));
     }
     let mut want: BTreeMap<i64, Vec<Key>> = BTreeMap::new();
-    for t in &expected {
+    for t in expected {
         let port = client_port_of(t.get("client").and_then(Value::as_str).unwrap_or(""));
         want.entry(port).or_default().push(truth_key(t));
     }

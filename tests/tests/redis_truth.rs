@@ -10,18 +10,15 @@
 //! Current agreement: 1247/1247 (generated) and 3/3 (public, IPv6), exact.
 
 mod common;
+#[path = "common/proto_fixture.rs"]
+mod proto_fixture;
 
-use std::collections::BTreeMap;
-
-use common::*;
+use common::assert_truth_covered;
+use proto_fixture::{compare, field, load_shared};
 use serde_json::Value;
 
 /// (command, argc, reply kind, error text): one transaction.
 type Key = (Option<String>, Option<i64>, Option<String>, Option<String>);
-
-fn field<'a>(e: &'a Value, half: &str, name: &str) -> Option<&'a Value> {
-    e.get(half)?.get("fields")?.get(name)
-}
 
 fn entry_key(e: &Value) -> Key {
     let s = |half, name| {
@@ -54,88 +51,42 @@ fn truth_key(t: &Value) -> Key {
     )
 }
 
-fn multiset<I: IntoIterator<Item = K>, K: Ord>(it: I) -> BTreeMap<K, usize> {
-    let mut m = BTreeMap::new();
-    for k in it {
-        *m.entry(k).or_insert(0) += 1;
-    }
-    m
-}
-
-fn diff<K: Ord + std::fmt::Debug + Clone>(
-    a: &BTreeMap<K, usize>,
-    b: &BTreeMap<K, usize>,
-) -> Vec<(K, usize, usize)> {
-    let mut d = Vec::new();
-    for k in a.keys().chain(b.keys()) {
-        let (x, y) = (
-            a.get(k).copied().unwrap_or(0),
-            b.get(k).copied().unwrap_or(0),
-        );
-        if x != y && !d.iter().any(|(dk, _, _): &(K, usize, usize)| dk == k) {
-            d.push((k.clone(), x, y));
-        }
-    }
-    d
-}
-
 fn check(capture: &str, truth: &str) {
-    let shared = shared_dir();
-    let pcap = shared.join("captures").join(capture);
-    let truth = shared.join("captures").join("truth").join(truth);
-    assert!(
-        pcap.is_file() && truth.is_file(),
-        "shared captures not found ({} / {}); set REMORA_SHARED to the directory holding captures/",
-        pcap.display(),
-        truth.display()
-    );
-    let expected: Vec<Value> = read_json_lines_file(&truth)
-        .into_iter()
-        .filter(|t| t.get("proto").and_then(Value::as_str) == Some("redis"))
-        .collect();
-    assert!(
-        !expected.is_empty(),
-        "{}: no redis records",
-        truth.display()
-    );
-    let (entries, run) = read_jsonl(&pcap, &[]);
-    let redis: Vec<&Value> = entries
-        .iter()
-        .filter(|e| e.get("protocol").and_then(Value::as_str) == Some("Redis"))
-        .collect();
+    let f = load_shared(capture, truth, "redis", "Redis");
+    let (redis, expected) = (&f.entries, &f.truth);
     assert_eq!(
         redis.len(),
         expected.len(),
         "{capture}: entry count (stderr: {})",
-        run.stderr
+        f.run.stderr
     );
 
     // The required comparison: (command, error?) multisets.
-    let got = multiset(redis.iter().map(|e| {
-        let k = entry_key(e);
-        (k.0, k.3.is_some())
-    }));
-    let want = multiset(expected.iter().map(|t| {
-        let k = truth_key(t);
-        (k.0, k.3.is_some())
-    }));
-    let d = diff(&got, &want);
+    let d = compare(
+        redis.iter().map(|e| {
+            let k = entry_key(e);
+            (k.0, k.3.is_some())
+        }),
+        expected.iter().map(|t| {
+            let k = truth_key(t);
+            (k.0, k.3.is_some())
+        }),
+    )
+    .diff;
     assert!(
         d.is_empty(),
         "{capture}: (command, error) differ (key, remora, truth): {d:#?}"
     );
 
     // Stricter: argc, reply kind and error text agree as well.
-    let got = multiset(redis.iter().map(|e| entry_key(e)));
-    let want = multiset(expected.iter().map(truth_key));
-    let d = diff(&got, &want);
+    let d = compare(redis.iter().map(entry_key), expected.iter().map(truth_key)).diff;
     assert!(
         d.is_empty(),
         "{capture}: (command, argc, reply kind, error) differ (key, remora, truth): {d:#?}"
     );
 
     // Every request entry is complete (paired), pushes are standalone.
-    for e in &redis {
+    for e in redis {
         let has_req = e.get("request").is_some_and(|r| !r.is_null());
         let has_resp = e.get("response").is_some_and(|r| !r.is_null());
         assert!(has_resp, "{capture}: entry without a reply: {e}");

@@ -1,8 +1,10 @@
-//! Our own per-protocol fixtures (tests/fixtures/<proto>/<proto>.pcap with
-//! <proto>.truth.jsonl from truth.sh): run remora once per capture and compare
-//! keyed units with the truth as multisets, reporting agreement and a diff.
+//! A capture with tshark truth — our own per-protocol fixtures
+//! (tests/fixtures/<proto>/<proto>.pcap with <proto>.truth.jsonl from
+//! truth.sh) or a shared one (../shared/captures with truth/<name>.jsonl):
+//! run remora once per capture and compare keyed units with the truth as
+//! multisets, reporting agreement and a diff.
 //!
-//! Included by the fixtures_<proto>.rs tests with
+//! Included by the fixtures_<proto>.rs and <proto>_truth.rs tests with
 //! `#[path = "common/proto_fixture.rs"] mod proto_fixture;` next to `mod common;`.
 #![allow(dead_code)]
 
@@ -12,7 +14,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use crate::common::{read_json_lines_file, read_jsonl, workspace_root, Run};
+use crate::common::{read_json_lines_file, read_jsonl, shared_dir, workspace_root, Run};
 
 /// Agreement every protocol fixture must reach (issue 3 acceptance).
 pub const MIN_AGREEMENT: f64 = 0.99;
@@ -37,10 +39,39 @@ pub fn fixture_file(dir: &str, name: &str) -> PathBuf {
 /// Run remora on tests/fixtures/DIR/DIR.pcap and load DIR.truth.jsonl.
 pub fn load(dir: &str, truth_proto: &str, remora_protocol: &str) -> ProtoFixture {
     let capture = fixture_file(dir, &format!("{dir}.pcap"));
-    let truth_p = fixture_file(dir, &format!("{dir}.truth.jsonl"));
+    let truth = fixture_file(dir, &format!("{dir}.truth.jsonl"));
+    let hint = format!("re-record with tests/fixtures/{dir}/record.sh");
+    load_files(capture, truth, &hint, truth_proto, remora_protocol)
+}
+
+/// Run remora on ../shared/captures/CAPTURE and load truth/TRUTH there.
+pub fn load_shared(
+    capture: &str,
+    truth: &str,
+    truth_proto: &str,
+    remora_protocol: &str,
+) -> ProtoFixture {
+    let captures = shared_dir().join("captures");
+    let hint = "set REMORA_SHARED to the directory holding captures/";
+    load_files(
+        captures.join(capture),
+        captures.join("truth").join(truth),
+        hint,
+        truth_proto,
+        remora_protocol,
+    )
+}
+
+fn load_files(
+    capture: PathBuf,
+    truth_p: PathBuf,
+    missing_hint: &str,
+    truth_proto: &str,
+    remora_protocol: &str,
+) -> ProtoFixture {
     assert!(
         capture.is_file() && truth_p.is_file(),
-        "fixture missing: {} / {} (re-record with tests/fixtures/{dir}/record.sh)",
+        "capture or truth missing: {} / {} ({missing_hint})",
         capture.display(),
         truth_p.display()
     );
