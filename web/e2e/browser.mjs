@@ -7,13 +7,15 @@ import { fileURLToPath } from 'node:url';
 
 export const ARTIFACTS = join(dirname(fileURLToPath(import.meta.url)), 'artifacts');
 
-export async function launch() {
+/** `extraArgs`: more Chromium switches (the scroll bench turns off the frame-rate limit). */
+export async function launch(extraArgs = []) {
   mkdirSync(ARTIFACTS, { recursive: true });
   const userDataDir = mkdtempSync(join(tmpdir(), 'remora-chromium-'));
   const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
   const args = [
     '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
     '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ...extraArgs,
   ];
   const context = await chromium.launchPersistentContext(userDataDir, { executablePath, headless: true, args, viewport: { width: 1280, height: 800 } });
   // A profile per run: remove it with the browser so runs do not fill /tmp

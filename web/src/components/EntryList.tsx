@@ -1,4 +1,5 @@
 import React, { useCallback, useEffect, useLayoutEffect, useRef, useState } from 'react';
+import { flushSync } from 'react-dom';
 import type { Entry } from '../api/types';
 import { endpointLabel, formatBytes, formatClock, formatDuration, protocolHue, statusClass, statusText } from '../lib/format';
 import { computeWindow, moveSelection, scrollToReveal } from '../lib/virtual';
@@ -58,7 +59,10 @@ const Row = React.memo(function Row({ e, index, selected, onClick }: { e: Entry;
 
 export function EntryList({ count, at, version, selectedIndex, onSelect, onClose, scrollAdjust, empty }: Props) {
   const box = useRef<HTMLDivElement>(null);
-  const [scrollTop, setScrollTop] = useState(0);
+  // The scroll position rounded down to a row: what the window depends on, so
+  // a scroll within a row renders nothing.
+  const [rowTop, setRowTop] = useState(0);
+  const setScrollTop = useCallback((top: number) => setRowTop(Math.floor(top / ROW_HEIGHT) * ROW_HEIGHT), []);
   const [height, setHeight] = useState(600);
 
   useLayoutEffect(() => {
@@ -78,7 +82,7 @@ export function EntryList({ count, at, version, selectedIndex, onSelect, onClose
       el.scrollTop += scrollAdjust.delta * ROW_HEIGHT;
       setScrollTop(el.scrollTop);
     }
-  }, [scrollAdjust]);
+  }, [scrollAdjust, setScrollTop]);
 
   const reveal = useCallback(
     (i: number) => {
@@ -115,7 +119,7 @@ export function EntryList({ count, at, version, selectedIndex, onSelect, onClose
 
   const onRowClick = useCallback((i: number) => onSelect(i, true), [onSelect]);
   // Header row sits inside the scroller, so the body viewport is shorter by one row.
-  const w = computeWindow(count, ROW_HEIGHT, scrollTop, height - ROW_HEIGHT);
+  const w = computeWindow(count, ROW_HEIGHT, rowTop, height - ROW_HEIGHT);
   const rows: React.ReactNode[] = [];
   // Keyed by slot, not entry id: a row scrolled out is reused for the one
   // scrolled in (its text updated in place) instead of unmounted and rebuilt,
@@ -137,7 +141,13 @@ export function EntryList({ count, at, version, selectedIndex, onSelect, onClose
       data-testid="entry-list"
       data-version={version}
       onKeyDown={onKeyDown}
-      onScroll={(ev) => setScrollTop((ev.target as HTMLDivElement).scrollTop)}
+      onScroll={(ev) => {
+        const top = ev.currentTarget.scrollTop;
+        // Render the rows for the new position before this frame paints; a
+        // scroll update is otherwise scheduled as a later task, and the frame
+        // shows the old rows (or blank space) at the new position.
+        flushSync(() => setScrollTop(top));
+      }}
     >
       <div className="row header" role="row" style={{ height: ROW_HEIGHT }}>
         <span className="c-time">Time (UTC)</span>

@@ -12,7 +12,10 @@ export interface VirtualWindow {
   totalHeight: number;
 }
 
-export function computeWindow(count: number, rowHeight: number, scrollTop: number, viewportHeight: number, overscan = 8): VirtualWindow {
+// Overscan rows cost layout and paint on every jump across the list (all of
+// them are new then) while they only help when the compositor scrolls ahead
+// of the main thread, so a few suffice.
+export function computeWindow(count: number, rowHeight: number, scrollTop: number, viewportHeight: number, overscan = 3): VirtualWindow {
   const totalHeight = count * rowHeight;
   if (count === 0 || rowHeight <= 0) return { start: 0, end: 0, offsetTop: 0, totalHeight: 0 };
   const maxTop = Math.max(0, totalHeight - viewportHeight);
