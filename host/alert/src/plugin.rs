@@ -127,6 +127,8 @@ impl PluginDetector {
         self.counters.batches += 1;
         self.counters.entries_sent += batch.len() as u64;
         match self.instance.on_entries(&wit_batch) {
+            // Most calls raise nothing; index the batch only when one did.
+            Ok(alerts) if alerts.is_empty() => Vec::new(),
             Ok(alerts) => {
                 let at: HashMap<u64, Timestamp> = batch
                     .iter()
@@ -225,30 +227,80 @@ impl Detector for PluginDetector {
     }
 }
 
-/// Interns names so each crosses the boundary once per batch.
+/// Where a name comes from: a field id or a protocol index of one plugin in
+/// one catalog (by address: every entry of a catalog shares its `Arc`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum NameKey {
+    Field(usize, u16, u16),
+    Protocol(usize, u16, u16),
+}
+
+/// Interns names so each crosses the boundary once per batch. Entries of a
+/// batch mostly share a few fields, so the index is looked up by where the
+/// name comes from (integers), and a name's text is hashed once per batch.
+#[derive(Default)]
 struct Names {
     list: Vec<String>,
-    index: HashMap<String, u32>,
+    by_text: ahash::AHashMap<String, u32>,
+    /// `None`: a field the catalog does not name.
+    by_key: ahash::AHashMap<NameKey, Option<u32>>,
 }
 
 impl Names {
-    fn get(&mut self, name: &str) -> u32 {
-        if let Some(&i) = self.index.get(name) {
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&i) = self.by_text.get(name) {
             return i;
         }
         let i = self.list.len() as u32;
         self.list.push(name.to_owned());
-        self.index.insert(name.to_owned(), i);
+        self.by_text.insert(name.to_owned(), i);
+        i
+    }
+
+    fn field(&mut self, catalog: &Catalog, plugin: u16, id: u16) -> Option<u32> {
+        let key = NameKey::Field(catalog as *const Catalog as usize, plugin, id);
+        if let Some(&i) = self.by_key.get(&key) {
+            return i;
+        }
+        let name = catalog
+            .plugins
+            .get(plugin as usize)
+            .and_then(|p| p.field(id))
+            .map(|f| f.name.as_str());
+        let i = name.map(|n| self.intern(n));
+        self.by_key.insert(key, i);
+        i
+    }
+
+    /// The protocol's filter flag ("" when the catalog does not have it).
+    fn protocol(&mut self, catalog: &Catalog, plugin: u16, protocol: u16) -> u32 {
+        let key = NameKey::Protocol(catalog as *const Catalog as usize, plugin, protocol);
+        if let Some(&Some(i)) = self.by_key.get(&key) {
+            return i;
+        }
+        let flag = catalog
+            .plugins
+            .get(plugin as usize)
+            .and_then(|p| p.protocols.get(protocol as usize))
+            .map_or("", |p| p.flag.as_str());
+        let i = self.intern(flag);
+        self.by_key.insert(key, Some(i));
         i
     }
 }
 
-fn endpoint(e: &remora_core::Endpoint) -> wit::Endpoint {
-    let ip = e.ip.to_string();
-    wit::Endpoint {
-        name: ip.clone(),
-        ip,
-        port: e.port,
+/// Endpoint addresses as text, formatted once per address per batch.
+#[derive(Default)]
+struct Addresses(ahash::AHashMap<std::net::IpAddr, String>);
+
+impl Addresses {
+    fn endpoint(&mut self, e: &remora_core::Endpoint) -> wit::Endpoint {
+        let ip = self.0.entry(e.ip).or_insert_with(|| e.ip.to_string());
+        wit::Endpoint {
+            name: ip.clone(),
+            ip: ip.clone(),
+            port: e.port,
+        }
     }
 }
 
@@ -258,14 +310,13 @@ fn fields(
     m: &Message,
     names: &mut Names,
 ) -> Vec<wit::EntryField> {
-    let schema = catalog.plugins.get(entry.plugin as usize);
     m.fields
         .iter()
         .filter_map(|f| {
             // Fields the catalog does not name cannot be addressed by a plugin.
-            let name = schema?.field(f.id)?.name.as_str();
+            let name = names.field(catalog, entry.plugin, f.id)?;
             Some(wit::EntryField {
-                name: names.get(name),
+                name,
                 value: match &f.value {
                     Value::Bool(b) => wit::EntryValue::Boolean(*b),
                     Value::Int(i) => wit::EntryValue::Int(*i),
@@ -281,26 +332,19 @@ fn fields(
 
 /// Builds the `entry-batch` of `entries` (one names table for the batch).
 pub fn entry_batch(entries: &[Arc<StoredEntry>]) -> wit::EntryBatch {
-    let mut names = Names {
-        list: Vec::new(),
-        index: HashMap::new(),
-    };
+    let mut names = Names::default();
+    let mut addresses = Addresses::default();
     let entries = entries
         .iter()
         .map(|s| {
             let (c, e) = (&*s.catalog, &s.entry);
-            let flag = c
-                .plugins
-                .get(e.plugin as usize)
-                .and_then(|p| p.protocols.get(e.protocol as usize))
-                .map_or("", |p| p.flag.as_str());
             wit::AlertEntry {
                 id: e.id,
                 timestamp_us: e.timestamp().0,
                 elapsed_us: e.elapsed_us(),
-                protocol: names.get(flag),
-                src: endpoint(&e.client),
-                dst: endpoint(&e.server),
+                protocol: names.protocol(c, e.plugin, e.protocol),
+                src: addresses.endpoint(&e.client),
+                dst: addresses.endpoint(&e.server),
                 request: e.request.as_ref().map(|m| fields(c, e, m, &mut names)),
                 response: e.response.as_ref().map(|m| fields(c, e, m, &mut names)),
             }

@@ -110,3 +110,33 @@ fn a_batch_names_each_field_once_and_keeps_map_members_in_order() {
         std::any::type_name::<&dyn Detector>(),
     );
 }
+
+#[test]
+fn entries_of_different_catalogs_share_a_name_and_unnamed_fields_stay_out() {
+    // Two catalogs with the same schema: the names table is keyed by text,
+    // so a field named alike in both crosses once.
+    let (c1, c2) = (catalog(), catalog());
+    let mut odd = entry(&c2, 3, "/c", 500);
+    Arc::get_mut(&mut odd)
+        .unwrap()
+        .entry
+        .response
+        .as_mut()
+        .unwrap()
+        .fields
+        .push(Field {
+            id: 9,
+            value: Value::Int(7),
+        });
+    let b = plugin::entry_batch(&[entry(&c1, 1, "/a", 200), entry(&c2, 2, "/b", 404), odd]);
+    assert_eq!(b.names, vec!["http", "path", "headers", "status_code"]);
+    let path_of = |i: usize| b.entries[i].request.as_ref().unwrap()[0].name;
+    assert_eq!(path_of(0), path_of(1));
+    assert_eq!(b.entries[1].protocol, b.entries[0].protocol);
+    // Field 9 is not in the catalog: a plugin could not name it.
+    let resp = b.entries[2].response.as_ref().unwrap();
+    assert_eq!(resp.len(), 1);
+    assert_eq!(resp[0].value, EntryValue::Int(500));
+    assert_eq!(b.entries[2].dst.ip, "127.0.0.1");
+    assert_eq!(b.entries[2].dst.name, "127.0.0.1");
+}
