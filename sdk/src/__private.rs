@@ -47,21 +47,21 @@ impl<D: Dissector> exp::GuestSession for SessionAdapter<D> {
         let mut g = self.inner.borrow_mut();
         let (s, out) = &mut *g;
         let p = s.feed(direction(dir), &Input::new(base, &data), out);
-        feed_result(out.finish(p))
+        feed_result(out.finish_encoded(p))
     }
 
     fn gap(&self, dir: w::Direction, len: u64) -> w::FeedResult {
         let mut g = self.inner.borrow_mut();
         let (s, out) = &mut *g;
         s.gap(direction(dir), len, out);
-        feed_result(out.finish(crate::Progress::default()))
+        feed_result(out.finish_encoded(crate::Progress::default()))
     }
 
     fn end(&self, dir: w::Direction) -> w::FeedResult {
         let mut g = self.inner.borrow_mut();
         let (s, out) = &mut *g;
         s.end(direction(dir), out);
-        feed_result(out.finish(crate::Progress::default()))
+        feed_result(out.finish_encoded(crate::Progress::default()))
     }
 }
 
@@ -132,61 +132,13 @@ fn plugin_info(i: crate::PluginInfo) -> w::PluginInfo {
     }
 }
 
-#[inline]
-fn text(t: crate::Text) -> w::Text {
-    match t {
-        crate::Text::Span(s) => w::Text::Span(w::Span {
-            offset: s.offset,
-            len: s.len,
-        }),
-        crate::Text::Owned(s) => w::Text::Owned(s),
-    }
-}
-
-#[inline]
-fn value(v: crate::Value) -> w::Value {
-    match v {
-        crate::Value::Boolean(b) => w::Value::Boolean(b),
-        crate::Value::Int(i) => w::Value::Int(i),
-        crate::Value::Float(f) => w::Value::Float(f),
-        crate::Value::Str(t) => w::Value::Str(text(t)),
-        crate::Value::Bytes(b) => w::Value::Bytes(b),
-        crate::Value::Pair(a, b) => w::Value::Pair((text(a), text(b))),
-    }
-}
-
-fn feed_result(r: crate::FeedResult) -> w::FeedResult {
+/// `r` has no messages of its own: `finish_encoded` took them as `messages`.
+fn feed_result((r, messages): (crate::FeedResult, Vec<u8>)) -> w::FeedResult {
     w::FeedResult {
         consumed: r.consumed,
         skip: r.skip,
         need: r.need,
-        messages: r
-            .messages
-            .into_iter()
-            .map(|m| w::Message {
-                kind: match m.kind {
-                    crate::MessageKind::Request => w::MessageKind::Request,
-                    crate::MessageKind::Response => w::MessageKind::Response,
-                    crate::MessageKind::Standalone => w::MessageKind::Standalone,
-                },
-                txn: m.txn,
-                start: m.start,
-                fields: m
-                    .fields
-                    .into_iter()
-                    .map(|f| w::Field {
-                        id: f.id,
-                        value: value(f.value),
-                    })
-                    .collect(),
-                body: m.body.map(|b| w::Body {
-                    data: b.data,
-                    original_len: b.original_len,
-                    truncated: b.truncated,
-                    decoded_from: b.decoded_from,
-                }),
-            })
-            .collect(),
+        messages,
         error: r.error,
         switch: r.switch.map(|s| w::ProtocolSwitch {
             protocol: s.protocol,

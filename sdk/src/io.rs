@@ -164,11 +164,28 @@ impl Output {
     }
     /// Take what was collected, leaving the output empty (allocation kept).
     pub fn take(&mut self) -> (Vec<Message>, Option<String>) {
-        (core::mem::take(&mut self.messages), self.error.take())
+        let messages = if self.messages.is_empty() {
+            Vec::new()
+        } else {
+            core::mem::take(&mut self.messages)
+        };
+        (messages, self.error.take())
     }
     /// Take the protocol switch requested by this call, if any.
     pub fn take_switch(&mut self) -> Option<ProtocolSwitch> {
         self.switch.take()
+    }
+    /// Like [`Output::finish`], but the messages come back in the contract's
+    /// flat encoding (the returned `FeedResult` has none) and the message
+    /// list keeps its allocation for the next call.
+    #[cfg_attr(
+        not(all(target_arch = "wasm32", feature = "dissector")),
+        allow(dead_code)
+    )]
+    pub(crate) fn finish_encoded(&mut self, progress: Progress) -> (FeedResult, Vec<u8>) {
+        let encoded = crate::wire::encode(&self.messages);
+        self.messages.clear();
+        (self.finish(progress), encoded)
     }
     /// Take what was collected as a WIT-shaped result with `progress`.
     pub fn finish(&mut self, progress: Progress) -> FeedResult {

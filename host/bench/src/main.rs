@@ -99,15 +99,24 @@ fn main() -> anyhow::Result<()> {
         }
     };
     let secs = summary.elapsed.as_secs_f64();
+    // A benchmark whose plugins faulted (e.g. a call past its CPU deadline on
+    // a starved machine) measured less work: say so next to the rate.
+    let drops: Vec<String> = summary
+        .drops()
+        .nonzero()
+        .map(|(r, n)| format!("{r}:{n}"))
+        .collect();
     println!(
-        "packets={} seconds={:.4} packets_per_second={:.0} entries={} flows={} plugin_calls={} drops={}",
+        "packets={} seconds={:.4} packets_per_second={:.0} entries={} flows={} plugin_calls={} plugin_faults={} drops={} {}",
         summary.packets,
         secs,
         summary.packets as f64 / secs.max(1e-9),
         summary.entries,
         summary.flows.flows_opened,
         summary.dissect.plugin_calls,
-        summary.drops().nonzero().map(|(_, n)| n).sum::<u64>()
+        summary.dissect.plugin_faults,
+        summary.drops().nonzero().map(|(_, n)| n).sum::<u64>(),
+        drops.join(",")
     );
     Ok(())
 }

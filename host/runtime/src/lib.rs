@@ -1,5 +1,5 @@
 //! The Wasm runtime: loads dissector plugins (WebAssembly components speaking
-//! `remora:plugin@0.3.x`) and alert plugins (see [`alert`]), and runs them with limits and fault containment.
+//! `remora:plugin@0.4.x`) and alert plugins (see [`alert`]), and runs them with limits and fault containment.
 //!
 //! * [`Runtime`] owns the wasmtime `Engine`, the `Linker` and the loaded plugins
 //!   (compiled once, cached on disk, validated). It is `Send + Sync` and shared
@@ -33,6 +33,7 @@ mod stderr;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing;
+pub mod wire;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -44,19 +45,23 @@ mod bindings {
 
 use bindings::{DissectorPlugin, DissectorPluginPre};
 
-/// Host-side types of the plugin contract (`remora:plugin/types`).
+/// Host-side types of the plugin contract (`remora:plugin/types`); a call's
+/// messages arrive decoded from their flat encoding ([`wire`]).
 pub mod wit {
     pub use crate::bindings::remora::plugin::host::Level;
     pub use crate::bindings::remora::plugin::types::{
-        Body, Direction, FeedResult, Field, FieldDecl, FieldType, FlowInfo, Message, MessageKind,
-        PluginInfo, ProbeResult, ProtocolDecl, ProtocolSwitch, Span, Text, Transport, Value,
+        Direction, FieldDecl, FieldType, FlowInfo, PluginInfo, ProbeResult, ProtocolDecl,
+        ProtocolSwitch, Transport,
     };
+    pub use crate::wire::{Body, FeedResult, Field, Message, MessageKind, Span, Text, Value};
 }
+
+use bindings::remora::plugin::types::FeedResult as RawFeedResult;
 
 /// The contract version this host speaks (major.minor; any patch is accepted).
 pub const WIT_PACKAGE: &str = "remora:plugin";
 const HOST_WIT_MAJOR: u64 = 0;
-const HOST_WIT_MINOR: u64 = 3;
+const HOST_WIT_MINOR: u64 = 4;
 
 /// Period of the epoch ticker: the granularity of the CPU deadline.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -1128,9 +1133,21 @@ impl Shard {
     fn check(
         &mut self,
         p: PluginId,
-        r: wit::FeedResult,
+        raw: RawFeedResult,
         data_len: usize,
     ) -> Result<wit::FeedResult, Fault> {
+        let messages = match wire::decode(&raw.messages, self.rt.cfg.max_messages_per_call) {
+            Ok(m) => m,
+            Err(m) => return Err(self.fault(p, Fault::Malformed(m))),
+        };
+        let r = wit::FeedResult {
+            consumed: raw.consumed,
+            skip: raw.skip,
+            need: raw.need,
+            messages,
+            error: raw.error,
+            switch: raw.switch,
+        };
         let b = Bounds {
             data_len,
             fields: &self.rt.loaded[p.0 as usize].fields,
