@@ -119,8 +119,8 @@ impl Rule {
         let Some(name) = &self.group_by else {
             return String::new();
         };
-        match remora_entry::entry_vars(catalog, e).get(name) {
-            Some(serde_json::Value::String(s)) => s.clone(),
+        match remora_entry::entry_var(catalog, e, name) {
+            Some(serde_json::Value::String(s)) => s,
             Some(v) => v.to_string(),
             None => String::new(),
         }

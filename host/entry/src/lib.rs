@@ -18,7 +18,7 @@ mod vars;
 pub use catalog::{Catalog, FieldSchema, FieldType, PluginSchema, ProtocolSchema};
 pub use json::{body_json, entry_to_json, message_fields_json, rfc3339_micros};
 pub use table::{render_summary, TableWriter};
-pub use vars::entry_vars;
+pub use vars::{entry_var, entry_vars};
 
 use remora_core::{Endpoint, Timestamp, Transport};
 

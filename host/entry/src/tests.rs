@@ -171,3 +171,22 @@ fn table_row_contains_summary_and_endpoints() {
     assert!(s.contains("10.0.0.1:40000 → 10.0.0.2:80"), "{s}");
     assert!(s.contains("404"), "{s}");
 }
+
+#[test]
+fn one_variable_is_what_all_variables_say() {
+    let (c, e) = (catalog(), entry());
+    let all = entry_vars(&c, &e);
+    let all = all.as_object().unwrap();
+    // Every variable, the direct ones included, agrees with entry_vars.
+    for (name, v) in all {
+        assert_eq!(entry_var(&c, &e, name).as_ref(), Some(v), "{name}");
+    }
+    for direct in [
+        "src.ip", "src.name", "src.port", "dst.ip", "dst.name", "dst.port", "protocol", "id",
+        "flow_id", "conn_id",
+    ] {
+        assert!(all.contains_key(direct), "{direct} is no longer a variable");
+    }
+    assert_eq!(entry_var(&c, &e, "no_such_variable"), None);
+    assert_eq!(entry_var(&c, &e, "dst.nope"), None);
+}

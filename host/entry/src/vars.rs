@@ -50,6 +50,37 @@ fn add_message(vars: &mut Map<String, Json>, schema: &PluginSchema, side: &str, 
     }
 }
 
+/// One variable of `e` by its dotted name, as [`entry_vars`] gives it.
+/// Endpoint, protocol and id variables are read directly (an alert rule
+/// grouping by `dst.name` asks once per entry, and building every variable
+/// costs more than the filter); anything else goes through [`entry_vars`].
+pub fn entry_var(catalog: &Catalog, e: &Entry, name: &str) -> Option<Json> {
+    let endpoint = |side: &str| match side {
+        "src" => Some(&e.client),
+        "dst" => Some(&e.server),
+        _ => None,
+    };
+    if let Some((side, what)) = name.split_once('.') {
+        if let Some(ep) = endpoint(side) {
+            // `name` is the IP until names are resolved (see entry_vars).
+            match what {
+                "ip" | "name" => return Some(Json::String(ep.ip.to_string())),
+                "port" => return Some(Json::from(ep.port)),
+                _ => {}
+            }
+        }
+    }
+    match name {
+        "protocol" => {
+            let proto = &catalog.plugin(e.plugin).protocols[e.protocol as usize];
+            Some(Json::String(proto.name.clone()))
+        }
+        "id" => Some(Json::from(e.id)),
+        "flow_id" | "conn_id" => Some(Json::from(e.flow_id)),
+        _ => entry_vars(catalog, e).get(name).cloned(),
+    }
+}
+
 /// Every variable that applies to `e`, as a flat JSON object keyed by the
 /// variable's dotted name.
 pub fn entry_vars(catalog: &Catalog, e: &Entry) -> Json {
