@@ -388,6 +388,39 @@ fn wasm_alert_plugins_run_in_tap_and_remora_alerts_lists_them() {
     // x/y (403) and both metadata reads; p/q (500) is a warning.
     assert_eq!(critical.len(), 3, "{critical:?}");
     assert!(critical.iter().all(|a| a["severity"] == "critical"));
+
+    // Per-plugin counters in /metrics: the secrets prefilter let exactly the
+    // two failed reads through; nothing faulted.
+    let metrics = String::from_utf8_lossy(
+        &common::live::curl(&["-s", &format!("{}/metrics", tap.url())]).stdout,
+    )
+    .into_owned();
+    let sample = |line: &str| -> Option<u64> {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
+    };
+    assert_eq!(
+        sample(r#"remora_alert_plugin_entries_total{plugin="secrets",outcome="sent"}"#),
+        Some(2),
+        "{metrics}"
+    );
+    let seen = sample(r#"remora_alert_plugin_entries_total{plugin="secrets",outcome="seen"}"#);
+    assert!(
+        seen.is_some_and(|n| n >= 27),
+        "every entry is offered: {metrics}"
+    );
+    for plugin in ["secrets", "cloud-metadata", "http-5xx-burst"] {
+        let faults: u64 = metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("remora_alert_plugin_faults_total")
+                    && l.contains(&format!("plugin=\"{plugin}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        assert_eq!(faults, 0, "{plugin}: {metrics}");
+    }
     tap.proc.signal("TERM");
 }
 

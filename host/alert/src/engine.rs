@@ -83,6 +83,13 @@ pub fn spawn(
                         }
                     }
                 }
+                if !batch.is_empty() || due || draining_done {
+                    for d in &detectors {
+                        if let Some(s) = d.stats() {
+                            hub.publish_stats(d.name(), s);
+                        }
+                    }
+                }
                 if draining_done {
                     return;
                 }

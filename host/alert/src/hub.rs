@@ -9,7 +9,7 @@ use tokio::sync::broadcast;
 
 use crate::config::AlertConfig;
 use crate::webhook::Webhook;
-use crate::Alert;
+use crate::{Alert, DetectorStats};
 
 pub const DEFAULT_KEEP: usize = 1000;
 /// Alerts a subscriber may fall behind by before it skips.
@@ -24,6 +24,8 @@ pub struct AlertHub {
     webhooks: Vec<Webhook>,
     /// Entries the engine skipped because it fell behind the capture.
     pub skipped_entries: AtomicU64,
+    /// The latest counters each detector published, by name.
+    detectors: Mutex<BTreeMap<String, DetectorStats>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -33,6 +35,7 @@ pub struct HubCounters {
     pub retried: u64,
     pub dropped: u64,
     pub skipped_entries: u64,
+    pub detectors: BTreeMap<String, DetectorStats>,
 }
 
 impl AlertHub {
@@ -46,6 +49,7 @@ impl AlertHub {
             tx,
             webhooks,
             skipped_entries: AtomicU64::new(0),
+            detectors: Mutex::default(),
         }
     }
 
@@ -91,6 +95,18 @@ impl AlertHub {
         alert
     }
 
+    /// Replaces what `detector` published before (the engine calls this
+    /// after each round of work).
+    pub fn publish_stats(&self, detector: &str, stats: DetectorStats) {
+        let mut d = self.detectors.lock().expect("detector stats poisoned");
+        match d.get_mut(detector) {
+            Some(old) => *old = stats,
+            None => {
+                d.insert(detector.to_owned(), stats);
+            }
+        }
+    }
+
     /// Up to `limit` alerts with id > `after`, oldest first.
     pub fn list(&self, after: u64, limit: usize) -> Vec<Arc<Alert>> {
         let r = self.recent.lock().expect("alert history poisoned");
@@ -118,6 +134,11 @@ impl AlertHub {
                 .expect("alert counters poisoned")
                 .clone(),
             skipped_entries: self.skipped_entries.load(Ordering::Relaxed),
+            detectors: self
+                .detectors
+                .lock()
+                .expect("detector stats poisoned")
+                .clone(),
             ..HubCounters::default()
         };
         for w in &self.webhooks {

@@ -42,10 +42,34 @@ pub struct Alert {
     pub at: Timestamp,
 }
 
+/// What a detector says about its own work, for `/metrics`: an alert
+/// plugin's entries, calls and faults (a rule set reports nothing).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DetectorStats {
+    /// Entries offered (before the prefilter).
+    pub entries_seen: u64,
+    /// Entries that passed the prefilter and were sent.
+    pub entries_sent: u64,
+    /// Sent entries whose call faulted or was refused (quarantine).
+    pub entries_lost: u64,
+    pub ticks_lost: u64,
+    /// Calls that reached the plugin.
+    pub calls: u64,
+    /// Faults by kind: deadline, memory, stack, trap, malformed.
+    pub faults: [(&'static str, u64); 5],
+    /// Calls refused while the plugin was quarantined.
+    pub quarantined_calls: u64,
+    pub instances_created: u64,
+}
+
 /// Something that raises alerts from entries and the passage of time.
 /// Called from one thread; keeps its own state.
 pub trait Detector: Send {
     fn name(&self) -> &str;
+    /// Counters to publish, if the detector keeps any.
+    fn stats(&self) -> Option<DetectorStats> {
+        None
+    }
     /// Entries in id order (already stored).
     fn on_entries(&mut self, entries: &[Arc<StoredEntry>]) -> Vec<Alert>;
     /// Periodic, with the current time (capture time when reading a file).
@@ -54,6 +78,7 @@ pub trait Detector: Send {
 
 pub use config::{AlertConfig, ConfigError};
 pub use hub::AlertHub;
+pub use hub::HubCounters;
 pub use rules::RuleSet;
 
 #[cfg(test)]

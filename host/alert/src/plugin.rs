@@ -16,7 +16,7 @@ use remora_runtime::alert::{wit, AlertCounters, AlertInstance, LoadedAlertPlugin
 use remora_runtime::Runtime;
 use remora_store::StoredEntry;
 
-use crate::{Alert, Detector, Severity};
+use crate::{Alert, Detector, DetectorStats, Severity};
 
 /// A prefilter compiled for one catalog, or why it did not compile.
 type CompiledPrefilter = Result<Arc<Filter>, String>;
@@ -181,6 +181,27 @@ impl PluginDetector {
 impl Detector for PluginDetector {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn stats(&self) -> Option<DetectorStats> {
+        let (c, r) = (&self.counters, self.instance.counters());
+        let f = &r.faults;
+        Some(DetectorStats {
+            entries_seen: c.entries_seen,
+            entries_sent: c.entries_sent,
+            entries_lost: c.entries_lost,
+            ticks_lost: c.ticks_lost,
+            calls: r.calls,
+            faults: [
+                ("deadline", f.deadline),
+                ("memory", f.memory),
+                ("stack", f.stack),
+                ("trap", f.trap),
+                ("malformed", f.malformed),
+            ],
+            quarantined_calls: r.quarantined_calls,
+            instances_created: r.instances_created,
+        })
     }
 
     fn on_entries(&mut self, entries: &[Arc<StoredEntry>]) -> Vec<Alert> {

@@ -1,11 +1,6 @@
-//! The entry-batch the host sends alert plugins. Compiles `src/plugin.rs`
-//! directly until the crate root declares `pub mod plugin;`.
+//! The entry-batch the host sends alert plugins.
 
-use remora_alert::{Alert, Detector, Severity};
-
-#[allow(dead_code)]
-#[path = "../src/plugin.rs"]
-mod plugin;
+use remora_alert::plugin;
 
 use std::sync::Arc;
 
@@ -104,11 +99,6 @@ fn a_batch_names_each_field_once_and_keeps_map_members_in_order() {
     );
     assert_eq!(req[1].name, req[2].name);
     assert_eq!(e.response.as_ref().unwrap()[0].value, EntryValue::Int(403));
-    let _ = (
-        Severity::Info,
-        std::any::type_name::<Alert>(),
-        std::any::type_name::<&dyn Detector>(),
-    );
 }
 
 #[test]

@@ -238,4 +238,53 @@ fn alert_metrics(o: &mut Out, a: &remora_alert::hub::HubCounters) {
         "Entries the alert engine skipped because it fell behind.",
         a.skipped_entries,
     );
+    if a.detectors.is_empty() {
+        return;
+    }
+    o.family(
+        "remora_alert_plugin_entries_total",
+        "counter",
+        "Entries per alert plugin: seen (offered), sent (passed its prefilter), lost (in a faulted or refused call).",
+    );
+    for (name, d) in &a.detectors {
+        for (outcome, n) in [
+            ("seen", d.entries_seen),
+            ("sent", d.entries_sent),
+            ("lost", d.entries_lost),
+        ] {
+            o.sample(
+                "remora_alert_plugin_entries_total",
+                &[("plugin", name), ("outcome", outcome)],
+                n,
+            );
+        }
+    }
+    o.family(
+        "remora_alert_plugin_calls_total",
+        "counter",
+        "Calls into each alert plugin, and calls refused while it was quarantined.",
+    );
+    for (name, d) in &a.detectors {
+        for (state, n) in [("made", d.calls), ("quarantined", d.quarantined_calls)] {
+            o.sample(
+                "remora_alert_plugin_calls_total",
+                &[("plugin", name), ("state", state)],
+                n,
+            );
+        }
+    }
+    o.family(
+        "remora_alert_plugin_faults_total",
+        "counter",
+        "Alert plugin faults by kind; each drops the instance and quarantines the plugin with back-off.",
+    );
+    for (name, d) in &a.detectors {
+        for (kind, n) in &d.faults {
+            o.sample(
+                "remora_alert_plugin_faults_total",
+                &[("plugin", name), ("kind", kind)],
+                n,
+            );
+        }
+    }
 }
