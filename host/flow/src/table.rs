@@ -62,6 +62,16 @@ fn server_by_port(src: Endpoint, dst: Endpoint) -> bool {
     }
 }
 
+/// Which end of a UDP flow is the client, from its first datagram: a
+/// well-known port (< 1024) on exactly one side serves (a reply seen first
+/// when the capture started mid-exchange); otherwise the sender of the first
+/// datagram is the client, so a server on a high port (a DNS server on
+/// 15353 or 53535) is not mistaken for its client.
+fn udp_client_is_src(src: Endpoint, dst: Endpoint) -> bool {
+    const WELL_KNOWN: u16 = 1024;
+    !(src.port < WELL_KNOWN && dst.port >= WELL_KNOWN)
+}
+
 impl FlowTable {
     pub fn new(cfg: FlowConfig) -> Self {
         FlowTable {
@@ -167,7 +177,8 @@ impl FlowTable {
         let key = pkt.flow_key();
         let (client_is_src, syn_seen) = match pkt.l4 {
             L4::Tcp { flags, .. } if flags.syn => (!flags.ack, true),
-            _ => (!server_by_port(pkt.src, pkt.dst), false),
+            L4::Tcp { .. } => (!server_by_port(pkt.src, pkt.dst), false),
+            _ => (udp_client_is_src(pkt.src, pkt.dst), false),
         };
         let (client, server) = if client_is_src {
             (pkt.src, pkt.dst)

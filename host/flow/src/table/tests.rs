@@ -278,8 +278,24 @@ fn syn_ack_seen_first_makes_its_destination_the_client() {
     );
 }
 
+/// The server of each flow the table opened, in order.
+fn servers(t: &mut T) -> Vec<u16> {
+    t.take()
+        .into_iter()
+        .filter_map(|ev| match ev {
+            Ev::Open {
+                server, syn_seen, ..
+            } => {
+                assert!(!syn_seen);
+                Some(server.port)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
-fn port_heuristic_picks_the_server_without_a_syn() {
+fn port_heuristic_picks_the_tcp_server_without_a_syn() {
     let cases = [
         // (src port, dst port, server port)
         (40000, 80, 80),
@@ -293,18 +309,25 @@ fn port_heuristic_picks_the_server_without_a_syn() {
     for (sp, dp, server) in cases {
         let mut t = T::new(FlowConfig::default());
         t.tcp(0, (1, sp), (2, dp), 7, "PA", b"x");
-        t.udp(1, (3, sp), (4, dp), b"y");
-        for ev in t.take() {
-            if let Ev::Open {
-                server: s,
-                syn_seen,
-                ..
-            } = ev
-            {
-                assert_eq!(s.port, server, "{sp} -> {dp}");
-                assert!(!syn_seen);
-            }
-        }
+        assert_eq!(servers(&mut t), vec![server], "{sp} -> {dp}");
+    }
+}
+
+#[test]
+fn the_first_datagram_names_the_udp_client_unless_it_comes_from_a_well_known_port() {
+    let cases = [
+        // (first datagram's src port, dst port, server port)
+        (40000, 53, 53),
+        (53, 40000, 53),       // a reply seen first: 53 is well known
+        (40000, 15353, 15353), // dnsmasq on a high port
+        (40000, 53535, 53535), // a server above the client's port
+        (53535, 40000, 40000), // the sender asks first
+        (5353, 5353, 5353),    // mDNS: both ends alike
+    ];
+    for (sp, dp, server) in cases {
+        let mut t = T::new(FlowConfig::default());
+        t.udp(0, (3, sp), (4, dp), b"y");
+        assert_eq!(servers(&mut t), vec![server], "{sp} -> {dp}");
     }
 }
 
