@@ -467,3 +467,82 @@ fn alerts_follow_prints_new_alerts_as_they_are_raised() {
     assert_eq!(got, vec![(1, "server-error"), (2, "server-error")]);
     tap.proc.signal("TERM");
 }
+
+/// `rate_limit` on an alert plugin: the Python example raises two alerts on
+/// metadata.pcap (seconds apart); with `rate_limit = "1h"` one goes out and
+/// the other is withheld and counted. A bad duration names the plugin.
+#[test]
+fn plugin_alerts_obey_the_rate_limit_of_their_config() {
+    let (hook, got) = receiver();
+    let (_t, dir) = temp("alert-plugin-limit");
+    let wasm = example_wasm("python-metadata").display().to_string();
+    let cfg = dir.join("alerts.toml");
+    let write = |rate_limit: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "allow_hosts = [\"127.0.0.1\"]\n[[webhook]]\nname = \"t\"\n\
+                 url = \"http://127.0.0.1:{hook}/hook\"\n\
+                 [[plugin]]\npath = {wasm:?}\nrate_limit = \"{rate_limit}\"\n"
+            ),
+        )
+        .unwrap()
+    };
+
+    write("soon");
+    let bad = common::remora(
+        &[
+            "tap",
+            "-r",
+            &fixture("metadata.pcap"),
+            "--alerts",
+            cfg.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(!bad.ok());
+    assert!(
+        bad.stderr.contains(&wasm) && bad.stderr.contains("\"soon\""),
+        "{}",
+        bad.stderr
+    );
+
+    write("1h");
+    let tap = Tap::start(
+        &[
+            "-r",
+            &fixture("metadata.pcap"),
+            "--alerts",
+            cfg.to_str().unwrap(),
+        ],
+        free_port(),
+        &dir.join("store"),
+    );
+    let withheld = || {
+        let m = common::live::curl(&["-s", &format!("{}/metrics", tap.url())]).stdout;
+        String::from_utf8_lossy(&m).lines().find_map(|l| {
+            l.strip_prefix(
+                r#"remora_alert_plugin_alerts_withheld_total{plugin="cloud-metadata"} "#,
+            )?
+            .parse::<u64>()
+            .ok()
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || withheld() == Some(1)),
+        "withheld: {:?}; stderr: {}",
+        withheld(),
+        tap.stderr()
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("/latest/meta-data/"),
+        "the first read goes out: {got:?}"
+    );
+    tap.proc.signal("TERM");
+}

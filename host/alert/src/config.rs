@@ -20,6 +20,8 @@
 //!
 //! [[plugin]]                                # a Wasm alert plugin (remora:plugin/alerter)
 //! path = "metadata.wasm"                    # relative to this file
+//! rate_limit = "1m"                         # optional, per rule the plugin raises
+//! dedupe = "10m"                            # optional: same rule+summary once per window
 //!
 //! [plugin_config.http-5xx-burst]            # config the plugin reads, by its declared name
 //! window-ms = "10000"
@@ -52,6 +54,8 @@ pub enum ConfigError {
     Rule { rule: String, message: String },
     #[error("webhook {webhook:?}: {message}")]
     Webhook { webhook: String, message: String },
+    #[error("alert plugin {path}: {message}")]
+    Plugin { path: String, message: String },
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -94,6 +98,23 @@ pub struct RuleConfig {
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
     pub path: PathBuf,
+    /// At most one alert per rule the plugin raises per interval.
+    pub rate_limit: Option<String>,
+    /// The same rule and summary at most once per window.
+    pub dedupe: Option<String>,
+}
+
+impl PluginConfig {
+    /// `(rate_limit, dedupe)`, parsed.
+    pub fn limits(&self) -> Result<(Option<Duration>, Option<Duration>), String> {
+        let parse = |what: &str, v: &Option<String>| {
+            v.as_deref().map(|s| parse_duration(what, s)).transpose()
+        };
+        Ok((
+            parse("rate_limit", &self.rate_limit)?,
+            parse("dedupe", &self.dedupe)?,
+        ))
+    }
 }
 
 fn default_severity() -> Severity {
@@ -165,6 +186,12 @@ impl AlertConfig {
                     webhook: w.name.clone(),
                     message,
                 }
+            })?;
+        }
+        for p in &cfg.plugins {
+            p.limits().map_err(|message| ConfigError::Plugin {
+                path: p.path.display().to_string(),
+                message,
             })?;
         }
         let mut seen = std::collections::HashSet::new();

@@ -8,6 +8,7 @@ pub mod engine;
 pub mod hub;
 pub mod plugin;
 pub mod rules;
+pub mod throttle;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -60,6 +61,8 @@ pub struct DetectorStats {
     /// Calls refused while the plugin was quarantined.
     pub quarantined_calls: u64,
     pub instances_created: u64,
+    /// Alerts withheld by the plugin's `rate_limit` or `dedupe`.
+    pub alerts_withheld: u64,
 }
 
 /// Something that raises alerts from entries and the passage of time.

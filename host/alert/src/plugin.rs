@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use remora_core::Timestamp;
 use remora_entry::{Catalog, Entry, Message, Value};
@@ -16,7 +17,11 @@ use remora_runtime::alert::{wit, AlertCounters, AlertInstance, LoadedAlertPlugin
 use remora_runtime::Runtime;
 use remora_store::StoredEntry;
 
+use crate::throttle::{Throttle, Verdict};
 use crate::{Alert, Detector, DetectorStats, Severity};
+
+/// Distinct rule names of one plugin that get their own throttle.
+pub const MAX_THROTTLED_RULES: usize = 1024;
 
 /// A prefilter compiled for one catalog, or why it did not compile.
 type CompiledPrefilter = Result<Arc<Filter>, String>;
@@ -41,6 +46,8 @@ pub struct PluginDetectorCounters {
     pub ticks_lost: u64,
     /// Entries dropped because the prefilter does not compile against their catalog.
     pub prefilter_errors: u64,
+    /// Alerts withheld by the plugin's `rate_limit` or `dedupe`.
+    pub alerts_withheld: u64,
 }
 
 pub struct PluginDetector {
@@ -52,6 +59,10 @@ pub struct PluginDetector {
     tick_us: i64,
     last_tick: Option<Timestamp>,
     counters: PluginDetectorCounters,
+    /// `rate_limit` and `dedupe` from the alert config, applied per rule
+    /// name the plugin raises (de-duplicating on the summary).
+    limits: (Option<Duration>, Option<Duration>),
+    throttles: HashMap<String, Throttle>,
 }
 
 impl std::fmt::Debug for PluginDetector {
@@ -83,7 +94,42 @@ impl PluginDetector {
             last_tick: None,
             counters: PluginDetectorCounters::default(),
             instance: AlertInstance::new(rt, plugin),
+            limits: (None, None),
+            throttles: HashMap::new(),
         }
+    }
+
+    /// At most one alert per rule per `rate_limit`; the same rule and
+    /// summary once per `dedupe` (capture time, like rule alerts).
+    pub fn with_limits(mut self, rate_limit: Option<Duration>, dedupe: Option<Duration>) -> Self {
+        self.limits = (rate_limit, dedupe);
+        self
+    }
+
+    /// Withholds (and counts) what the limits say; rule names beyond
+    /// [`MAX_THROTTLED_RULES`] pass unthrottled rather than grow the table.
+    fn throttle(&mut self, alerts: Vec<Alert>) -> Vec<Alert> {
+        let (rate_limit, dedupe) = self.limits;
+        if rate_limit.is_none() && dedupe.is_none() {
+            return alerts;
+        }
+        let mut out = Vec::with_capacity(alerts.len());
+        for a in alerts {
+            let known = self.throttles.contains_key(&a.rule);
+            if !known && self.throttles.len() >= MAX_THROTTLED_RULES {
+                out.push(a);
+                continue;
+            }
+            let t = self
+                .throttles
+                .entry(a.rule.clone())
+                .or_insert_with(|| Throttle::new(rate_limit, dedupe));
+            match t.admit(a.at, &a.summary) {
+                Verdict::Admit => out.push(a),
+                _ => self.counters.alerts_withheld += 1,
+            }
+        }
+        out
     }
 
     pub fn counters(&self) -> &PluginDetectorCounters {
@@ -201,6 +247,7 @@ impl Detector for PluginDetector {
             ],
             quarantined_calls: r.quarantined_calls,
             instances_created: r.instances_created,
+            alerts_withheld: c.alerts_withheld,
         })
     }
 
@@ -227,7 +274,13 @@ impl Detector for PluginDetector {
             }
         }
         out.extend(self.send(&batch));
-        out
+        // Plugins without ticks still let old de-duplication marks go.
+        if let Some(newest) = entries.iter().map(|e| e.entry.timestamp()).max() {
+            for t in self.throttles.values_mut() {
+                t.expire(newest);
+            }
+        }
+        self.throttle(out)
     }
 
     fn on_tick(&mut self, now: Timestamp) -> Vec<Alert> {
@@ -238,8 +291,14 @@ impl Detector for PluginDetector {
             Some(t) if now.0 - t.0 < self.tick_us => return Vec::new(),
             _ => self.last_tick = Some(now),
         }
+        for t in self.throttles.values_mut() {
+            t.expire(now);
+        }
         match self.instance.on_tick(now.0) {
-            Ok(alerts) => alerts.into_iter().map(|a| self.alert(a, now)).collect(),
+            Ok(alerts) => {
+                let alerts = alerts.into_iter().map(|a| self.alert(a, now)).collect();
+                self.throttle(alerts)
+            }
             Err(_) => {
                 self.counters.ticks_lost += 1;
                 Vec::new()

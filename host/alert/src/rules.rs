@@ -19,6 +19,7 @@ use remora_filter::{Filter, Variables};
 use remora_store::StoredEntry;
 
 use crate::config::{parse_duration, ConfigError, RuleConfig, Threshold};
+use crate::throttle::{Throttle, Verdict};
 use crate::{Alert, Detector, Severity};
 
 /// Groups one threshold rule tracks; a new group beyond this is not counted
@@ -34,11 +35,8 @@ pub struct Rule {
     labels: Vec<(String, String)>,
     threshold: Option<Threshold>,
     group_by: Option<String>,
-    rate_limit: Option<Duration>,
-    dedupe: Option<Duration>,
+    throttle: Throttle,
     windows: HashMap<String, Window>,
-    last_fired: Option<Timestamp>,
-    recent: HashMap<String, Timestamp>,
     pub counters: RuleCounters,
 }
 
@@ -106,11 +104,11 @@ impl Rule {
                 .collect(),
             threshold,
             group_by: cfg.group_by.clone(),
-            rate_limit: dur("rate_limit", &cfg.rate_limit)?,
-            dedupe: dur("dedupe", &cfg.dedupe)?,
+            throttle: Throttle::new(
+                dur("rate_limit", &cfg.rate_limit)?,
+                dur("dedupe", &cfg.dedupe)?,
+            ),
             windows: HashMap::new(),
-            last_fired: None,
-            recent: HashMap::new(),
             counters: RuleCounters::default(),
         })
     }
@@ -211,27 +209,14 @@ impl Rule {
     /// Rate limit and de-duplication. Per-entry summaries name the entry,
     /// so dedupe keys on rule + group instead of the text.
     fn admit(&mut self, at: Timestamp, group: &str, _summary: &str) -> Option<()> {
-        if let (Some(limit), Some(last)) = (self.rate_limit, self.last_fired) {
-            if at.micros() < last.micros().saturating_add(micros(limit)) {
-                self.counters.rate_limited += 1;
-                return None;
-            }
+        let c = &mut self.counters;
+        match self.throttle.admit(at, group) {
+            Verdict::Admit => return Some(()),
+            Verdict::RateLimited => c.rate_limited += 1,
+            Verdict::Duplicate => c.deduplicated += 1,
+            Verdict::Full => c.groups_dropped += 1,
         }
-        if let Some(window) = self.dedupe {
-            if let Some(seen) = self.recent.get(group) {
-                if at.micros() < seen.micros().saturating_add(micros(window)) {
-                    self.counters.deduplicated += 1;
-                    return None;
-                }
-            }
-            if !self.recent.contains_key(group) && self.recent.len() >= MAX_GROUPS {
-                self.counters.groups_dropped += 1;
-                return None;
-            }
-            self.recent.insert(group.to_string(), at);
-        }
-        self.last_fired = Some(at);
-        Some(())
+        None
     }
 
     /// Forget windows and dedupe marks that can no longer matter.
@@ -241,11 +226,7 @@ impl Rule {
             self.windows
                 .retain(|_, w| now.micros() < w.start.micros().saturating_add(span));
         }
-        if let Some(d) = self.dedupe {
-            let span = micros(d);
-            self.recent
-                .retain(|_, seen| now.micros() < seen.micros().saturating_add(span));
-        }
+        self.throttle.expire(now);
     }
 }
 

@@ -274,6 +274,18 @@ fn alert_metrics(o: &mut Out, a: &remora_alert::hub::HubCounters) {
         }
     }
     o.family(
+        "remora_alert_plugin_alerts_withheld_total",
+        "counter",
+        "Alerts of each alert plugin withheld by its rate_limit or dedupe.",
+    );
+    for (name, d) in &a.detectors {
+        o.sample(
+            "remora_alert_plugin_alerts_withheld_total",
+            &[("plugin", name)],
+            d.alerts_withheld,
+        );
+    }
+    o.family(
         "remora_alert_plugin_faults_total",
         "counter",
         "Alert plugin faults by kind; each drops the instance and quarantines the plugin with back-off.",

@@ -57,8 +57,12 @@ pub(crate) fn detectors(
         detectors.push(Box::new(rules));
     }
     for p in &cfg.plugins {
+        let (rate_limit, dedupe) = p
+            .limits()
+            .map_err(|e| anyhow::anyhow!("--alerts {}: {e}", path.display()))?;
         let d = PluginDetector::load(rt.clone(), &p.path)
-            .map_err(|e| anyhow::anyhow!("--alerts {}: alert plugin: {e}", path.display()))?;
+            .map_err(|e| anyhow::anyhow!("--alerts {}: alert plugin: {e}", path.display()))?
+            .with_limits(rate_limit, dedupe);
         tracing::info!(
             plugin = d.name(),
             prefilter = d.prefilter().unwrap_or(""),
