@@ -5,39 +5,23 @@ use remora_alert::plugin;
 use std::sync::Arc;
 
 use remora_core::{Endpoint, Timestamp, Transport};
-use remora_entry::{
-    Catalog, Entry, Field, FieldSchema, FieldType, Message, PluginSchema, ProtocolSchema, Value,
-};
+use remora_entry::{Catalog, Entry, Field, FieldType, Message, Value};
 use remora_runtime::alert::wit::EntryValue;
 use remora_store::StoredEntry;
 
+mod support;
+use support::tcp_catalog;
+
 fn catalog() -> Arc<Catalog> {
-    let f = |id, name: &str, ty| FieldSchema {
-        id,
-        name: name.into(),
-        ty,
-        top_level: true,
-        doc: String::new(),
-    };
-    Arc::new(Catalog {
-        plugins: vec![PluginSchema::new(
-            "http1".into(),
-            "1".into(),
-            vec![ProtocolSchema {
-                name: "HTTP".into(),
-                flag: "http".into(),
-                transport: Transport::Tcp,
-                ports: vec![80],
-                request_summary: String::new(),
-                response_summary: String::new(),
-            }],
-            vec![
-                f(1, "path", FieldType::Str),
-                f(2, "status_code", FieldType::Int),
-                f(3, "headers", FieldType::StrMap),
-            ],
-        )],
-    })
+    tcp_catalog(
+        "http1",
+        ("HTTP", "http", 80),
+        &[
+            (1, "path", FieldType::Str),
+            (2, "status_code", FieldType::Int),
+            (3, "headers", FieldType::StrMap),
+        ],
+    )
 }
 
 fn entry(c: &Arc<Catalog>, id: u64, path: &str, status: i64) -> Arc<StoredEntry> {

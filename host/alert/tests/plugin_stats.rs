@@ -7,35 +7,20 @@ use std::time::{Duration, Instant};
 use remora_alert::plugin::PluginDetector;
 use remora_alert::{AlertHub, Detector};
 use remora_core::{Endpoint, Timestamp, Transport};
-use remora_entry::{
-    Catalog, Entry, Field, FieldSchema, FieldType, Message, PluginSchema, ProtocolSchema, Value,
-};
+use remora_entry::{Catalog, Entry, Field, FieldType, Message, Value};
 use remora_runtime::testing::plugin_path;
 use remora_runtime::{Runtime, RuntimeConfig};
 use remora_store::StoredEntry;
 
+mod support;
+use support::tcp_catalog;
+
 fn catalog() -> Arc<Catalog> {
-    Arc::new(Catalog {
-        plugins: vec![PluginSchema::new(
-            "lines".into(),
-            "1".into(),
-            vec![ProtocolSchema {
-                name: "LINES".into(),
-                flag: "lines".into(),
-                transport: Transport::Tcp,
-                ports: vec![7777],
-                request_summary: String::new(),
-                response_summary: String::new(),
-            }],
-            vec![FieldSchema {
-                id: 1,
-                name: "fault".into(),
-                ty: FieldType::Str,
-                top_level: true,
-                doc: String::new(),
-            }],
-        )],
-    })
+    tcp_catalog(
+        "lines",
+        ("LINES", "lines", 7777),
+        &[(1, "fault", FieldType::Str)],
+    )
 }
 
 /// An entry whose request asks the test plugin for `fault` ("" = none).

@@ -40,12 +40,24 @@ fn build() -> Result<PathBuf, String> {
 /// Builds the given packages of the plugins workspace (all when empty).
 fn build_packages(packages: &[&str]) -> Result<PathBuf, String> {
     let manifest = manifest();
+    build_wasm(&manifest, packages)?;
+    Ok(manifest
+        .parent()
+        .expect("manifest dir")
+        .join("target/wasm32-wasip2/release"))
+}
+
+/// `cargo build --release --target wasm32-wasip2` of a workspace (the given
+/// packages, all when empty) into its own target dir; the error carries
+/// cargo's stderr.
+fn build_wasm(manifest: &Path, packages: &[&str]) -> Result<(), String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.arg("build")
-        .arg("--manifest-path")
-        .arg(&manifest)
-        .args(["--target", "wasm32-wasip2", "--release"]);
+    cmd.arg("build").arg("--manifest-path").arg(manifest).args([
+        "--target",
+        "wasm32-wasip2",
+        "--release",
+    ]);
     for p in packages {
         cmd.args(["-p", p]);
     }
@@ -61,15 +73,12 @@ fn build_packages(packages: &[&str]) -> Result<PathBuf, String> {
     let out = cmd.output().map_err(|e| format!("running cargo: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "building the test plugins ({}) failed:\n{}",
+            "building {} failed:\n{}",
             manifest.display(),
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    Ok(manifest
-        .parent()
-        .expect("manifest dir")
-        .join("target/wasm32-wasip2/release"))
+    Ok(())
 }
 
 /// Path of the compiled test plugin `crate_name` (e.g. `remora-test-lines`),
@@ -130,28 +139,7 @@ pub fn secrets_alert_example() -> PathBuf {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let r = BUILT.get_or_init(|| {
         let dir = repo_root().join("examples/alerts/rust-secrets");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.arg("build")
-            .arg("--manifest-path")
-            .arg(dir.join("Cargo.toml"))
-            .args(["--target", "wasm32-wasip2", "--release"]);
-        for var in [
-            "CARGO_TARGET_DIR",
-            "RUSTFLAGS",
-            "CARGO_ENCODED_RUSTFLAGS",
-            "CARGO_BUILD_TARGET",
-        ] {
-            cmd.env_remove(var);
-        }
-        let out = cmd.output().map_err(|e| format!("running cargo: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "building {} failed:\n{}",
-                dir.display(),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
+        build_wasm(&dir.join("Cargo.toml"), &[])?;
         Ok(dir.join("target/wasm32-wasip2/release/remora_alert_secrets.wasm"))
     });
     match r {
