@@ -275,9 +275,11 @@ impl Detector for PluginDetector {
         }
         out.extend(self.send(&batch));
         // Plugins without ticks still let old de-duplication marks go.
-        if let Some(newest) = entries.iter().map(|e| e.entry.timestamp()).max() {
-            for t in self.throttles.values_mut() {
-                t.expire(newest);
+        if !self.throttles.is_empty() {
+            if let Some(newest) = entries.iter().map(|e| e.entry.timestamp()).max() {
+                for t in self.throttles.values_mut() {
+                    t.expire(newest);
+                }
             }
         }
         self.throttle(out)
