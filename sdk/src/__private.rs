@@ -13,7 +13,28 @@ use core::marker::PhantomData;
 pub struct Adapter<D>(PhantomData<D>);
 
 pub struct SessionAdapter<D: Dissector> {
-    inner: RefCell<(D::Session, Output)>,
+    inner: RefCell<D::Session>,
+}
+
+thread_local! {
+    /// One output for every session of the instance: calls never overlap
+    /// (a component instance is single-threaded and not reentrant) and each
+    /// call leaves it empty, so its message list and spare field lists are
+    /// reused across flows instead of kept per session.
+    static OUTPUT: RefCell<Output> = RefCell::new(Output::new());
+}
+
+/// Run `f` on a session with the shared output and encode what it emitted.
+fn call<S>(
+    session: &RefCell<S>,
+    f: impl FnOnce(&mut S, &mut Output) -> crate::Progress,
+) -> w::FeedResult {
+    let mut s = session.borrow_mut();
+    OUTPUT.with(|out| {
+        let mut out = out.borrow_mut();
+        let p = f(&mut s, &mut out);
+        feed_result(out.finish_encoded(p))
+    })
 }
 
 impl<D: Dissector> exp::Guest for Adapter<D> {
@@ -35,33 +56,32 @@ impl<D: Dissector> exp::Guest for Adapter<D> {
 impl<D: Dissector> exp::GuestSession for SessionAdapter<D> {
     fn new(flow: w::FlowInfo) -> Self {
         SessionAdapter {
-            inner: RefCell::new((D::session(&flow_info(flow)), Output::new())),
+            inner: RefCell::new(D::session(&flow_info(flow))),
         }
     }
 
     fn takeover(&self, previous: String, params: Vec<(String, String)>) {
-        self.inner.borrow_mut().0.takeover(&previous, &params);
+        self.inner.borrow_mut().takeover(&previous, &params);
     }
 
     fn feed(&self, dir: w::Direction, base: u64, data: Vec<u8>) -> w::FeedResult {
-        let mut g = self.inner.borrow_mut();
-        let (s, out) = &mut *g;
-        let p = s.feed(direction(dir), &Input::new(base, &data), out);
-        feed_result(out.finish_encoded(p))
+        call(&self.inner, |s, out| {
+            s.feed(direction(dir), &Input::new(base, &data), out)
+        })
     }
 
     fn gap(&self, dir: w::Direction, len: u64) -> w::FeedResult {
-        let mut g = self.inner.borrow_mut();
-        let (s, out) = &mut *g;
-        s.gap(direction(dir), len, out);
-        feed_result(out.finish_encoded(crate::Progress::default()))
+        call(&self.inner, |s, out| {
+            s.gap(direction(dir), len, out);
+            crate::Progress::default()
+        })
     }
 
     fn end(&self, dir: w::Direction) -> w::FeedResult {
-        let mut g = self.inner.borrow_mut();
-        let (s, out) = &mut *g;
-        s.end(direction(dir), out);
-        feed_result(out.finish_encoded(crate::Progress::default()))
+        call(&self.inner, |s, out| {
+            s.end(direction(dir), out);
+            crate::Progress::default()
+        })
     }
 }
 

@@ -39,11 +39,9 @@ impl<'a> Input<'a> {
     /// The span of `sub`, a subslice of `data` (e.g. a `&str` httparse returned).
     /// Returns an empty span at 0 when `sub` does not lie inside `data`.
     pub fn span_of(&self, sub: &[u8]) -> Span {
-        let base = self.data.as_ptr() as usize;
-        let p = sub.as_ptr() as usize;
-        if p >= base && p + sub.len() <= base + self.data.len() {
+        if self.contains(sub) {
             Span {
-                offset: (p - base) as u32,
+                offset: (sub.as_ptr() as usize - self.data.as_ptr() as usize) as u32,
                 len: sub.len() as u32,
             }
         } else {
@@ -53,6 +51,21 @@ impl<'a> Input<'a> {
     /// Same as [`Input::span_of`] for a `&str`.
     pub fn span_of_str(&self, sub: &str) -> Span {
         self.span_of(sub.as_bytes())
+    }
+    /// `text` as a [`Text`]: a span when it lies inside `data` (no copy
+    /// crosses the boundary), else an owned copy. Lets a dissector render
+    /// into a `Cow<str>` and emit whichever it got.
+    pub fn text_of(&self, text: &str) -> Text {
+        if text.is_empty() || self.contains(text.as_bytes()) {
+            Text::Span(self.span_of_str(text))
+        } else {
+            Text::Owned(text.to_owned())
+        }
+    }
+    fn contains(&self, sub: &[u8]) -> bool {
+        let base = self.data.as_ptr() as usize;
+        let p = sub.as_ptr() as usize;
+        p >= base && p + sub.len() <= base + self.data.len()
     }
     /// The bytes a span names (empty when out of range).
     pub fn bytes(&self, span: Span) -> &'a [u8] {
@@ -105,12 +118,23 @@ impl Progress {
     }
 }
 
+/// Spare field lists an `Output` keeps for its next messages: enough for a
+/// call's worth of pipelined messages, so a steady stream allocates none.
+const SPARE_FIELD_LISTS: usize = 64;
+/// A field list that grew beyond this many fields is freed, not kept.
+const SPARE_FIELDS_MAX: usize = 64;
+/// Capacity of a new field list: most messages have fewer fields.
+const FIELDS_INITIAL: usize = 8;
+
 /// Collects the messages and the error of one call.
 #[derive(Debug, Default)]
 pub struct Output {
     messages: Vec<Message>,
     error: Option<String>,
     switch: Option<ProtocolSwitch>,
+    /// Cleared field lists of messages already encoded; the guest allocator
+    /// was a visible share of every call before they were reused.
+    spare_fields: Vec<Vec<Field>>,
 }
 
 impl Output {
@@ -128,15 +152,26 @@ impl Output {
         self.message(MessageKind::Standalone, txn, start)
     }
     pub fn message(&mut self, kind: MessageKind, txn: u64, start: u64) -> MessageBuilder<'_> {
-        self.messages.push(Message {
+        let msg = self.detached(kind, txn, start);
+        self.messages.push(msg);
+        MessageBuilder {
+            msg: self.messages.last_mut().expect("just pushed"),
+        }
+    }
+    /// A message to fill in and hand over later with [`Output::push`] (e.g.
+    /// kept across calls while its body arrives). Its field list is one the
+    /// output already allocated when there is a spare one.
+    pub fn detached(&mut self, kind: MessageKind, txn: u64, start: u64) -> Message {
+        let fields = self
+            .spare_fields
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(FIELDS_INITIAL));
+        Message {
             kind,
             txn,
             start,
-            fields: Vec::new(),
+            fields,
             body: None,
-        });
-        MessageBuilder {
-            msg: self.messages.last_mut().expect("just pushed"),
         }
     }
     /// Emit a message built elsewhere (e.g. kept across calls, with owned texts).
@@ -184,8 +219,24 @@ impl Output {
     )]
     pub(crate) fn finish_encoded(&mut self, progress: Progress) -> (FeedResult, Vec<u8>) {
         let encoded = crate::wire::encode(&self.messages);
-        self.messages.clear();
+        self.recycle();
         (self.finish(progress), encoded)
+    }
+    /// Drop the collected messages, keeping their field lists (bounded) for
+    /// the next ones.
+    #[cfg_attr(
+        not(all(target_arch = "wasm32", feature = "dissector")),
+        allow(dead_code)
+    )]
+    fn recycle(&mut self) {
+        for m in self.messages.drain(..) {
+            let mut fields = m.fields;
+            if self.spare_fields.len() < SPARE_FIELD_LISTS && fields.capacity() <= SPARE_FIELDS_MAX
+            {
+                fields.clear();
+                self.spare_fields.push(fields);
+            }
+        }
     }
     /// Take what was collected as a WIT-shaped result with `progress`.
     pub fn finish(&mut self, progress: Progress) -> FeedResult {
@@ -335,5 +386,58 @@ impl<'a> Cursor<'a> {
         };
         self.pos = nl + 1;
         Some(start..end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn emit(out: &mut Output, fields: usize) {
+        let mut m = out.request(0, 0);
+        for i in 0..fields {
+            m.int(i as u16, 1);
+        }
+    }
+
+    #[test]
+    fn field_lists_are_reused_and_bounded() {
+        let mut out = Output::new();
+        emit(&mut out, 20);
+        let (_, encoded) = out.finish_encoded(Progress::default());
+        assert!(!encoded.is_empty());
+        assert_eq!(out.spare_fields.len(), 1);
+        let m = out.detached(MessageKind::Response, 1, 2);
+        assert!(m.fields.is_empty() && m.fields.capacity() >= 20);
+        assert!(out.spare_fields.is_empty());
+        out.push(m);
+
+        // Only SPARE_FIELD_LISTS lists are kept, none above SPARE_FIELDS_MAX.
+        for _ in 0..SPARE_FIELD_LISTS + 10 {
+            emit(&mut out, 3);
+        }
+        emit(&mut out, SPARE_FIELDS_MAX + 1);
+        let (r, _) = out.finish_encoded(Progress::consumed(7));
+        assert_eq!(r.consumed, 7);
+        assert!(r.messages.is_empty() && out.messages().is_empty());
+        assert_eq!(out.spare_fields.len(), SPARE_FIELD_LISTS);
+        assert!(out
+            .spare_fields
+            .iter()
+            .all(|f| f.is_empty() && f.capacity() <= SPARE_FIELDS_MAX));
+    }
+
+    #[test]
+    fn text_of_is_a_span_only_inside_the_input() {
+        let data = b"GET /x";
+        let input = Input::new(100, data);
+        let inside = std::str::from_utf8(&data[4..6]).unwrap();
+        assert_eq!(
+            input.text_of(inside),
+            Text::Span(Span { offset: 4, len: 2 })
+        );
+        let elsewhere = String::from("/x");
+        assert_eq!(input.text_of(&elsewhere), Text::Owned("/x".into()));
+        assert_eq!(input.text_of("").resolve(data), "");
     }
 }

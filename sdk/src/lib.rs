@@ -14,6 +14,8 @@
 extern crate self as remora_sdk;
 
 pub mod alert;
+#[cfg(any(test, all(target_arch = "wasm32", not(target_feature = "atomics"))))]
+mod alloc_cache;
 mod host;
 mod io;
 pub mod native;
@@ -24,6 +26,13 @@ pub mod wire;
 pub use host::{config, config_or, log};
 pub use io::{Cursor, Input, MessageBuilder, Output, Progress};
 pub use types::*;
+
+/// Every guest allocates through a cache of freed blocks (see
+/// `alloc_cache`); without threads there is nothing to lock. A plugin that
+/// declares its own `#[global_allocator]` cannot link with this one.
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+#[global_allocator]
+static GUEST_ALLOCATOR: alloc_cache::CachingAlloc = alloc_cache::CachingAlloc::new();
 
 /// `use remora_sdk::prelude::*;` brings in everything a dissector needs.
 pub mod prelude {

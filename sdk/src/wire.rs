@@ -41,26 +41,48 @@ fn encoded_len(msgs: &[Message]) -> usize {
         .sum()
 }
 
-fn put_len(out: &mut Vec<u8>, n: usize) {
-    // Lengths beyond u32 cannot occur: a wasm32 plugin's memory is smaller.
-    out.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
+/// Writes the encoding into a buffer of its exact final size, keeping the
+/// position in a register: growing a `Vec` a few bytes at a time (a length
+/// and capacity check per field) was most of the encoding's cost.
+struct Writer {
+    buf: Vec<u8>,
+    pos: usize,
 }
 
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    put_len(out, b.len());
-    out.extend_from_slice(b);
-}
-
-fn put_text(out: &mut Vec<u8>, t: &Text) {
-    match t {
-        Text::Span(s) => {
-            out.push(TEXT_SPAN);
-            out.extend_from_slice(&s.offset.to_le_bytes());
-            out.extend_from_slice(&s.len.to_le_bytes());
-        }
-        Text::Owned(s) => {
-            out.push(TEXT_OWNED);
-            put_bytes(out, s.as_bytes());
+impl Writer {
+    #[inline(always)]
+    fn array<const N: usize>(&mut self, b: [u8; N]) {
+        self.buf[self.pos..self.pos + N].copy_from_slice(&b);
+        self.pos += N;
+    }
+    #[inline(always)]
+    fn u8(&mut self, b: u8) {
+        self.buf[self.pos] = b;
+        self.pos += 1;
+    }
+    #[inline(always)]
+    fn len(&mut self, n: usize) {
+        // Lengths beyond u32 cannot occur: a wasm32 plugin's memory is smaller.
+        self.array(u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
+    }
+    #[inline(always)]
+    fn bytes(&mut self, b: &[u8]) {
+        self.len(b.len());
+        self.buf[self.pos..self.pos + b.len()].copy_from_slice(b);
+        self.pos += b.len();
+    }
+    #[inline(always)]
+    fn text(&mut self, t: &Text) {
+        match t {
+            Text::Span(s) => {
+                self.u8(TEXT_SPAN);
+                self.array(s.offset.to_le_bytes());
+                self.array(s.len.to_le_bytes());
+            }
+            Text::Owned(s) => {
+                self.u8(TEXT_OWNED);
+                self.bytes(s.as_bytes());
+            }
         }
     }
 }
@@ -70,62 +92,66 @@ pub fn encode(msgs: &[Message]) -> Vec<u8> {
     if msgs.is_empty() {
         return Vec::new();
     }
-    let mut out = Vec::with_capacity(encoded_len(msgs));
+    let len = encoded_len(msgs);
+    let mut w = Writer {
+        buf: vec![0; len],
+        pos: 0,
+    };
     for m in msgs {
-        out.push(match m.kind {
+        w.u8(match m.kind {
             MessageKind::Request => 0,
             MessageKind::Response => 1,
             MessageKind::Standalone => 2,
         });
-        out.extend_from_slice(&m.txn.to_le_bytes());
-        out.extend_from_slice(&m.start.to_le_bytes());
-        put_len(&mut out, m.fields.len());
+        w.array(m.txn.to_le_bytes());
+        w.array(m.start.to_le_bytes());
+        w.len(m.fields.len());
         for f in &m.fields {
-            out.extend_from_slice(&f.id.to_le_bytes());
+            w.array(f.id.to_le_bytes());
             match &f.value {
-                Value::Boolean(b) => out.extend_from_slice(&[0, *b as u8]),
+                Value::Boolean(b) => w.array([0, *b as u8]),
                 Value::Int(i) => {
-                    out.push(1);
-                    out.extend_from_slice(&i.to_le_bytes());
+                    w.u8(1);
+                    w.array(i.to_le_bytes());
                 }
                 Value::Float(x) => {
-                    out.push(2);
-                    out.extend_from_slice(&x.to_le_bytes());
+                    w.u8(2);
+                    w.array(x.to_le_bytes());
                 }
                 Value::Str(t) => {
-                    out.push(3);
-                    put_text(&mut out, t);
+                    w.u8(3);
+                    w.text(t);
                 }
                 Value::Bytes(b) => {
-                    out.push(4);
-                    put_bytes(&mut out, b);
+                    w.u8(4);
+                    w.bytes(b);
                 }
                 Value::Pair(k, v) => {
-                    out.push(5);
-                    put_text(&mut out, k);
-                    put_text(&mut out, v);
+                    w.u8(5);
+                    w.text(k);
+                    w.text(v);
                 }
             }
         }
         match &m.body {
-            None => out.push(0),
+            None => w.u8(0),
             Some(b) => {
-                out.push(1);
-                out.extend_from_slice(&b.original_len.to_le_bytes());
-                out.push(b.truncated as u8);
+                w.u8(1);
+                w.array(b.original_len.to_le_bytes());
+                w.u8(b.truncated as u8);
                 match &b.decoded_from {
-                    None => out.push(0),
+                    None => w.u8(0),
                     Some(d) => {
-                        out.push(1);
-                        put_bytes(&mut out, d.as_bytes());
+                        w.u8(1);
+                        w.bytes(d.as_bytes());
                     }
                 }
-                put_bytes(&mut out, &b.data);
+                w.bytes(&b.data);
             }
         }
     }
-    debug_assert_eq!(out.len(), out.capacity());
-    out
+    debug_assert_eq!(w.pos, len);
+    w.buf
 }
 
 #[cfg(test)]

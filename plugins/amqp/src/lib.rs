@@ -380,7 +380,11 @@ impl<'a> Args<'a> {
 
 fn text(b: &[u8]) -> String {
     let b = &b[..b.len().min(MAX_TEXT)];
-    String::from_utf8_lossy(b).into_owned()
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_owned(),
+        // Invalid bytes are rare: only then the replacing (slower) conversion.
+        Err(_) => String::from_utf8_lossy(b).into_owned(),
+    }
 }
 
 /// What the arguments of a method say.

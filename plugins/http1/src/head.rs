@@ -442,13 +442,8 @@ impl Http1Session {
         };
         let txn = self.req_txn;
         self.req_txn += 1;
-        let mut m = Message {
-            kind: MessageKind::Request,
-            txn,
-            start: input.offset(start),
-            fields: Vec::with_capacity(8 + 2 * req.headers.len()),
-            body: None,
-        };
+        let mut m = out.detached(MessageKind::Request, txn, input.offset(start));
+        m.fields.reserve(8 + 2 * req.headers.len());
         push(&mut m, F_METHOD, input.span_of_str(method));
         push(&mut m, F_URL, input.span_of_str(target));
         let (path, query) = match target.find('?') {
@@ -557,13 +552,8 @@ impl Http1Session {
         });
         let txn = self.resp_txn;
         self.resp_txn += 1;
-        let mut m = Message {
-            kind: MessageKind::Response,
-            txn,
-            start: input.offset(start),
-            fields: Vec::with_capacity(8 + 2 * res.headers.len()),
-            body: None,
-        };
+        let mut m = out.detached(MessageKind::Response, txn, input.offset(start));
+        m.fields.reserve(8 + 2 * res.headers.len());
         push(&mut m, F_STATUS_CODE, code);
         if let Some(reason) = res.reason {
             push(&mut m, F_STATUS_TEXT, input.span_of_str(reason));

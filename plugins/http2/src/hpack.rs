@@ -69,74 +69,123 @@ pub fn integer(buf: &[u8], pos: &mut usize, n: u8) -> Result<u64, Error> {
     }
 }
 
-/// Canonical-code decoding tables: per bit length, first code, count and
-/// the offset of its symbols in `symbols`.
-struct Canon {
-    first: [u32; 31],
-    count: [u32; 31],
-    offset: [u32; 31],
-    symbols: Vec<u16>,
+/// One step of the Huffman decoder: where 4 more bits lead from a state
+/// (a position in the code tree: the bits since the last symbol).
+#[derive(Clone, Copy, Default)]
+struct Step {
+    next: u16,
+    sym: u8,
+    flags: u8,
 }
 
-fn canon() -> &'static Canon {
-    static C: OnceLock<Canon> = OnceLock::new();
-    C.get_or_init(|| {
-        let mut symbols: Vec<u16> = (0..257u16).collect();
-        symbols.sort_by_key(|&s| {
-            let (code, len) = HUFFMAN[s as usize];
-            (len, code)
-        });
-        let mut c = Canon {
-            first: [0; 31],
-            count: [0; 31],
-            offset: [0; 31],
-            symbols,
-        };
-        for (i, &s) in c.symbols.iter().enumerate() {
-            let (code, len) = HUFFMAN[s as usize];
-            let l = len as usize;
-            if c.count[l] == 0 {
-                c.first[l] = code;
-                c.offset[l] = i as u32;
+/// The 4 bits complete a symbol, `sym`.
+const EMIT: u8 = 1;
+/// The 4 bits complete EOS, which must not appear in a string.
+const FAIL: u8 = 2;
+
+/// The decoder's tables: 16 steps per state, and whether a string may end
+/// in a state (the bits since the last symbol are padding: fewer than 8,
+/// all ones, a prefix of EOS).
+struct Fsm {
+    steps: Vec<Step>,
+    accept: Vec<bool>,
+}
+
+#[derive(Clone, Copy)]
+enum Child {
+    None,
+    Node(u16),
+    Leaf(u16),
+}
+
+fn fsm() -> &'static Fsm {
+    static F: OnceLock<Fsm> = OnceLock::new();
+    F.get_or_init(|| {
+        // The code tree: internal nodes, the root first.
+        let mut tree: Vec<[Child; 2]> = vec![[Child::None; 2]];
+        let mut depth = vec![0u8];
+        let mut ones = vec![true];
+        for (sym, &(code, len)) in HUFFMAN.iter().enumerate() {
+            let mut node = 0usize;
+            for i in (0..len).rev() {
+                let bit = ((code >> i) & 1) as usize;
+                if i == 0 {
+                    tree[node][bit] = Child::Leaf(sym as u16);
+                    break;
+                }
+                node = match tree[node][bit] {
+                    Child::Node(n) => n as usize,
+                    _ => {
+                        let n = tree.len();
+                        tree.push([Child::None; 2]);
+                        depth.push(depth[node] + 1);
+                        ones.push(ones[node] && bit == 1);
+                        tree[node][bit] = Child::Node(n as u16);
+                        n
+                    }
+                };
             }
-            c.count[l] += 1;
         }
-        c
+        let mut steps = vec![Step::default(); tree.len() * 16];
+        for state in 0..tree.len() {
+            for nibble in 0..16u8 {
+                let mut node = state;
+                let mut step = Step::default();
+                for i in (0..4).rev() {
+                    match tree[node][usize::from((nibble >> i) & 1)] {
+                        Child::Node(n) => node = n as usize,
+                        Child::Leaf(256) => {
+                            step.flags |= FAIL;
+                            break;
+                        }
+                        Child::Leaf(sym) => {
+                            // Codes are at least 5 bits: one symbol per nibble.
+                            step.flags |= EMIT;
+                            step.sym = sym as u8;
+                            node = 0;
+                        }
+                        // Not reached: the code is complete (every path
+                        // ends in a leaf); were it not, such bits are invalid.
+                        Child::None => {
+                            step.flags |= FAIL;
+                            break;
+                        }
+                    }
+                }
+                step.next = node as u16;
+                steps[state * 16 + usize::from(nibble)] = step;
+            }
+        }
+        let accept = (0..tree.len()).map(|n| ones[n] && depth[n] < 8).collect();
+        Fsm { steps, accept }
     })
 }
 
-/// Decode a Huffman-coded string (RFC 7541 §5.2, Appendix B).
+/// Decode a Huffman-coded string (RFC 7541 §5.2, Appendix B), 4 bits per
+/// step through a table built once from the code.
 pub fn huffman(src: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
-    let c = canon();
-    let mut code = 0u32;
-    let mut len = 0usize;
+    let f = fsm();
+    let mut state = 0usize;
     for &byte in src {
-        for bit in (0..8).rev() {
-            code = (code << 1) | u32::from((byte >> bit) & 1);
-            len += 1;
-            if len > 30 {
+        for nibble in [byte >> 4, byte & 0x0f] {
+            let step = f.steps[state * 16 + usize::from(nibble)];
+            if step.flags & FAIL != 0 {
                 return Err(Error::Huffman);
             }
-            let n = c.count[len];
-            if n > 0 && code >= c.first[len] && code - c.first[len] < n {
-                let sym = c.symbols[(c.offset[len] + code - c.first[len]) as usize];
-                if sym == 256 {
-                    return Err(Error::Huffman);
-                }
+            if step.flags & EMIT != 0 {
                 if out.len() >= MAX_STRING {
                     return Err(Error::TooLong);
                 }
-                out.push(sym as u8);
-                code = 0;
-                len = 0;
+                out.push(step.sym);
             }
+            state = usize::from(step.next);
         }
     }
-    // Padding: fewer than 8 bits, all ones (a prefix of EOS).
-    if len >= 8 || code != (1u32 << len) - 1 {
-        return Err(Error::Huffman);
+    if f.accept[state] {
+        Ok(())
+    } else {
+        Err(Error::Huffman)
     }
-    Ok(())
 }
 
 fn string(buf: &[u8], pos: &mut usize) -> Result<Vec<u8>, Error> {
@@ -216,6 +265,23 @@ impl Decoder {
         self.evict();
     }
 
+    /// The name of entry `idx` alone (a literal with an indexed name): no
+    /// copy of a value that would be dropped.
+    fn get_name(&self, idx: u64) -> Result<Vec<u8>, Error> {
+        if idx == 0 {
+            return Err(Error::Index);
+        }
+        if idx <= 61 {
+            return Ok(STATIC_TABLE[(idx - 1) as usize].0.to_vec());
+        }
+        let i = usize::try_from(idx - 62).map_err(|_| Error::Index)?;
+        match self.table.get(i) {
+            Some((n, _)) => Ok(n.clone()),
+            None if !self.synced => Ok(UNKNOWN.as_bytes().to_vec()),
+            None => Err(Error::Index),
+        }
+    }
+
     fn get(&self, idx: u64) -> Result<(Vec<u8>, Vec<u8>), Error> {
         if idx == 0 {
             return Err(Error::Index);
@@ -271,7 +337,7 @@ impl Decoder {
                 let name = if idx == 0 {
                     string(buf, &mut pos)?
                 } else {
-                    self.get(idx)?.0
+                    self.get_name(idx)?
                 };
                 let value = string(buf, &mut pos)?;
                 budget(&name, &value)?;

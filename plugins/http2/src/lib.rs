@@ -485,6 +485,38 @@ pub struct Http2Session {
     dirs: [Dir; 2],
 }
 
+/// Whether an emitted half is still read afterwards (its stream stays) or
+/// its header lists and body can move into the message (the stream is
+/// dropped right after).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Emit {
+    Kept,
+    Last,
+}
+
+/// One map field member per `(name, value)` of `list`, moved into the
+/// message. A half that stays (`Emit::Kept`) keeps copies of only what is
+/// read of an emitted list: whether it is empty (which block is a trailer),
+/// and `Half::get` of `content-type` (`Stream::grpc`) and `:status`; that
+/// is the first entry and the first entry of each of those names.
+fn pairs(m: &mut MessageBuilder<'_>, id: u16, list: &mut Vec<(String, String)>, how: Emit) {
+    let mut kept = Vec::new();
+    let (mut content_type, mut status) = (false, false);
+    for (i, (n, v)) in list.drain(..).enumerate() {
+        if how == Emit::Kept {
+            let first_ct = !content_type && n == "content-type";
+            let first_status = !status && n == ":status";
+            content_type |= first_ct;
+            status |= first_status;
+            if i == 0 || first_ct || first_status {
+                kept.push((n.clone(), v.clone()));
+            }
+        }
+        m.pair(id, n, v);
+    }
+    *list = kept;
+}
+
 fn lossy(b: Vec<u8>) -> String {
     String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
@@ -540,32 +572,37 @@ impl Http2Session {
 
     /// Emit what a stream has not emitted yet (it ends or is evicted).
     fn flush(&self, id: u32, mut s: Stream, out: &mut Output) {
+        let grpc = s.grpc();
         if !s.req.emitted && (s.req.start.is_some() || s.resp.start.is_some()) {
-            self.emit_request(id, &mut s, out);
+            self.emit_request(id, &mut s, grpc, Emit::Last, out);
         }
         if !s.resp.emitted && s.resp.start.is_some() {
-            self.emit_response(id, &mut s, out);
+            self.emit_response(id, &mut s, grpc, Emit::Last, out);
         }
     }
 
-    fn body(&self, h: &Half) -> Option<Body> {
+    fn body(&self, h: &mut Half, how: Emit) -> Option<Body> {
         if h.body_len == 0 {
             return None;
         }
+        let truncated = (h.body.len() as u64) < h.body_len;
         Some(Body {
-            data: h.body.clone(),
+            data: match how {
+                Emit::Last => std::mem::take(&mut h.body),
+                Emit::Kept => h.body.clone(),
+            },
             original_len: h.body_len,
-            truncated: (h.body.len() as u64) < h.body_len,
+            truncated,
             decoded_from: None,
         })
     }
 
-    fn emit_request(&self, id: u32, s: &mut Stream, out: &mut Output) {
+    /// `grpc`: the stream's `Stream::grpc`, taken before anything moves out.
+    fn emit_request(&self, id: u32, s: &mut Stream, grpc: bool, how: Emit, out: &mut Output) {
         s.req.emitted = true;
-        let grpc = s.grpc();
         let start = s.req.start.or(s.resp.start).unwrap_or(0);
-        let body = self.body(&s.req);
-        let h = &s.req;
+        let body = self.body(&mut s.req, how);
+        let h = &mut s.req;
         let mut m = out.request(u64::from(id), start);
         m.int(F_STREAM_ID, id.into()).field(F_HTTP_VERSION, "2");
         if let Some(v) = h.get(":method") {
@@ -586,12 +623,8 @@ impl Http2Session {
         if let Some(v) = h.get(":authority").or_else(|| h.get("host")) {
             m.field(F_AUTHORITY, v.to_owned());
         }
-        for (n, v) in h.headers.iter() {
-            m.pair(F_HEADERS, n.clone(), v.clone());
-        }
-        for (n, v) in h.trailers.iter() {
-            m.pair(F_TRAILERS, n.clone(), v.clone());
-        }
+        pairs(&mut m, F_HEADERS, &mut h.headers, how);
+        pairs(&mut m, F_TRAILERS, &mut h.trailers, how);
         m.int(F_REQUEST_BODY_SIZE, h.body_len as i64);
         if grpc {
             m.field(F_GRPC, true)
@@ -610,25 +643,14 @@ impl Http2Session {
         }
     }
 
-    fn emit_response(&self, id: u32, s: &mut Stream, out: &mut Output) {
+    /// `grpc`: the stream's `Stream::grpc`, taken before anything moves out.
+    fn emit_response(&self, id: u32, s: &mut Stream, grpc: bool, how: Emit, out: &mut Output) {
         s.resp.emitted = true;
-        let grpc = s.grpc();
         let start = s.resp.start.unwrap_or(0);
-        let body = self.body(&s.resp);
-        let h = &s.resp;
-        let mut m = out.response(u64::from(id), start);
-        m.int(F_STREAM_ID, id.into()).field(F_HTTP_VERSION, "2");
-        if let Some(code) = h.get(":status").and_then(|v| v.trim().parse::<i64>().ok()) {
-            m.int(F_STATUS_CODE, code);
-        }
-        for (n, v) in h.headers.iter() {
-            m.pair(F_HEADERS, n.clone(), v.clone());
-        }
-        for (n, v) in h.trailers.iter() {
-            m.pair(F_TRAILERS, n.clone(), v.clone());
-        }
-        m.int(F_RESPONSE_BODY_SIZE, h.body_len as i64);
-        if grpc {
+        let body = self.body(&mut s.resp, how);
+        let h = &mut s.resp;
+        // Read before the header lists may move into the message.
+        let (grpc_status, grpc_message) = if grpc {
             let find = |name: &str| {
                 h.trailers
                     .iter()
@@ -636,15 +658,31 @@ impl Http2Session {
                     .find(|(n, _)| n == name)
                     .map(|(_, v)| v.as_str())
             };
+            (
+                find("grpc-status").and_then(|v| v.trim().parse::<i64>().ok()),
+                find("grpc-message").map(str::to_owned),
+            )
+        } else {
+            (None, None)
+        };
+        let mut m = out.response(u64::from(id), start);
+        m.int(F_STREAM_ID, id.into()).field(F_HTTP_VERSION, "2");
+        if let Some(code) = h.get(":status").and_then(|v| v.trim().parse::<i64>().ok()) {
+            m.int(F_STATUS_CODE, code);
+        }
+        pairs(&mut m, F_HEADERS, &mut h.headers, how);
+        pairs(&mut m, F_TRAILERS, &mut h.trailers, how);
+        m.int(F_RESPONSE_BODY_SIZE, h.body_len as i64);
+        if grpc {
             m.field(F_GRPC, true)
                 .int(F_GRPC_RESPONSE_MESSAGES, h.grpc.messages as i64)
                 .int(F_GRPC_RESPONSE_MESSAGE_BYTES, h.grpc.bytes as i64)
                 .field(F_GRPC_COMPRESSED, h.grpc.compressed);
-            if let Some(st) = find("grpc-status").and_then(|v| v.trim().parse::<i64>().ok()) {
+            if let Some(st) = grpc_status {
                 m.int(F_GRPC_STATUS, st);
             }
-            if let Some(msg) = find("grpc-message") {
-                m.field(F_GRPC_MESSAGE, msg.to_owned());
+            if let Some(msg) = grpc_message {
+                m.field(F_GRPC_MESSAGE, msg);
             }
         }
         if h.unknown {
@@ -663,15 +701,22 @@ impl Http2Session {
         let Some(mut s) = self.streams.remove(&id) else {
             return;
         };
+        let grpc = s.grpc();
         match dir {
             Direction::ToServer => {
                 s.req.ended = true;
+                // The stream is dropped below once both halves are out.
+                let how = if s.resp.ended || s.resp.emitted {
+                    Emit::Last
+                } else {
+                    Emit::Kept
+                };
                 if !s.req.emitted {
-                    self.emit_request(id, &mut s, out);
+                    self.emit_request(id, &mut s, grpc, how, out);
                 }
                 // A response that ended first waited for the whole request.
                 if s.resp.ended && !s.resp.emitted {
-                    self.emit_response(id, &mut s, out);
+                    self.emit_response(id, &mut s, grpc, Emit::Last, out);
                 }
             }
             Direction::ToClient => {
@@ -683,10 +728,10 @@ impl Http2Session {
                     return;
                 }
                 if !s.req.emitted {
-                    self.emit_request(id, &mut s, out);
+                    self.emit_request(id, &mut s, grpc, Emit::Last, out);
                 }
                 if !s.resp.emitted {
-                    self.emit_response(id, &mut s, out);
+                    self.emit_response(id, &mut s, grpc, Emit::Last, out);
                 }
             }
         }
@@ -709,20 +754,23 @@ impl Http2Session {
         }
     }
 
-    /// Decode a complete header block and apply it.
-    fn header_block(&mut self, dir: Direction, b: Block, out: &mut Output) {
+    /// Decode a complete header block, `encoded` (`b.buf` or, when it came
+    /// in one frame, that frame's payload), and apply it.
+    fn header_block(&mut self, dir: Direction, b: &Block, encoded: &[u8], out: &mut Output) {
         let i = dir.index();
         if b.overflow {
             // The dynamic table can no longer be trusted.
             self.dirs[i].hpack.synced = false;
         }
-        let mut fields: Vec<(String, String)> = Vec::new();
+        // Most blocks have a few to a dozen fields: one allocation, not a
+        // growth sequence.
+        let mut fields: Vec<(String, String)> = Vec::with_capacity(16);
         let mut bytes = 0usize;
         let mut unknown = false;
         let res = if b.overflow {
             Ok(())
         } else {
-            self.dirs[i].hpack.decode(&b.buf, |n, v| {
+            self.dirs[i].hpack.decode(encoded, |n, v| {
                 if n == hpack::UNKNOWN.as_bytes() {
                     unknown = true;
                 }
@@ -851,17 +899,18 @@ impl Http2Session {
                     promised = Some(u32::from_be_bytes([id[0], id[1], id[2], id[3]]) & 0x7fff_ffff);
                     p = &p[4..];
                 }
-                let b = Block {
+                let mut b = Block {
                     stream: sid,
                     promised,
                     end_stream: ty == T_HEADERS && flags & FL_END_STREAM != 0,
                     start,
-                    buf: p.to_vec(),
+                    buf: Vec::new(),
                     overflow: false,
                 };
                 if flags & FL_END_HEADERS != 0 {
-                    self.header_block(dir, b, out);
+                    self.header_block(dir, &b, p, out);
                 } else {
+                    b.buf = p.to_vec();
                     self.dirs[i].block = Some(b);
                 }
             }
@@ -884,7 +933,7 @@ impl Http2Session {
                     b.buf.extend_from_slice(payload);
                 }
                 if flags & FL_END_HEADERS != 0 {
-                    self.header_block(dir, b, out);
+                    self.header_block(dir, &b, &b.buf, out);
                 } else {
                     self.dirs[i].block = Some(b);
                 }

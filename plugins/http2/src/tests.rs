@@ -110,6 +110,69 @@ fn huffman_roundtrip() {
     assert!(hpack::huffman(&[0xf1, 0x00], &mut Vec::new()).is_err());
 }
 
+/// The RFC's decoding, one bit at a time: the reference the table-driven
+/// `hpack::huffman` must agree with, result and error alike.
+fn huffman_bitwise(src: &[u8], out: &mut Vec<u8>) -> Result<(), hpack::Error> {
+    use crate::tables::HUFFMAN;
+    let mut code = 0u32;
+    let mut len = 0u8;
+    for &byte in src {
+        for bit in (0..8).rev() {
+            code = (code << 1) | u32::from((byte >> bit) & 1);
+            len += 1;
+            if len > 30 {
+                return Err(hpack::Error::Huffman);
+            }
+            if let Some(sym) = (0..257).find(|&s| HUFFMAN[s] == (code, len)) {
+                if sym == 256 {
+                    return Err(hpack::Error::Huffman);
+                }
+                if out.len() >= hpack::MAX_STRING {
+                    return Err(hpack::Error::TooLong);
+                }
+                out.push(sym as u8);
+                code = 0;
+                len = 0;
+            }
+        }
+    }
+    if len >= 8 || code != (1u32 << len) - 1 {
+        return Err(hpack::Error::Huffman);
+    }
+    Ok(())
+}
+
+fn huffman_agrees(src: &[u8]) {
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let ra = hpack::huffman(src, &mut a);
+    let rb = huffman_bitwise(src, &mut b);
+    assert_eq!((ra, &a), (rb, &b), "{src:02x?}");
+}
+
+#[test]
+fn huffman_every_symbol_and_the_limits() {
+    // Every symbol, alone and after each other symbol (all code lengths and
+    // alignments), then EOS inside a string, long and bad padding, the cap.
+    for x in 0..=255u8 {
+        huffman_agrees(&encode::huffman(&[x]));
+        for y in (0..=255u8).step_by(7) {
+            huffman_agrees(&encode::huffman(&[y, x, y]));
+        }
+    }
+    let mut eos = encode::huffman(b"a");
+    eos.extend([0xff, 0xff, 0xff, 0xff]);
+    huffman_agrees(&eos);
+    huffman_agrees(&[0xff; 4]);
+    huffman_agrees(&[0xfe]);
+    huffman_agrees(&[0x00, 0xff]);
+    let long = encode::huffman(&vec![b'0'; hpack::MAX_STRING + 1]);
+    huffman_agrees(&long);
+    assert_eq!(
+        hpack::huffman(&long, &mut Vec::new()),
+        Err(hpack::Error::TooLong)
+    );
+}
+
 #[test]
 fn hpack_rfc_c3_dynamic_table() {
     // RFC 7541 C.3.1 and C.3.2 (requests without Huffman).
@@ -592,6 +655,19 @@ proptest! {
         let _ = probe_bytes(true, C, &a);
         let _ = hpack::Decoder::new().decode(&b, |_, _| {});
         let _ = hpack::huffman(&a, &mut Vec::new());
+    }
+
+    #[test]
+    fn huffman_agrees_with_the_bitwise_decoding(
+        text in proptest::collection::vec(any::<u8>(), 0..64),
+        tail in proptest::collection::vec(any::<u8>(), 0..3),
+        raw in proptest::collection::vec(any::<u8>(), 0..16),
+    ) {
+        let mut enc = encode::huffman(&text);
+        huffman_agrees(&enc);
+        enc.extend(&tail);
+        huffman_agrees(&enc);
+        huffman_agrees(&raw);
     }
 
     #[test]

@@ -390,7 +390,11 @@ impl<'a> Reader<'a> {
 
 fn text(b: &[u8]) -> String {
     let b = &b[..b.len().min(MAX_STR)];
-    let mut s = String::from_utf8_lossy(b).into_owned();
+    let mut s = match std::str::from_utf8(b) {
+        Ok(s) => s.to_owned(),
+        // Invalid bytes are rare: only then the replacing (slower) conversion.
+        Err(_) => String::from_utf8_lossy(b).into_owned(),
+    };
     if s.len() > MAX_STR {
         let mut i = MAX_STR;
         while !s.is_char_boundary(i) {

@@ -296,13 +296,15 @@ fn lenenc(b: &[u8], at: usize) -> Option<(u64, usize)> {
 
 /// At most `max` bytes of `b` as text, cut at a character boundary.
 fn text(b: &[u8], max: usize) -> String {
-    let mut b = &b[..b.len().min(max)];
-    if let Err(e) = std::str::from_utf8(b) {
-        if e.error_len().is_none() {
-            b = &b[..e.valid_up_to()];
+    let b = &b[..b.len().min(max)];
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_owned(),
+        // Cut inside a character: keep the whole ones before it.
+        Err(e) if e.error_len().is_none() => {
+            String::from_utf8_lossy(&b[..e.valid_up_to()]).into_owned()
         }
+        Err(_) => String::from_utf8_lossy(b).into_owned(),
     }
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// NUL-terminated string at `at` (to the end if unterminated): (text, next).

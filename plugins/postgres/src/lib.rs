@@ -181,7 +181,11 @@ fn be32(b: &[u8]) -> u32 {
 }
 
 fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_owned(),
+        // Invalid bytes are rare: only then the replacing (slower) conversion.
+        Err(_) => String::from_utf8_lossy(b).into_owned(),
+    }
 }
 
 fn truncate(s: &mut String, max: usize) {

@@ -7,13 +7,17 @@
 //! confirmations: the first pairs with the request, the rest stand alone.
 //!
 //! The parser is incremental: every complete RESP element is consumed at
-//! once and what the message needs is kept (owned, bounded) in the session,
-//! so a frame may span any number of calls. Bulk strings keep at most
-//! [`KEEP`] bytes; the remainder of a bulk not yet received is dropped through
-//! `skip`, so large payloads never cross the boundary. Nesting is bounded by
-//! [`MAX_DEPTH`], lines by [`MAX_LINE`].
+//! once and what the message needs is kept (bounded) in the session, so a
+//! frame may span any number of calls. Within a call it keeps where the
+//! texts lie in the input, and they cross the boundary as spans; a frame
+//! that outlives its call keeps owned texts instead. A command that lies
+//! whole in the input (an array of bulk strings) is parsed in one go. Bulk
+//! strings keep at most [`KEEP`] bytes; the remainder of a bulk not yet
+//! received is dropped through `skip`, so large payloads never cross the
+//! boundary. Nesting is bounded by [`MAX_DEPTH`], lines by [`MAX_LINE`].
 
 use remora_sdk::prelude::*;
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
 pub const F_TYPE: u16 = 0;
@@ -413,23 +417,65 @@ struct Agg {
     attr: bool,
 }
 
-/// A RESP value being parsed, possibly across calls.
+/// The text kept of one element. While its frame is parsed within one call
+/// it is where the raw bytes lie in that call's input, so what a message
+/// shows of it can cross the boundary as a span; a frame that outlives its
+/// call keeps the rendered text instead (`detach`).
+#[derive(Debug)]
+enum Kept {
+    /// Raw bytes in the current input.
+    At(Span),
+    Owned(String),
+    /// An aggregate element of a command.
+    Nested,
+}
+
+impl Kept {
+    fn at(input: &Input<'_>, raw: &[u8]) -> Kept {
+        Kept::At(input.span_of(raw))
+    }
+
+    /// Lossy UTF-8, at most [`KEEP`] bytes; borrowed from `data` (the
+    /// current input) when the raw bytes are valid UTF-8.
+    fn render<'a>(&'a self, data: &'a [u8]) -> Cow<'a, str> {
+        match self {
+            Kept::At(sp) => cut_cow(lossy(data.get(sp.range()).unwrap_or(&[])), KEEP),
+            Kept::Owned(s) => Cow::Borrowed(s),
+            Kept::Nested => Cow::Borrowed("(nested)"),
+        }
+    }
+
+    fn detach(&mut self, data: &[u8]) {
+        if let Kept::At(_) = self {
+            *self = Kept::Owned(self.render(data).into_owned());
+        }
+    }
+}
+
+/// A RESP value being parsed, possibly across calls. One per direction,
+/// reset (allocations kept) for each new value.
 #[derive(Debug, Default)]
 struct Frame {
     start: u64,
     size: u64,
     stack: Vec<Agg>,
+    /// How many entries of `stack` are attributes.
+    attrs: usize,
+    /// A reply: its arguments are counted but never rendered.
+    reply: bool,
     /// Type byte of the top-level value (after attributes); 0 until seen.
     top_type: u8,
     top_null: bool,
     top_count: i64,
-    /// Rendered text of a top-level scalar.
-    top_text: String,
+    /// A top-level scalar.
+    top_text: Option<Kept>,
     /// Depth-1 elements (command arguments, reply children).
     argc: u64,
-    args: Vec<String>,
+    /// Command arguments, the verb first (requests only).
+    args: Vec<Kept>,
+    /// Arguments joined by spaces, cut near [`MAX_COMMAND`] (requests only).
     command: String,
-    first_child: Option<String>,
+    first_child: Option<Kept>,
     last_int_child: Option<i64>,
 }
 
@@ -440,61 +486,197 @@ enum Elem<'a> {
     Agg(i64),
 }
 
-fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+/// `String::from_utf8_lossy`, with the common valid case first (its chunk
+/// iterator was a visible share of the plugin's time).
+fn lossy(b: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(b) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(b),
+    }
+}
+
+/// `s` cut to at most `max` bytes at a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut i = max;
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    &s[..i]
 }
 
 fn truncate(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut i = max;
-        while !s.is_char_boundary(i) {
-            i -= 1;
+    let n = cut(s, max).len();
+    s.truncate(n);
+}
+
+fn cut_cow(s: Cow<'_, str>, max: usize) -> Cow<'_, str> {
+    match s {
+        Cow::Borrowed(b) => Cow::Borrowed(cut(b, max)),
+        Cow::Owned(mut o) => {
+            truncate(&mut o, max);
+            Cow::Owned(o)
         }
-        s.truncate(i);
     }
 }
 
-fn truncated(mut s: String, max: usize) -> String {
-    truncate(&mut s, max);
-    s
+/// `s` upper-cased and cut to `max` bytes; a span when it already is upper case.
+fn upper_text(input: &Input<'_>, s: &str, max: usize) -> Text {
+    if s.bytes().any(|b| b.is_ascii_lowercase()) {
+        let mut u = s.to_ascii_uppercase();
+        truncate(&mut u, max);
+        Text::Owned(u)
+    } else {
+        input.text_of(cut(s, max))
+    }
 }
 
+/// `s` lower-cased and cut to `max` bytes; a span when it already is lower case.
+fn lower_text(input: &Input<'_>, s: &str, max: usize) -> Text {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        let mut l = s.to_ascii_lowercase();
+        truncate(&mut l, max);
+        Text::Owned(l)
+    } else {
+        input.text_of(cut(s, max))
+    }
+}
+
+/// `prefix` and `s`, cut to [`MAX_REPLY`] bytes.
+fn prefixed(prefix: &str, s: &str, suffix: &str) -> Text {
+    let mut r = String::with_capacity(prefix.len() + s.len() + suffix.len());
+    r.push_str(prefix);
+    r.push_str(s);
+    r.push_str(suffix);
+    truncate(&mut r, MAX_REPLY);
+    Text::Owned(r)
+}
+
+/// `(<what> <n>)`, as a reply rendering.
+fn counted(what: &str, n: i64) -> Text {
+    let mut r = String::with_capacity(what.len() + 22);
+    r.push('(');
+    r.push_str(what);
+    r.push(' ');
+    push_int(&mut r, n);
+    r.push(')');
+    truncate(&mut r, MAX_REPLY);
+    Text::Owned(r)
+}
+
+/// Decimal `n`, without the formatting machinery (one call per reply).
+fn push_int(out: &mut String, n: i64) {
+    if n < 0 {
+        out.push('-');
+    }
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut v = n.unsigned_abs();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(d as char);
+    }
+}
+
+/// What `str::parse::<i64>` accepts after an optional extra leading `+`,
+/// straight from bytes.
 fn parse_int(b: &[u8]) -> Option<i64> {
-    let s = std::str::from_utf8(b).ok()?;
-    let s = s.strip_prefix('+').unwrap_or(s);
-    s.parse().ok()
+    // Every element header has one: plain short digit strings first.
+    if !b.is_empty() && b.len() <= 18 {
+        let mut v: i64 = 0;
+        let mut digits = true;
+        for &c in b {
+            let d = c.wrapping_sub(b'0');
+            digits &= d <= 9;
+            v = v.wrapping_mul(10).wrapping_add(i64::from(d));
+        }
+        if digits {
+            return Some(v);
+        }
+    }
+    let b = b.strip_prefix(b"+").unwrap_or(b);
+    let (neg, digits) = match b.split_first()? {
+        (b'-', rest) => (true, rest),
+        (b'+', rest) => (false, rest),
+        _ => (false, b),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    if digits.len() <= 18 {
+        // Cannot overflow: no checked (128-bit) arithmetic needed.
+        let mut v: i64 = 0;
+        for &c in digits {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            v = v * 10 + i64::from(d);
+        }
+        return Some(if neg { -v } else { v });
+    }
+    let mut v: i64 = 0;
+    for &c in digits {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v.checked_mul(10)?;
+        v = if neg {
+            v.checked_sub(i64::from(d))?
+        } else {
+            v.checked_add(i64::from(d))?
+        };
+    }
+    Some(v)
 }
 
 impl Frame {
-    fn new(start: u64) -> Self {
-        Frame {
-            start,
-            ..Default::default()
-        }
+    /// Start a new value at stream offset `start`.
+    fn reset(&mut self, start: u64, reply: bool) {
+        self.start = start;
+        self.size = 0;
+        self.stack.clear();
+        self.attrs = 0;
+        self.reply = reply;
+        self.top_type = 0;
+        self.top_null = false;
+        self.top_count = 0;
+        self.top_text = None;
+        self.argc = 0;
+        self.args.clear();
+        self.command.clear();
+        self.first_child = None;
+        self.last_int_child = None;
     }
 
     fn depth(&self) -> usize {
-        self.stack.iter().filter(|a| !a.attr).count()
-    }
-
-    fn in_attr(&self) -> bool {
-        self.stack.iter().any(|a| a.attr)
+        self.stack.len() - self.attrs
     }
 
     /// Whether an element starting now is worth keeping.
     fn wanted(&self) -> bool {
-        self.depth() <= 1 && !self.in_attr()
+        self.depth() <= 1 && self.attrs == 0
     }
 
-    /// Record an element's value.
-    fn record(&mut self, t: u8, e: &Elem<'_>) {
-        if self.in_attr() {
+    /// Record an element's value; `e`'s bytes lie in `input`.
+    fn record(&mut self, input: &Input<'_>, t: u8, e: &Elem<'_>) {
+        if self.attrs > 0 {
             return;
         }
         if let (b'=', Elem::Bulk(b)) = (t, e) {
             // Verbatim string: drop the "txt:" format prefix.
             let b = b.get(4..).unwrap_or(b"");
-            return self.record(b'$', &Elem::Bulk(b));
+            return self.record(input, b'$', &Elem::Bulk(b));
         }
         match self.depth() {
             0 => {
@@ -503,9 +685,9 @@ impl Frame {
                     Elem::Null => self.top_null = true,
                     Elem::Agg(n) => self.top_count = *n,
                     Elem::Line(l) | Elem::Bulk(l) => {
-                        self.top_text = truncated(lossy(l), KEEP);
+                        self.top_text = Some(Kept::at(input, l));
                         if matches!(t, b'$' | b'+') {
-                            self.add_arg(l);
+                            self.add_arg(input, l);
                         }
                     }
                 }
@@ -513,32 +695,51 @@ impl Frame {
             1 => match e {
                 Elem::Line(l) | Elem::Bulk(l) => {
                     if self.argc == 0 && matches!(t, b'$' | b'+') {
-                        self.first_child = Some(truncated(lossy(l), KEEP));
+                        self.first_child = Some(Kept::at(input, l));
                     }
                     if t == b':' {
                         self.last_int_child = parse_int(l);
                     }
-                    self.add_arg(l);
+                    self.add_arg(input, l);
                 }
-                Elem::Null => self.add_arg(b""),
-                Elem::Agg(_) => self.add_arg(b"(nested)"),
+                Elem::Null => self.add_arg(input, b""),
+                Elem::Agg(_) => self.push_arg(b"(nested)", Kept::Nested),
             },
             _ => {}
         }
     }
 
-    fn add_arg(&mut self, l: &[u8]) {
+    /// One more argument, `l` (in `input`).
+    fn add_arg(&mut self, input: &Input<'_>, l: &[u8]) {
+        self.push_arg(l, Kept::at(input, &l[..l.len().min(KEEP)]));
+    }
+
+    fn push_arg(&mut self, raw: &[u8], kept: Kept) {
         self.argc += 1;
+        if self.reply {
+            return;
+        }
         if self.command.len() < MAX_COMMAND + 4 {
-            let s = lossy(&l[..l.len().min(MAX_COMMAND + 4)]);
+            let s = lossy(&raw[..raw.len().min(MAX_COMMAND + 4)]);
             if !self.command.is_empty() {
                 self.command.push(' ');
             }
             self.command.push_str(&s);
         }
         if self.args.len() < MAX_ARGS + 2 {
-            self.args
-                .push(truncated(lossy(&l[..l.len().min(KEEP)]), KEEP));
+            self.args.push(kept);
+        }
+    }
+
+    /// The input of this call goes away: keep owned texts instead of spans.
+    fn detach(&mut self, data: &[u8]) {
+        let kept = self
+            .args
+            .iter_mut()
+            .chain(self.top_text.as_mut())
+            .chain(self.first_child.as_mut());
+        for k in kept {
+            k.detach(data);
         }
     }
 
@@ -552,8 +753,8 @@ impl Frame {
             if top.remaining > 0 {
                 return false;
             }
-            let done = self.stack.pop();
-            if done.is_some_and(|a| a.attr) {
+            if self.stack.pop().is_some_and(|a| a.attr) {
+                self.attrs -= 1;
                 // The value the attribute annotates follows.
                 return false;
             }
@@ -579,12 +780,19 @@ enum Step {
 }
 
 fn find_crlf(data: &[u8], from: usize) -> Option<usize> {
-    let hay = data.get(from..)?;
-    hay.windows(2).position(|w| w == b"\r\n").map(|i| from + i)
+    let mut i = from;
+    loop {
+        let cr = i + data.get(i..)?.iter().position(|&b| b == b'\r')?;
+        if *data.get(cr + 1)? == b'\n' {
+            return Some(cr);
+        }
+        i = cr + 1;
+    }
 }
 
-/// Parse one element at `pos` into `frame`.
-fn step(frame: &mut Frame, data: &[u8], pos: usize) -> Step {
+/// Parse one element at `pos` of `input` into `frame`.
+fn step(frame: &mut Frame, input: &Input<'_>, pos: usize) -> Step {
+    let data = input.data;
     let avail = data.len() - pos;
     let Some(eol) = find_crlf(data, pos) else {
         return if avail > MAX_LINE {
@@ -613,7 +821,7 @@ fn step(frame: &mut Frame, data: &[u8], pos: usize) -> Step {
             } else {
                 Elem::Line(line)
             };
-            frame.record(t, &e);
+            frame.record(input, t, &e);
             frame.size += hdr;
             let complete = frame.complete_element();
             Step::Done {
@@ -626,7 +834,7 @@ fn step(frame: &mut Frame, data: &[u8], pos: usize) -> Step {
                 return Step::Err("bad bulk length");
             };
             if n == -1 {
-                frame.record(t, &Elem::Null);
+                frame.record(input, t, &Elem::Null);
                 frame.size += hdr;
                 let complete = frame.complete_element();
                 return Step::Done {
@@ -644,7 +852,7 @@ fn step(frame: &mut Frame, data: &[u8], pos: usize) -> Step {
                 if &data[end - 2..end] != b"\r\n" {
                     return Step::Err("bulk string not terminated by CRLF");
                 }
-                frame.record(t, &Elem::Bulk(&data[after..after + keep]));
+                frame.record(input, t, &Elem::Bulk(&data[after..after + keep]));
                 frame.size += hdr + n as u64 + 2;
                 let complete = frame.complete_element();
                 return Step::Done { pos: end, complete };
@@ -657,7 +865,7 @@ fn step(frame: &mut Frame, data: &[u8], pos: usize) -> Step {
             if data.len() < after + keep {
                 return Step::Need(after - pos + keep);
             }
-            frame.record(t, &Elem::Bulk(&data[after..after + keep]));
+            frame.record(input, t, &Elem::Bulk(&data[after..after + keep]));
             frame.size += hdr + n as u64 + 2;
             let complete = frame.complete_element();
             Step::Skip {
@@ -672,7 +880,7 @@ fn step(frame: &mut Frame, data: &[u8], pos: usize) -> Step {
             };
             frame.size += hdr;
             if n == -1 && t == b'*' {
-                frame.record(t, &Elem::Null);
+                frame.record(input, t, &Elem::Null);
                 let complete = frame.complete_element();
                 return Step::Done {
                     pos: after,
@@ -684,7 +892,7 @@ fn step(frame: &mut Frame, data: &[u8], pos: usize) -> Step {
             }
             let attr = t == b'|';
             if !attr {
-                frame.record(t, &Elem::Agg(n));
+                frame.record(input, t, &Elem::Agg(n));
             }
             let elems = if matches!(t, b'%' | b'|') {
                 n as u64 * 2
@@ -705,6 +913,7 @@ fn step(frame: &mut Frame, data: &[u8], pos: usize) -> Step {
                 remaining: elems,
                 attr,
             });
+            frame.attrs += usize::from(attr);
             Step::Done {
                 pos: after,
                 complete: false,
@@ -714,32 +923,76 @@ fn step(frame: &mut Frame, data: &[u8], pos: usize) -> Step {
     }
 }
 
+/// The common request, an array of bulk strings that lies whole in the
+/// input, parsed into `frame` in one go: what `step` would record for it,
+/// without an element-by-element state machine. `None` for anything else
+/// (then `frame` is left to be reset and `step` decides, errors included).
+fn whole_command(frame: &mut Frame, input: &Input<'_>, pos: usize) -> Option<usize> {
+    let data = input.data;
+    let header = |at: usize, t: u8| -> Option<(i64, usize)> {
+        if data.get(at) != Some(&t) {
+            return None;
+        }
+        let eol = find_crlf(data, at)?;
+        if eol - at > MAX_LINE {
+            return None;
+        }
+        Some((parse_int(&data[at + 1..eol])?, eol + 2))
+    };
+    let (n, mut at) = header(pos, b'*')?;
+    if !(1..=MAX_ARGS as i64 * 4).contains(&n) {
+        return None;
+    }
+    frame.reset(input.offset(pos), false);
+    frame.size = (at - pos) as u64;
+    for _ in 0..n {
+        let (len, after) = header(at, b'$')?;
+        let len = usize::try_from(len).ok()?;
+        let end = after.checked_add(len)?.checked_add(2)?;
+        if end > data.len() || &data[end - 2..end] != b"\r\n" {
+            return None;
+        }
+        frame.add_arg(input, &data[after..after + len.min(KEEP)]);
+        frame.size += (end - at) as u64;
+        at = end;
+    }
+    Some(at)
+}
+
 // ---------------------------------------------------------------- session
 
 #[derive(Default)]
 struct DirState {
-    frame: Option<Frame>,
+    frame: Frame,
+    /// `frame` holds a value not yet complete.
+    active: bool,
     opaque: bool,
 }
 
 #[derive(Debug)]
 struct ReqInfo {
     /// Lower-case (un)subscribe verb, if it is one.
-    sub: Option<String>,
+    sub: Option<&'static str>,
     channels: u64,
 }
 
-/// One Redis connection, both directions.
-pub struct RedisSession {
-    dirs: [DirState; 2],
+/// Transaction numbering and pub/sub state of one connection.
+#[derive(Default)]
+struct Pairing {
     req_txn: u64,
     resp_txn: u64,
     outstanding: VecDeque<ReqInfo>,
     /// The client has subscribed (RESP2 pub/sub mode).
     subscribed: bool,
     /// Further confirmations expected for the last paired (un)subscribe.
-    confirm_kind: String,
+    confirm_kind: &'static str,
     confirm_left: u64,
+}
+
+/// One Redis connection, both directions.
+pub struct RedisSession {
+    dirs: [DirState; 2],
+    pairing: Pairing,
 }
 
 impl Default for RedisSession {
@@ -748,113 +1001,126 @@ impl Default for RedisSession {
     }
 }
 
-fn is_sub_verb(v: &str) -> bool {
-    matches!(
-        v,
-        "subscribe" | "unsubscribe" | "psubscribe" | "punsubscribe" | "ssubscribe" | "sunsubscribe"
-    )
+const SUB_VERBS: [&str; 6] = [
+    "subscribe",
+    "unsubscribe",
+    "psubscribe",
+    "punsubscribe",
+    "ssubscribe",
+    "sunsubscribe",
+];
+
+const PUSH_KINDS: [&str; 9] = [
+    "subscribe",
+    "unsubscribe",
+    "psubscribe",
+    "punsubscribe",
+    "ssubscribe",
+    "sunsubscribe",
+    "message",
+    "pmessage",
+    "smessage",
+];
+
+/// The entry of `table` equal to `s` ignoring ASCII case.
+fn find_ci(table: &[&'static str], s: &str) -> Option<&'static str> {
+    table.iter().copied().find(|v| v.eq_ignore_ascii_case(s))
 }
 
-fn is_push_kind(v: &str) -> bool {
-    is_sub_verb(v) || matches!(v, "message" | "pmessage" | "smessage")
-}
-
-impl RedisSession {
-    pub fn new() -> Self {
-        RedisSession {
-            dirs: Default::default(),
-            req_txn: 0,
-            resp_txn: 0,
-            outstanding: VecDeque::new(),
-            subscribed: false,
-            confirm_kind: String::new(),
-            confirm_left: 0,
-        }
-    }
-
-    fn emit(&mut self, dir: Direction, f: Frame, out: &mut Output) {
+impl Pairing {
+    fn emit(&mut self, dir: Direction, f: &Frame, input: &Input<'_>, out: &mut Output) {
         match dir {
-            Direction::ToServer => self.emit_request(f, out),
-            Direction::ToClient => self.emit_reply(f, out),
+            Direction::ToServer => self.emit_request(f, input, out),
+            Direction::ToClient => self.emit_reply(f, input, out),
         }
     }
 
-    fn emit_request(&mut self, f: Frame, out: &mut Output) {
+    fn emit_request(&mut self, f: &Frame, input: &Input<'_>, out: &mut Output) {
         if f.args.is_empty() {
             return; // "*0" or an empty array: Redis ignores it
         }
-        let verb = f.args[0].to_ascii_uppercase();
-        let lower = verb.to_ascii_lowercase();
+        let data = input.data;
+        let verb = f.args[0].render(data);
+        let sub = find_ci(&SUB_VERBS, &verb);
+        let keyed = find_ci(NO_KEY, &verb).is_none();
         let txn = self.req_txn;
         self.req_txn += 1;
-        let mut command = f.command;
-        truncate(&mut command, MAX_COMMAND);
+        // An exact-size copy: the frame's buffer stays for the next command.
+        let command = cut(&f.command, MAX_COMMAND).to_owned();
         let mut m = out.request(txn, f.start);
-        m.field(F_TYPE, truncated(verb.clone(), MAX_ARG))
+        m.field(F_TYPE, upper_text(input, &verb, MAX_ARG))
             .field(F_COMMAND, command)
             .int(F_ARGC, f.argc as i64)
             .int(F_REQUEST_SIZE, f.size as i64);
-        if f.args.len() >= 2 && !NO_KEY.contains(&verb.as_str()) {
-            m.field(F_KEY, f.args[1].clone());
+        if f.args.len() >= 2 && keyed {
+            m.field(F_KEY, input.text_of(&f.args[1].render(data)));
         }
         for a in f.args.iter().skip(1).take(MAX_ARGS) {
-            m.field(F_ARGS, truncated(a.clone(), MAX_ARG));
+            m.field(F_ARGS, input.text_of(cut(&a.render(data), MAX_ARG)));
         }
-        if matches!(lower.as_str(), "subscribe" | "psubscribe" | "ssubscribe") {
+        if matches!(sub, Some("subscribe" | "psubscribe" | "ssubscribe")) {
             self.subscribed = true;
         }
         if self.outstanding.len() >= MAX_OUTSTANDING {
             self.outstanding.pop_front();
         }
         self.outstanding.push_back(ReqInfo {
-            sub: is_sub_verb(&lower).then_some(lower),
+            sub,
             channels: f.argc.saturating_sub(1),
         });
     }
 
-    fn emit_reply(&mut self, f: Frame, out: &mut Output) {
+    fn emit_reply(&mut self, f: &Frame, input: &Input<'_>, out: &mut Output) {
+        let data = input.data;
         let t = f.top_type;
+        let text = f
+            .top_text
+            .as_ref()
+            .map_or(Cow::Borrowed(""), |k| k.render(data));
         let (rtype, reply) = if f.top_null {
-            ("null", "(nil)".to_owned())
+            ("null", Text::from("(nil)"))
         } else {
             match t {
-                b'+' => ("simple", f.top_text.clone()),
-                b'-' => ("error", f.top_text.clone()),
-                b'!' => ("error", f.top_text.clone()),
-                b':' => ("integer", format!("(integer) {}", f.top_text)),
-                b'$' => (
-                    "bulk",
-                    format!("\"{}\"", truncated(f.top_text.clone(), MAX_REPLY)),
-                ),
-                b'*' => ("array", format!("(array {})", f.top_count)),
-                b'%' => ("map", format!("(map {})", f.top_count)),
-                b'~' => ("set", format!("(set {})", f.top_count)),
-                b'>' => ("push", format!("(push {})", f.top_count)),
-                b',' => ("double", format!("(double) {}", f.top_text)),
+                b'+' => ("simple", input.text_of(cut(&text, MAX_REPLY))),
+                b'-' | b'!' => ("error", input.text_of(cut(&text, MAX_REPLY))),
+                b':' => ("integer", prefixed("(integer) ", &text, "")),
+                b'$' => ("bulk", prefixed("\"", cut(&text, MAX_REPLY), "\"")),
+                b'*' => ("array", counted("array", f.top_count)),
+                b'%' => ("map", counted("map", f.top_count)),
+                b'~' => ("set", counted("set", f.top_count)),
+                b'>' => ("push", counted("push", f.top_count)),
+                b',' => ("double", prefixed("(double) ", &text, "")),
                 b'#' => (
                     "boolean",
-                    format!(
-                        "(boolean) {}",
-                        if f.top_text == "t" { "true" } else { "false" }
-                    ),
+                    Text::from(if text == "t" {
+                        "(boolean) true"
+                    } else {
+                        "(boolean) false"
+                    }),
                 ),
-                b'(' => ("big_number", format!("(big number) {}", f.top_text)),
-                _ => ("unknown", String::new()),
+                b'(' => ("big_number", prefixed("(big number) ", &text, "")),
+                _ => ("unknown", Text::Owned(String::new())),
             }
         };
-        let reply = truncated(reply, MAX_REPLY);
         let error = matches!(t, b'-' | b'!');
 
         // Push or reply?
-        let kind = f.first_child.as_deref().map(str::to_ascii_lowercase);
-        let pubsub = match (t, kind.as_deref()) {
-            (b'>', _) => true,
-            (b'*', Some(k)) => self.subscribed && f.top_count >= 3 && is_push_kind(k),
+        let kind = f.first_child.as_ref().map(|k| k.render(data));
+        let pubsub = match t {
+            b'>' => true,
+            b'*' => {
+                self.subscribed
+                    && f.top_count >= 3
+                    && kind
+                        .as_deref()
+                        .and_then(|k| find_ci(&PUSH_KINDS, k))
+                        .is_some()
+            }
             _ => false,
         };
         let mut standalone = pubsub;
         if pubsub {
-            if let Some(k) = kind.as_deref().filter(|k| is_sub_verb(k)) {
+            if let Some(k) = kind.as_deref().and_then(|k| find_ci(&SUB_VERBS, k)) {
                 if (k.starts_with("punsub") || k.starts_with("unsub") || k.starts_with("sunsub"))
                     && f.last_int_child == Some(0)
                 {
@@ -862,14 +1128,10 @@ impl RedisSession {
                 }
                 if self.confirm_left > 0 && self.confirm_kind == k {
                     self.confirm_left -= 1;
-                } else if self
-                    .outstanding
-                    .front()
-                    .is_some_and(|r| r.sub.as_deref() == Some(k))
-                {
+                } else if self.outstanding.front().is_some_and(|r| r.sub == Some(k)) {
                     let r = self.outstanding.pop_front();
                     self.confirm_left = r.map_or(0, |r| r.channels.saturating_sub(1));
-                    self.confirm_kind = k.to_owned();
+                    self.confirm_kind = k;
                     standalone = false;
                 }
             }
@@ -889,12 +1151,19 @@ impl RedisSession {
             .field(F_ERROR, error)
             .int(F_RESPONSE_SIZE, f.size as i64);
         if let Some(k) = kind.filter(|_| pubsub) {
-            m.field(F_PUSH_KIND, truncated(k, MAX_ARG));
+            m.field(F_PUSH_KIND, lower_text(input, &k, MAX_ARG));
         }
     }
 
-    /// One inline command line at `pos` (to-server data not starting with '*').
-    fn inline(&mut self, input: &Input<'_>, pos: usize, out: &mut Output) -> Result<usize, Step> {
+    /// One inline command line at `pos` (to-server data not starting with
+    /// '*'), parsed in `f` (not active).
+    fn inline(
+        &mut self,
+        f: &mut Frame,
+        input: &Input<'_>,
+        pos: usize,
+        out: &mut Output,
+    ) -> Result<usize, Step> {
         let data = input.data;
         let Some(nl) = data[pos..].iter().position(|&b| b == b'\n') else {
             let avail = data.len() - pos;
@@ -909,16 +1178,25 @@ impl RedisSession {
         if let Some(l) = line.strip_suffix(b"\r") {
             line = l;
         }
-        let mut f = Frame::new(input.offset(pos));
+        f.reset(input.offset(pos), false);
         f.size = (end - pos) as u64;
         for w in line
             .split(|&b| b == b' ' || b == b'\t')
             .filter(|w| !w.is_empty())
         {
-            f.add_arg(&w[..w.len().min(KEEP)]);
+            f.add_arg(input, &w[..w.len().min(KEEP)]);
         }
-        self.emit_request(f, out);
+        self.emit_request(f, input, out);
         Ok(end)
+    }
+}
+
+impl RedisSession {
+    pub fn new() -> Self {
+        RedisSession {
+            dirs: Default::default(),
+            pairing: Pairing::default(),
+        }
     }
 }
 
@@ -928,42 +1206,47 @@ impl Session for RedisSession {
         if data.is_empty() {
             return Progress::need(0, 1);
         }
-        let i = dir.index();
-        if self.dirs[i].opaque {
+        let RedisSession { dirs, pairing } = self;
+        let d = &mut dirs[dir.index()];
+        if d.opaque {
             return Progress::consumed(data.len());
         }
         let mut pos = 0usize;
-        loop {
+        let progress = loop {
             if pos >= data.len() {
-                return Progress::consumed(pos);
+                break Progress::consumed(pos);
             }
-            let mut frame = match self.dirs[i].frame.take() {
-                Some(f) => f,
-                None => {
-                    if dir == Direction::ToServer && data[pos] != b'*' {
-                        match self.inline(input, pos, out) {
-                            Ok(end) => {
-                                pos = end;
-                                continue;
-                            }
-                            Err(Step::Need(n)) => return Progress::need(pos, n),
-                            Err(_) => {
-                                out.error("inline command too long");
-                                self.dirs[i].opaque = true;
-                                return Progress::consumed(data.len());
-                            }
+            if !d.active {
+                if dir == Direction::ToServer && data[pos] != b'*' {
+                    match pairing.inline(&mut d.frame, input, pos, out) {
+                        Ok(end) => {
+                            pos = end;
+                            continue;
+                        }
+                        Err(Step::Need(n)) => break Progress::need(pos, n),
+                        Err(_) => {
+                            out.error("inline command too long");
+                            d.opaque = true;
+                            break Progress::consumed(data.len());
                         }
                     }
-                    Frame::new(input.offset(pos))
                 }
-            };
-            match step(&mut frame, data, pos) {
+                if dir == Direction::ToServer {
+                    if let Some(end) = whole_command(&mut d.frame, input, pos) {
+                        pairing.emit_request(&d.frame, input, out);
+                        pos = end;
+                        continue;
+                    }
+                }
+                d.frame.reset(input.offset(pos), dir == Direction::ToClient);
+                d.active = true;
+            }
+            match step(&mut d.frame, input, pos) {
                 Step::Done { pos: p, complete } => {
                     pos = p;
                     if complete {
-                        self.emit(dir, frame, out);
-                    } else {
-                        self.dirs[i].frame = Some(frame);
+                        d.active = false;
+                        pairing.emit(dir, &d.frame, input, out);
                     }
                 }
                 Step::Skip {
@@ -972,23 +1255,24 @@ impl Session for RedisSession {
                     complete,
                 } => {
                     if complete {
-                        self.emit(dir, frame, out);
-                    } else {
-                        self.dirs[i].frame = Some(frame);
+                        d.active = false;
+                        pairing.emit(dir, &d.frame, input, out);
                     }
-                    return Progress::skip(p, skip);
+                    break Progress::skip(p, skip);
                 }
-                Step::Need(n) => {
-                    self.dirs[i].frame = Some(frame);
-                    return Progress::need(pos, n);
-                }
+                Step::Need(n) => break Progress::need(pos, n),
                 Step::Err(e) => {
                     out.error(e);
-                    self.dirs[i].opaque = true;
-                    return Progress::consumed(data.len());
+                    d.opaque = true;
+                    d.active = false;
+                    break Progress::consumed(data.len());
                 }
             }
+        };
+        if d.active {
+            d.frame.detach(data);
         }
+        progress
     }
 
     fn gap(&mut self, _dir: Direction, _len: u64, out: &mut Output) {
@@ -997,7 +1281,70 @@ impl Session for RedisSession {
         out.error("bytes lost: redis dissection stopped for this connection");
         for d in &mut self.dirs {
             d.opaque = true;
-            d.frame = None;
+            d.active = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What the integers of RESP mean: `str::parse` after one optional '+'.
+    fn reference(b: &[u8]) -> Option<i64> {
+        let s = std::str::from_utf8(b).ok()?;
+        s.strip_prefix('+').unwrap_or(s).parse().ok()
+    }
+
+    #[test]
+    fn parse_int_limits() {
+        for s in [
+            "",
+            "+",
+            "-",
+            "++",
+            "+-",
+            "--1",
+            "0",
+            "-0",
+            "+0",
+            "007",
+            "++5",
+            "+-5",
+            "12a",
+            "999999999999999999",
+            "-999999999999999999",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "00000000000000000000001",
+            "1 ",
+            " 1",
+        ] {
+            assert_eq!(parse_int(s.as_bytes()), reference(s.as_bytes()), "{s:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn parse_int_is_str_parse(s in "[+-]{0,2}[0-9]{0,21}[x9]?") {
+            prop_assert_eq!(parse_int(s.as_bytes()), reference(s.as_bytes()));
+        }
+
+        #[test]
+        fn parse_int_on_any_bytes(b in proptest::collection::vec(any::<u8>(), 0..24)) {
+            prop_assert_eq!(parse_int(&b), reference(&b));
+        }
+    }
+
+    #[test]
+    fn reply_renderings_count_in_decimal() {
+        for n in [0, 7, -7, 10, i64::MAX, i64::MIN] {
+            let mut s = String::new();
+            push_int(&mut s, n);
+            assert_eq!(s, n.to_string());
         }
     }
 }

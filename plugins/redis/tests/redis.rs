@@ -326,6 +326,96 @@ fn probe() {
     assert_eq!(Redis::probe(&f, C, b"HTTP/1.1"), Probe::No);
 }
 
+/// Texts lying in the call's input cross the boundary as spans, upper-case
+/// verbs included; what is rewritten (case, quotes) or no longer in the input
+/// (a frame split across calls) is owned.
+#[test]
+fn texts_in_the_input_are_spans() {
+    use remora_sdk::native::feed_once;
+    let mut session = RedisSession::new();
+    let mut out = Output::new();
+    let req = cmd(&["SET", "k1", "v1"]);
+    let r = feed_once(&mut session, S, 0, &req, &mut out);
+    let m = &r.messages[0];
+    let span = |id| matches!(m.value(id), Some(Value::Str(Text::Span(_))));
+    assert!(span(F_TYPE) && span(F_KEY));
+    assert!(m
+        .values(F_ARGS)
+        .all(|v| matches!(v, Value::Str(Text::Span(_)))));
+    assert!(matches!(m.value(F_COMMAND), Some(Value::Str(Text::Owned(c))) if c == "SET k1 v1"));
+
+    let lower = cmd(&["get", "k1"]);
+    let r = feed_once(&mut session, S, 0, &lower, &mut out);
+    let m = &r.messages[0];
+    assert!(matches!(m.value(F_TYPE), Some(Value::Str(Text::Owned(v))) if v == "GET"));
+    assert!(matches!(m.value(F_KEY), Some(Value::Str(Text::Span(_)))));
+
+    let r = feed_once(&mut session, C, 0, b"+OK\r\n$2\r\nv1\r\n", &mut out);
+    assert!(matches!(
+        r.messages[0].value(F_REPLY),
+        Some(Value::Str(Text::Span(_)))
+    ));
+    assert!(
+        matches!(r.messages[1].value(F_REPLY), Some(Value::Str(Text::Owned(v))) if v == "\"v1\"")
+    );
+
+    // Split after the key: the key was consumed in the first call.
+    let req = cmd(&["SET", "k2", "v2"]);
+    let cut = req.len() - 4;
+    let r = feed_once(&mut session, S, 0, &req[..cut], &mut out);
+    assert!(r.messages.is_empty());
+    let rest = &req[r.consumed as usize..];
+    let r = feed_once(&mut session, S, cut as u64, rest, &mut out);
+    let m = &r.messages[0];
+    assert!(matches!(m.value(F_KEY), Some(Value::Str(Text::Owned(k))) if k == "k2"));
+    assert!(matches!(m.value(F_TYPE), Some(Value::Str(Text::Owned(v))) if v == "SET"));
+}
+
+/// Invalid UTF-8 is replaced, and cuts never split a character: a kept
+/// argument is at most 256 bytes and a listed one at most 64.
+#[test]
+fn lossy_and_cut_texts() {
+    let mut h = H::tcp(6379);
+    let euro = "€".repeat(100); // 300 bytes: the kept 256 end inside a character
+    let mut req = b"*3\r\n$3\r\nset\r\n$3\r\nk\xff\xfe\r\n".to_vec();
+    req.extend(format!("${}\r\n{euro}\r\n", euro.len()).as_bytes());
+    h.feed(S, &req);
+    h.feed(C, b"+\xc3\r\n");
+    assert!(h.errors.is_empty(), "{:?}", h.errors);
+    let (q, r) = (&h.messages[0], &h.messages[1]);
+    assert_eq!(s(q, F_TYPE).as_deref(), Some("SET"));
+    assert_eq!(s(q, F_KEY).as_deref(), Some("k\u{fffd}\u{fffd}"));
+    let args = list(q, F_ARGS);
+    assert_eq!(args[1], "€".repeat(21)); // 63 bytes
+    let command = s(q, F_COMMAND).unwrap();
+    assert_eq!(command.len(), 255);
+    assert!(command.starts_with("set k\u{fffd}\u{fffd} €€"));
+    assert_eq!(s(r, F_REPLY).as_deref(), Some("\u{fffd}"));
+}
+
+#[test]
+fn integer_replies_at_the_limits() {
+    let mut h = H::tcp(6379);
+    for _ in 0..5 {
+        h.feed(S, &cmd(&["INCR", "n"]));
+    }
+    h.feed(
+        C,
+        b":-9223372036854775808\r\n:9223372036854775807\r\n:+12\r\n:0\r\n:9223372036854775808\r\n",
+    );
+    let replies: Vec<_> = h.messages[5..].iter().map(|m| s(m, F_REPLY)).collect();
+    assert_eq!(
+        replies,
+        [
+            Some("(integer) -9223372036854775808".to_owned()),
+            Some("(integer) 9223372036854775807".to_owned()),
+            Some("(integer) +12".to_owned()),
+            Some("(integer) 0".to_owned()),
+        ]
+    );
+    assert_eq!(h.errors, ["bad integer"]);
+}
+
 proptest! {
     #[test]
     fn random_bytes_never_panic(a in proptest::collection::vec(any::<u8>(), 0..512),

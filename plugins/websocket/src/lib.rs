@@ -335,7 +335,11 @@ impl WsSession {
 }
 
 fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_owned(),
+        // Invalid bytes are rare: only then the replacing (slower) conversion.
+        Err(_) => String::from_utf8_lossy(b).into_owned(),
+    }
 }
 
 /// Reserved opcodes, and control frames that are fragmented or longer than
