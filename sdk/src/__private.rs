@@ -12,34 +12,234 @@ use core::marker::PhantomData;
 
 pub struct Adapter<D>(PhantomData<D>);
 
-pub struct SessionAdapter<D: Dissector> {
-    inner: RefCell<D::Session>,
+/// Open sessions by id. Type-erased so that one instance-wide table serves
+/// whatever `Dissector` the crate exports (statics cannot be generic).
+#[derive(Default)]
+struct Sessions {
+    slots: Vec<Option<Box<dyn Session>>>,
+    free: Vec<u32>,
+}
+
+impl Sessions {
+    fn insert(&mut self, s: Box<dyn Session>) -> u32 {
+        match self.free.pop() {
+            Some(id) => {
+                self.slots[id as usize] = Some(s);
+                id
+            }
+            None => {
+                self.slots.push(Some(s));
+                (self.slots.len() - 1) as u32
+            }
+        }
+    }
+
+    /// The host only names ids it was given: anything else is its bug, and
+    /// trapping makes it visible there.
+    fn get(&mut self, id: u32) -> &mut dyn Session {
+        match self.slots.get_mut(id as usize) {
+            Some(Some(s)) => s.as_mut(),
+            _ => panic!("remora-sdk: no open session {id}"),
+        }
+    }
+
+    fn remove(&mut self, id: u32) -> Option<Box<dyn Session>> {
+        let gone = self.slots.get_mut(id as usize)?.take();
+        if gone.is_some() {
+            self.free.push(id);
+        }
+        gone
+    }
 }
 
 thread_local! {
-    /// One output for every session of the instance: calls never overlap
-    /// (a component instance is single-threaded and not reentrant) and each
-    /// call leaves it empty, so its message list and spare field lists are
-    /// reused across flows instead of kept per session.
+    // A component instance is single-threaded and never re-entered.
+    static SESSIONS: RefCell<Sessions> = RefCell::new(Sessions::default());
+    /// One output for every call: each call leaves it empty, so its
+    /// allocations serve the next.
     static OUTPUT: RefCell<Output> = RefCell::new(Output::new());
 }
 
-/// Run `f` on a session with the shared output and encode what it emitted.
-fn call<S>(
-    session: &RefCell<S>,
-    f: impl FnOnce(&mut S, &mut Output) -> crate::Progress,
-) -> w::FeedResult {
-    let mut s = session.borrow_mut();
-    OUTPUT.with(|out| {
-        let mut out = out.borrow_mut();
-        let p = f(&mut s, &mut out);
-        feed_result(out.finish_encoded(p))
-    })
+/// Calls of one session's feed: the loop the host would otherwise make
+/// across the boundary, bounded the same way.
+const MAX_FEEDS_PER_CALL: usize = 64;
+
+/// Feed `data` to `s`, and again on what is left while a call makes
+/// progress and what is left reaches its `need`: one answer for all, its
+/// spans relative to `data`. Out-of-range answers are passed on unchanged
+/// for the host to reject.
+fn feed_all(
+    s: &mut dyn Session,
+    dir: Direction,
+    base: u64,
+    data: &[u8],
+    out: &mut Output,
+) -> crate::Progress {
+    let len = data.len();
+    let mut off = 0usize;
+    let mut p = crate::Progress::default();
+    for _ in 0..MAX_FEEDS_PER_CALL {
+        let mark = out.messages().len();
+        p = s.feed(dir, &Input::new(base + off as u64, &data[off..]), out);
+        out.shift_spans(mark, off);
+        let left = len - off;
+        if p.consumed > left {
+            p.consumed = p.consumed.saturating_add(off);
+            return p;
+        }
+        let rest = left - p.consumed;
+        let skipped = p.skip.min(rest as u64) as usize;
+        let done = p.consumed + skipped;
+        off += done;
+        p.consumed = off;
+        p.skip -= skipped as u64;
+        let again =
+            done > 0 && off < len && len - off >= p.need && !out.has_error() && !out.has_switch();
+        if !again {
+            break;
+        }
+    }
+    p
+}
+
+/// What a feed left of its input, for a `more` call on the same session
+/// and direction later in the batch.
+struct Carry {
+    session: u32,
+    dir: Direction,
+    /// The input of that feed: a range of the batch's data, or owned when it
+    /// was itself a carry followed by new bytes.
+    input: CarryInput,
+    /// Bytes at its front the session is done with.
+    done: usize,
+    /// Bytes still to drop from what follows.
+    skip: u64,
+    need: usize,
+}
+
+enum CarryInput {
+    Data(core::ops::Range<usize>),
+    Owned(Vec<u8>),
+}
+
+/// One `run`: walks the batch's data and keeps what each feed left.
+struct Batch<'a> {
+    data: &'a [u8],
+    pos: usize,
+    carries: Vec<Carry>,
+}
+
+impl<'a> Batch<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Batch {
+            data,
+            pos: 0,
+            carries: Vec::new(),
+        }
+    }
+
+    /// The next `len` bytes of the batch's data.
+    fn take(&mut self, len: u64) -> core::ops::Range<usize> {
+        let end = self
+            .pos
+            .saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
+        assert!(
+            end <= self.data.len(),
+            "remora-sdk: call beyond the batch's data"
+        );
+        let r = self.pos..end;
+        self.pos = end;
+        r
+    }
+
+    fn call(&mut self, s: &mut dyn Session, c: &exp::Call, out: &mut Output) -> crate::Progress {
+        let dir = direction(c.dir);
+        match c.kind {
+            exp::CallKind::Feed => {
+                let r = self.take(c.len);
+                let p = feed_all(s, dir, c.base, &self.data[r.clone()], out);
+                self.keep(c.session, dir, CarryInput::Data(r), p);
+                p
+            }
+            exp::CallKind::More => {
+                let r = self.take(c.len);
+                let Some(i) = self
+                    .carries
+                    .iter()
+                    .position(|k| k.session == c.session && k.dir == dir)
+                else {
+                    panic!("remora-sdk: `more` without an earlier feed in the batch");
+                };
+                let k = self.carries.swap_remove(i);
+                let prev: &[u8] = match &k.input {
+                    CarryInput::Data(r) => &self.data[r.clone()],
+                    CarryInput::Owned(v) => v,
+                };
+                let new = &self.data[r];
+                let drop = k.skip.min(new.len() as u64) as usize;
+                let mut input =
+                    Vec::with_capacity(prev.len() - k.done.min(prev.len()) + new.len() - drop);
+                input.extend_from_slice(prev.get(k.done..).unwrap_or(&[]));
+                input.extend_from_slice(&new[drop..]);
+                let skip = k.skip - drop as u64;
+                // `base` is the stream offset of the new bytes; the input
+                // starts with the carried ones before them.
+                let base = c.base + drop as u64 - (input.len() - (new.len() - drop)) as u64;
+                let p = if skip > 0 || input.is_empty() || input.len() < k.need {
+                    // Nothing to offer yet: the answer repeats the state.
+                    crate::Progress {
+                        consumed: 0,
+                        skip,
+                        need: k.need,
+                    }
+                } else {
+                    feed_all(s, dir, base, &input, out)
+                };
+                self.keep(c.session, dir, CarryInput::Owned(input), p);
+                p
+            }
+            exp::CallKind::Gap => {
+                let _ = self.forget(c.session, dir);
+                s.gap(dir, c.len, out);
+                crate::Progress::default()
+            }
+            exp::CallKind::End => {
+                let _ = self.forget(c.session, dir);
+                s.end(dir, out);
+                crate::Progress::default()
+            }
+        }
+    }
+
+    fn forget(&mut self, session: u32, dir: Direction) -> Option<Carry> {
+        let i = self
+            .carries
+            .iter()
+            .position(|k| k.session == session && k.dir == dir)?;
+        Some(self.carries.swap_remove(i))
+    }
+
+    fn keep(&mut self, session: u32, dir: Direction, input: CarryInput, p: crate::Progress) {
+        let _ = self.forget(session, dir);
+        let len = match &input {
+            CarryInput::Data(r) => r.len(),
+            CarryInput::Owned(v) => v.len(),
+        };
+        // Out-of-range answers reach the host, which rejects them; nothing
+        // is carried past them.
+        let done = p.consumed.min(len);
+        self.carries.push(Carry {
+            session,
+            dir,
+            input,
+            done,
+            skip: p.skip,
+            need: p.need,
+        });
+    }
 }
 
 impl<D: Dissector> exp::Guest for Adapter<D> {
-    type Session = SessionAdapter<D>;
-
     fn describe() -> w::PluginInfo {
         plugin_info(D::info())
     }
@@ -51,37 +251,38 @@ impl<D: Dissector> exp::Guest for Adapter<D> {
             crate::Probe::Yes(c) => w::ProbeResult::Yes(c.clamp(1, 100)),
         }
     }
-}
 
-impl<D: Dissector> exp::GuestSession for SessionAdapter<D> {
-    fn new(flow: w::FlowInfo) -> Self {
-        SessionAdapter {
-            inner: RefCell::new(D::session(&flow_info(flow))),
-        }
+    fn open(flow: w::FlowInfo) -> u32 {
+        let s: Box<dyn Session> = Box::new(D::session(&flow_info(flow)));
+        SESSIONS.with(|t| t.borrow_mut().insert(s))
     }
 
-    fn takeover(&self, previous: String, params: Vec<(String, String)>) {
-        self.inner.borrow_mut().takeover(&previous, &params);
+    fn takeover(session: u32, previous: String, params: Vec<(String, String)>) {
+        SESSIONS.with(|t| t.borrow_mut().get(session).takeover(&previous, &params));
     }
 
-    fn feed(&self, dir: w::Direction, base: u64, data: Vec<u8>) -> w::FeedResult {
-        call(&self.inner, |s, out| {
-            s.feed(direction(dir), &Input::new(base, &data), out)
+    fn run(calls: Vec<exp::Call>, data: Vec<u8>) -> Vec<w::FeedResult> {
+        SESSIONS.with(|t| {
+            OUTPUT.with(|out| {
+                let mut t = t.borrow_mut();
+                let mut out = out.borrow_mut();
+                let mut batch = Batch::new(&data);
+                calls
+                    .iter()
+                    .map(|c| {
+                        let s = t.get(c.session);
+                        let progress = batch.call(s, c, &mut out);
+                        feed_result(out.finish_encoded(progress))
+                    })
+                    .collect()
+            })
         })
     }
 
-    fn gap(&self, dir: w::Direction, len: u64) -> w::FeedResult {
-        call(&self.inner, |s, out| {
-            s.gap(direction(dir), len, out);
-            crate::Progress::default()
-        })
-    }
-
-    fn end(&self, dir: w::Direction) -> w::FeedResult {
-        call(&self.inner, |s, out| {
-            s.end(direction(dir), out);
-            crate::Progress::default()
-        })
+    fn close(session: u32) {
+        // Dropped outside the borrow: a session's drop may not re-enter,
+        // but it is plugin code all the same.
+        let _gone = SESSIONS.with(|t| t.borrow_mut().remove(session));
     }
 }
 

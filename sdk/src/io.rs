@@ -194,6 +194,39 @@ impl Output {
     pub fn has_error(&self) -> bool {
         self.error.is_some()
     }
+    /// Whether this call asked for a protocol switch.
+    pub fn has_switch(&self) -> bool {
+        self.switch.is_some()
+    }
+    /// Move the spans of messages `from..` by `by` bytes: they were made
+    /// against an input that started `by` bytes into the call's data.
+    #[cfg_attr(
+        not(all(target_arch = "wasm32", feature = "dissector")),
+        allow(dead_code)
+    )]
+    pub(crate) fn shift_spans(&mut self, from: usize, by: usize) {
+        if by == 0 {
+            return;
+        }
+        let by = u32::try_from(by).unwrap_or(u32::MAX);
+        let shift = |t: &mut Text| {
+            if let Text::Span(s) = t {
+                s.offset = s.offset.saturating_add(by);
+            }
+        };
+        for m in self.messages.iter_mut().skip(from) {
+            for f in &mut m.fields {
+                match &mut f.value {
+                    Value::Str(t) => shift(t),
+                    Value::Pair(k, v) => {
+                        shift(k);
+                        shift(v);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
     pub fn messages(&self) -> &[Message] {
         &self.messages
     }

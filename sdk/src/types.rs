@@ -1,5 +1,5 @@
 //! Plain-Rust mirrors of the records in `wit/plugin.wit` (package
-//! `remora:plugin@0.4.0`, interface `types`). They compile on every target, so a
+//! `remora:plugin@0.5.0`, interface `types`). They compile on every target, so a
 //! dissector, its unit tests and a native benchmark need no Wasm at all; the
 //! export adapter converts them to the generated binding types on wasm32.
 

@@ -81,13 +81,15 @@ fn summary_line(path: &str, s: &Summary) -> String {
     let secs = s.elapsed.as_secs_f64().max(1e-9);
     let flows = s.flows.flows_opened;
     let mut line = format!(
-        "{path}: {} packets, {} flows ({} dissected, {} raw), {} entries ({} incomplete), {} parse errors, {} plugin faults in {:.2}s ({:.0} packets/s)",
+        "{path}: {} packets, {} flows ({} dissected, {} raw), {} entries ({} incomplete), {} plugin calls ({} crossings), {} parse errors, {} plugin faults in {:.2}s ({:.0} packets/s)",
         s.packets,
         flows,
         s.dissect.flows_dissected,
         s.dissect.flows_raw,
         s.entries,
         s.dissect.incomplete_entries,
+        s.dissect.plugin_calls,
+        s.dissect.plugin_batches,
         s.dissect.parse_errors,
         s.dissect.plugin_faults,
         secs,

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use remora_core::Direction;
-use remora_runtime::{wit, Fault, PluginId, SessionId, Shard};
+use remora_runtime::{wit, Call, Fault, PluginId, SessionId, Shard};
 
 /// A plugin call failed: the flow's plugin is dropped, the flow goes raw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +36,143 @@ pub fn wit_dir(d: Direction) -> wit::Direction {
         Direction::ToServer => wit::Direction::ToServer,
         Direction::ToClient => wit::Direction::ToClient,
     }
+}
+
+/// One call of a batch: [`Backend::run`].
+pub struct Job<'a, S> {
+    pub session: &'a S,
+    pub kind: wit::CallKind,
+    pub dir: Direction,
+    /// Feed: stream offset of its first byte.
+    pub base: u64,
+    /// Feed: bytes of the batch's data it takes (back to back, in order);
+    /// gap: bytes lost; end: 0.
+    pub len: u64,
+}
+
+/// Bytes of a batch's data a job takes.
+pub(crate) fn job_bytes<S>(j: &Job<'_, S>) -> usize {
+    match j.kind {
+        wit::CallKind::Feed | wit::CallKind::More => usize::try_from(j.len).unwrap_or(usize::MAX),
+        wit::CallKind::Gap | wit::CallKind::End => 0,
+    }
+}
+
+/// What a direction's last feed in a batch left, for a `more` call after it
+/// (see [`Backend::run`]'s default).
+struct Carry<'s, S> {
+    session: &'s S,
+    dir: Direction,
+    /// That call's input.
+    input: Vec<u8>,
+    /// Bytes at its front the plugin is done with (consumed, skipped).
+    done: usize,
+    /// Still to drop from what follows.
+    skip: u64,
+    need: u32,
+}
+
+impl<S> Carry<'_, S> {
+    fn after(&mut self, r: &Result<wit::FeedResult, BackendFault>) {
+        if let Ok(r) = r {
+            let consumed = (r.consumed as usize).min(self.input.len());
+            let skipped = r.skip.min((self.input.len() - consumed) as u64) as usize;
+            self.done = consumed + skipped;
+            self.skip = r.skip - skipped as u64;
+            self.need = r.need;
+        }
+    }
+}
+
+/// One call at a time, with `more` calls continuing from the carry: the
+/// default [`Backend::run`].
+pub(crate) fn run_one_by_one<'s, B: Backend + ?Sized>(
+    b: &mut B,
+    jobs: &[Job<'s, B::Session>],
+    data: &[u8],
+) -> Vec<Result<wit::FeedResult, BackendFault>> {
+    let mut pos = 0usize;
+    let mut carries: Vec<Carry<'s, B::Session>> = Vec::new();
+    let mut answers = Vec::with_capacity(jobs.len());
+    for j in jobs {
+        let n = job_bytes(j);
+        let bytes = data.get(pos..pos.saturating_add(n)).unwrap_or(&[]);
+        pos = pos.saturating_add(n);
+        let found = carries
+            .iter()
+            .position(|c| std::ptr::eq(c.session, j.session) && c.dir == j.dir);
+        let answer = match j.kind {
+            wit::CallKind::Feed => {
+                let r = b.feed(j.session, j.dir, j.base, bytes);
+                let mut c = Carry {
+                    session: j.session,
+                    dir: j.dir,
+                    input: bytes.to_vec(),
+                    done: 0,
+                    skip: 0,
+                    need: 0,
+                };
+                c.after(&r);
+                match found {
+                    Some(i) => carries[i] = c,
+                    None => carries.push(c),
+                }
+                r
+            }
+            wit::CallKind::More => {
+                let Some(i) = found else {
+                    answers.push(Err(BackendFault::new("`more` without an earlier feed")));
+                    continue;
+                };
+                let c = &mut carries[i];
+                let drop = c.skip.min(bytes.len() as u64) as usize;
+                let kept = c.input.len() - c.done;
+                let mut input = c.input.split_off(c.done);
+                input.extend_from_slice(&bytes[drop..]);
+                c.skip -= drop as u64;
+                let base = j.base + drop as u64 - kept as u64;
+                let r = if c.skip > 0 || input.is_empty() || input.len() < c.need as usize {
+                    Ok(wit::FeedResult {
+                        skip: c.skip,
+                        need: c.need,
+                        ..wit::FeedResult::default()
+                    })
+                } else {
+                    b.feed(j.session, j.dir, base, &input)
+                };
+                c.input = input;
+                c.done = 0;
+                c.after(&r);
+                r
+            }
+            wit::CallKind::Gap => {
+                if let Some(i) = found {
+                    carries.swap_remove(i);
+                }
+                b.gap(j.session, j.dir, j.len)
+            }
+            wit::CallKind::End => {
+                if let Some(i) = found {
+                    carries.swap_remove(i);
+                }
+                b.end(j.session, j.dir)
+            }
+        };
+        answers.push(answer);
+    }
+    answers
+}
+
+/// Every job of a batch that faulted as a whole gets the fault: the first
+/// counts it, the others are its consequence.
+pub(crate) fn batch_fault<T>(n: usize, f: BackendFault) -> Vec<Result<T, BackendFault>> {
+    let mut v = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut f = f.clone();
+        f.consequence |= i > 0;
+        v.push(Err(f));
+    }
+    v
 }
 
 /// One shard's view of the loaded plugins. `plugin` is the catalog index.
@@ -70,6 +207,20 @@ pub trait Backend {
         len: u64,
     ) -> Result<wit::FeedResult, BackendFault>;
     fn end(&mut self, s: &Self::Session, dir: Direction) -> Result<wit::FeedResult, BackendFault>;
+    /// Runs `jobs` (all on sessions of `plugin`) in order and answers each;
+    /// feeds take `data` back to back, and a `more` continues from what
+    /// the direction's earlier call in the batch left. An engine with a
+    /// costly boundary crosses it once for the batch; this default makes
+    /// one call per job.
+    fn run(
+        &mut self,
+        plugin: u16,
+        jobs: &[Job<'_, Self::Session>],
+        data: &[u8],
+    ) -> Vec<Result<wit::FeedResult, BackendFault>> {
+        let _ = plugin;
+        run_one_by_one(self, jobs, data)
+    }
     fn close(&mut self, s: Self::Session);
     /// Call counts and latencies, when this backend measures them
     /// ([`Metered`](crate::Metered)).
@@ -132,6 +283,28 @@ impl Backend for Shard {
 
     fn end(&mut self, s: &SessionId, dir: Direction) -> Result<wit::FeedResult, BackendFault> {
         Shard::end(self, s, wit_dir(dir)).map_err(fault)
+    }
+
+    fn run(
+        &mut self,
+        plugin: u16,
+        jobs: &[Job<'_, SessionId>],
+        data: &[u8],
+    ) -> Vec<Result<wit::FeedResult, BackendFault>> {
+        let calls: Vec<Call<'_>> = jobs
+            .iter()
+            .map(|j| Call {
+                session: j.session,
+                kind: j.kind,
+                dir: wit_dir(j.dir),
+                base: j.base,
+                len: j.len,
+            })
+            .collect();
+        match Shard::run(self, PluginId(plugin), &calls, data) {
+            Ok(answers) => answers.into_iter().map(|a| a.map_err(fault)).collect(),
+            Err(f) => batch_fault(jobs.len(), fault(f)),
+        }
     }
 
     fn close(&mut self, s: SessionId) {

@@ -7,6 +7,16 @@
 //! `skip` never cross the boundary. Messages come back tagged
 //! request/response with a transaction id and are paired here into entries.
 //!
+//! Stream bytes are not offered at once: a flow direction with enough
+//! bytes pending gets a queued call, and [`DissectStage::flush`] runs every
+//! queued call in a single batch per plugin, because crossing into Wasm has
+//! a fixed cost that dwarfs a small call's work. The pipeline flushes at
+//! points that depend only on the packet sequence (so the output is the
+//! same for any number of shards). Within a flow the calls keep the order
+//! in which its bytes arrived: bytes of a direction that follow the other
+//! direction's queued call get a call of their own after it (`more`: the
+//! plugin continues from what the earlier call left).
+//!
 //! A plugin may end its part of a flow with a protocol switch (an HTTP
 //! Upgrade, say): the stage pairs and emits what that session produced,
 //! closes it, and opens a session of the plugin declaring the named protocol
@@ -27,7 +37,7 @@ mod stream;
 #[cfg(test)]
 mod tests;
 
-pub use backend::{Backend, BackendFault};
+pub use backend::{Backend, BackendFault, Job};
 pub use catalog::{catalog_from_runtime, schema_from_info};
 pub use metered::{CallLatency, Metered, Meters, PluginMeter, LATENCY_BOUNDS_US, TIME_EVERY};
 
@@ -82,6 +92,8 @@ pub struct DissectCounters {
     pub flows_fallen_back: u64,
     pub raw_bytes: u64,
     pub plugin_calls: u64,
+    /// Crossings into plugins that carried those calls (a batch is one).
+    pub plugin_batches: u64,
     pub messages: u64,
     pub entries: u64,
     pub incomplete_entries: u64,
@@ -105,6 +117,7 @@ impl DissectCounters {
         self.flows_fallen_back += o.flows_fallen_back;
         self.raw_bytes += o.raw_bytes;
         self.plugin_calls += o.plugin_calls;
+        self.plugin_batches += o.plugin_batches;
         self.messages += o.messages;
         self.entries += o.entries;
         self.incomplete_entries += o.incomplete_entries;
@@ -156,7 +169,31 @@ struct FlowDissect<S> {
     errors: u32,
     /// Protocol switches this flow went through.
     switches: u8,
+    /// Position in the stage's queue of each direction's latest call.
+    queued: [Option<u32>; 2],
+    /// Position of the flow's latest call (either direction).
+    last: Option<u32>,
+    /// Bumped whenever the session changes (switch, fall-back): queued
+    /// calls of an earlier epoch are void.
+    epoch: u32,
 }
+
+/// A call waiting for the next batch: it offers a flow direction's bytes
+/// up to stream offset `end`.
+#[derive(Clone, Copy)]
+struct Queued {
+    flow: u64,
+    dir: Direction,
+    epoch: u32,
+    end: u64,
+}
+
+/// Bytes a queued direction may hold before its flow's calls run early.
+const EARLY_FLUSH_BYTES: usize = 8 << 10;
+
+/// Calls queued before the stage flushes on its own; the pipeline flushes
+/// far earlier (every batch window), this only bounds a caller that does not.
+const MAX_QUEUED: usize = 4096;
 
 /// Switches one flow may go through; a chain longer than this (a plugin that
 /// keeps switching) makes the rest of the flow raw.
@@ -169,6 +206,11 @@ pub struct DissectStage<B: Backend> {
     cfg: DissectConfig,
     flows: AHashMap<u64, FlowDissect<B::Session>>,
     counters: DissectCounters,
+    /// Calls waiting for the next batch, in arrival order; `None` once a
+    /// flow-local flush ran it early.
+    queue: Vec<Option<Queued>>,
+    /// A batch's data, kept to reuse its allocation.
+    scratch: Vec<u8>,
 }
 
 /// Receives each finished entry, in the order the stage finished them.
@@ -182,6 +224,8 @@ impl<B: Backend> DissectStage<B> {
             cfg,
             flows: AHashMap::new(),
             counters: DissectCounters::default(),
+            queue: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -249,6 +293,9 @@ impl<B: Backend> DissectStage<B> {
                 pairing: Pairing::default(),
                 errors: 0,
                 switches: 0,
+                queued: [None; 2],
+                last: None,
+                epoch: 0,
             },
         );
     }
@@ -352,18 +399,257 @@ impl<B: Backend> DissectStage<B> {
         out: &mut EntrySink<'_>,
     ) {
         let max_pending = self.cfg.max_pending;
-        self.call(id, dir, out, |st, backend, session, collect| {
-            st.data(
-                backend,
-                session,
-                dir,
-                ts,
-                offset,
-                data,
-                max_pending,
-                collect,
-            )
-        });
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        let d = dir.index();
+        let appended = f.dirs[d].append(ts, offset, data, max_pending);
+        if appended.over_limit {
+            self.counters.drops.add(DropReason::DissectBufferLimit, 1);
+            self.flush_flow(id, out);
+            self.fall_back(id, out);
+            return;
+        }
+        let end = f.dirs[d].end_offset();
+        match (f.queued[d], f.last) {
+            // This direction's call is the flow's latest: it takes the bytes.
+            (Some(mine), Some(last)) if mine == last => {
+                if let Some(Some(q)) = self.queue.get_mut(mine as usize) {
+                    q.end = end;
+                }
+            }
+            // The other direction's call came after this one's: these bytes
+            // follow it, in a call that continues this one.
+            (Some(mine), _) => {
+                let covered = self
+                    .queue
+                    .get(mine as usize)
+                    .copied()
+                    .flatten()
+                    .map_or(end, |q| q.end);
+                if end > covered {
+                    self.enqueue(id, dir, end, out);
+                }
+            }
+            (None, _) if appended.ready => self.enqueue(id, dir, end, out),
+            (None, _) => {}
+        }
+        // A flow that brings much within one window (a large body on
+        // loopback) has its calls run early, so that what the plugin skips
+        // is not held: bounded by the flow's own bytes, so deterministic.
+        if let Some(f) = self.flows.get(&id) {
+            if f.queued[d].is_some() && f.dirs[d].held().len() > EARLY_FLUSH_BYTES {
+                self.flush_flow(id, out);
+            }
+        }
+    }
+
+    fn enqueue(&mut self, id: u64, dir: Direction, end: u64, out: &mut EntrySink<'_>) {
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        let at = Some(self.queue.len() as u32);
+        f.queued[dir.index()] = at;
+        f.last = at;
+        self.queue.push(Some(Queued {
+            flow: id,
+            dir,
+            epoch: f.epoch,
+            end,
+        }));
+        if self.queue.len() >= MAX_QUEUED {
+            self.flush(out);
+        }
+    }
+
+    /// Run every queued call: one batch per plugin. A direction whose last
+    /// call made progress and left enough for another goes again in a next
+    /// round (bounded).
+    pub fn flush(&mut self, out: &mut EntrySink<'_>) {
+        let queue: Vec<Queued> = std::mem::take(&mut self.queue)
+            .into_iter()
+            .flatten()
+            .collect();
+        self.run_queued(queue, out);
+    }
+
+    /// Run the calls queued for one flow now (before an event that must
+    /// come after them).
+    fn flush_flow(&mut self, id: u64, out: &mut EntrySink<'_>) {
+        let Some(f) = self.flows.get(&id) else {
+            return;
+        };
+        let Some(last) = f.last else {
+            return;
+        };
+        // The flow's calls all sit at or before `last`.
+        let mine: Vec<Queued> = self.queue[..=last as usize]
+            .iter_mut()
+            .filter(|q| q.is_some_and(|q| q.flow == id))
+            .filter_map(Option::take)
+            .collect();
+        self.run_queued(mine, out);
+    }
+
+    fn run_queued(&mut self, mut round: Vec<Queued>, out: &mut EntrySink<'_>) {
+        for _ in 0..stream::MAX_CALLS_PER_EVENT {
+            if round.is_empty() {
+                return;
+            }
+            for q in &round {
+                if let Some(f) = self.flows.get_mut(&q.flow) {
+                    f.queued[q.dir.index()] = None;
+                    f.last = None;
+                }
+            }
+            let mut next = Vec::new();
+            let mut plugins: Vec<u16> = Vec::new();
+            for q in &round {
+                if let Some(FlowDissect {
+                    state: FlowState::Dissecting { plugin, .. },
+                    ..
+                }) = self.flows.get(&q.flow)
+                {
+                    if !plugins.contains(plugin) {
+                        plugins.push(*plugin);
+                    }
+                }
+            }
+            for plugin in plugins {
+                self.run_batch(plugin, &round, &mut next, out);
+            }
+            round = next;
+        }
+        // Calls still due after the bound wait for the next flush.
+        for q in round {
+            if let Some(f) = self.flows.get(&q.flow) {
+                if f.epoch == q.epoch && f.queued[q.dir.index()].is_none() {
+                    let end = f.dirs[q.dir.index()].end_offset();
+                    self.enqueue(q.flow, q.dir, end, out);
+                }
+            }
+        }
+    }
+
+    /// One batch: the calls of `round` on sessions of `plugin`.
+    fn run_batch(
+        &mut self,
+        plugin: u16,
+        round: &[Queued],
+        next: &mut Vec<Queued>,
+        out: &mut EntrySink<'_>,
+    ) {
+        let mut data = std::mem::take(&mut self.scratch);
+        data.clear();
+        // The calls sent, and whether each is its direction's last.
+        let mut sent: Vec<(Queued, bool)> = Vec::new();
+        let answers = {
+            let flows = &self.flows;
+            let mut jobs = Vec::new();
+            // Where each direction's bytes sent so far end.
+            let mut sent_until: Vec<(u64, Direction, u64)> = Vec::new();
+            for q in round {
+                let Some(f) = flows.get(&q.flow) else {
+                    continue;
+                };
+                let FlowState::Dissecting {
+                    plugin: p, session, ..
+                } = &f.state
+                else {
+                    continue;
+                };
+                if *p != plugin || f.epoch != q.epoch {
+                    continue;
+                }
+                let st = &f.dirs[q.dir.index()];
+                // A direction's first call in the batch offers all it holds;
+                // a later one only the bytes after the earlier call's, which
+                // the plugin continues from where that call left.
+                let prior = sent_until
+                    .iter()
+                    .find(|(flow, dir, _)| *flow == q.flow && *dir == q.dir)
+                    .map(|e| e.2);
+                let (kind, from) = match prior {
+                    None if !st.ready() => continue,
+                    None => (wit::CallKind::Feed, st.base()),
+                    Some(until) => (wit::CallKind::More, until),
+                };
+                let held = st.held();
+                let lo = from.saturating_sub(st.base()).min(held.len() as u64) as usize;
+                let hi = q.end.saturating_sub(st.base()).min(held.len() as u64) as usize;
+                let hi = hi.max(lo);
+                data.extend_from_slice(&held[lo..hi]);
+                jobs.push(Job {
+                    session,
+                    kind,
+                    dir: q.dir,
+                    base: st.base() + lo as u64,
+                    len: (hi - lo) as u64,
+                });
+                let end = st.base() + hi as u64;
+                match sent_until
+                    .iter_mut()
+                    .find(|(flow, dir, _)| *flow == q.flow && *dir == q.dir)
+                {
+                    Some(e) => e.2 = end,
+                    None => sent_until.push((q.flow, q.dir, end)),
+                }
+                sent.push((Queued { end, ..*q }, true));
+            }
+            // Only a direction's last call may ask for another round.
+            for i in 0..sent.len() {
+                let (q, _) = sent[i];
+                let later = sent[i + 1..]
+                    .iter()
+                    .any(|(o, _)| o.flow == q.flow && o.dir == q.dir);
+                sent[i].1 = !later;
+            }
+            if jobs.is_empty() {
+                Vec::new()
+            } else {
+                self.counters.plugin_batches += 1;
+                self.backend.run(plugin, &jobs, &data)
+            }
+        };
+        let max_pending = self.cfg.max_pending;
+        for ((q, last), answer) in sent.into_iter().zip(answers) {
+            let Some(f) = self.flows.get_mut(&q.flow) else {
+                continue;
+            };
+            // An earlier answer in this batch switched or dropped the plugin.
+            if f.epoch != q.epoch || !matches!(f.state, FlowState::Dissecting { .. }) {
+                continue;
+            }
+            let mut outcome = stream::Outcome::default();
+            match answer {
+                Err(fault) => outcome.fault = Some(fault),
+                Ok(mut res) => {
+                    outcome.calls = 1;
+                    outcome.messages = res.messages.len() as u64;
+                    outcome.errors = res.error.is_some() as u32;
+                    let st = &mut f.dirs[q.dir.index()];
+                    let len = st.input_until(q.end);
+                    convert::collect(
+                        std::mem::take(&mut res.messages),
+                        &st.held()[..len],
+                        st.marks(),
+                        q.dir,
+                        &mut f.pairing,
+                    );
+                    let again = st.consume(&res, len);
+                    outcome.over_limit = st.over_limit(max_pending);
+                    outcome.switch = res.switch;
+                    if again && last {
+                        next.push(Queued {
+                            end: st.end_offset(),
+                            ..q
+                        });
+                    }
+                }
+            }
+            self.after_call(q.flow, plugin, outcome, out);
+        }
+        self.scratch = data;
     }
 
     /// Run one operation on a dissected flow's direction, hand the messages
@@ -397,6 +683,7 @@ impl<B: Backend> DissectStage<B> {
             session,
             &mut |msgs, input, marks| convert::collect(msgs, input, marks, dir, pairing),
         );
+        self.counters.plugin_batches += outcome.calls;
         self.after_call(id, plugin, outcome, out);
     }
 
@@ -449,6 +736,9 @@ impl<B: Backend> DissectStage<B> {
         };
         // What the old session left unpaired cannot pair any more.
         f.pairing.flush(&template, &mut self.counters, out);
+        f.epoch = f.epoch.wrapping_add(1);
+        f.queued = [None; 2];
+        f.last = None;
         let FlowState::Dissecting {
             plugin,
             protocol,
@@ -554,6 +844,9 @@ impl<B: Backend> DissectStage<B> {
             return;
         };
         f.pairing.flush(&template, &mut self.counters, out);
+        f.epoch = f.epoch.wrapping_add(1);
+        f.queued = [None; 2];
+        f.last = None;
         if let FlowState::Dissecting { session, .. } =
             std::mem::replace(&mut f.state, FlowState::Raw)
         {
@@ -571,6 +864,7 @@ impl<B: Backend> DissectStage<B> {
             FlowState::Raw => {}
             FlowState::Probing(sel) => sel.gap(dir, len),
             FlowState::Dissecting { .. } => {
+                self.flush_flow(id, out);
                 self.call(id, dir, out, |st, backend, session, collect| {
                     st.gap(backend, session, dir, len, collect)
                 })
@@ -587,12 +881,14 @@ impl<B: Backend> DissectStage<B> {
             sel.finish_dir(dir);
             self.decide(id, out);
         }
+        self.flush_flow(id, out);
         self.call(id, dir, out, |st, backend, session, collect| {
             st.end(backend, session, dir, collect)
         });
     }
 
     fn close(&mut self, id: u64, out: &mut EntrySink<'_>) {
+        self.flush_flow(id, out);
         for dir in Direction::BOTH {
             let ended = self
                 .flows

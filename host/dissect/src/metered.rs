@@ -8,6 +8,7 @@
 use remora_core::Direction;
 use remora_runtime::wit;
 
+use crate::backend::Job;
 use crate::{Backend, BackendFault};
 
 /// Upper bounds of the latency buckets, in microseconds; a last bucket
@@ -181,6 +182,50 @@ impl<B: Backend> Backend for Metered<B> {
 
     fn end(&mut self, s: &Self::Session, dir: Direction) -> Result<wit::FeedResult, BackendFault> {
         self.call(s.0, |b| b.end(&s.1, dir), feed_error)
+    }
+
+    /// A batch crosses the boundary once: timed as one call (every batch:
+    /// batches are few), counted as one call per job.
+    fn run(
+        &mut self,
+        plugin: u16,
+        jobs: &[Job<'_, Self::Session>],
+        data: &[u8],
+    ) -> Vec<Result<wit::FeedResult, BackendFault>> {
+        let inner: Vec<Job<'_, B::Session>> = jobs
+            .iter()
+            .map(|j| Job {
+                session: &j.session.1,
+                kind: j.kind,
+                dir: j.dir,
+                base: j.base,
+                len: j.len,
+            })
+            .collect();
+        let start = std::time::Instant::now();
+        let answers = self.inner.run(plugin, &inner, data);
+        self.meters
+            .latency
+            .record(start.elapsed().as_nanos() as u64);
+        let i = plugin as usize;
+        if self.meters.plugins.len() <= i {
+            self.meters.plugins.resize(i + 1, PluginMeter::default());
+        }
+        let m = &mut self.meters.plugins[i];
+        for a in &answers {
+            match a {
+                Ok(r) => {
+                    m.calls += 1;
+                    m.errors += u64::from(feed_error(r));
+                }
+                Err(e) if !e.consequence => {
+                    m.calls += 1;
+                    m.faults += 1;
+                }
+                Err(_) => {}
+            }
+        }
+        answers
     }
 
     fn close(&mut self, s: Self::Session) {

@@ -76,24 +76,31 @@ pub(crate) struct DirStream {
 
 /// Bound on calls per event: a plugin that keeps asking to skip tiny amounts
 /// cannot make the host spin.
-const MAX_CALLS_PER_EVENT: usize = 64;
+pub(crate) const MAX_CALLS_PER_EVENT: usize = 64;
+
+/// What [`DirStream::append`] left behind.
+pub(crate) struct Appended {
+    /// Enough bytes are pending for a call (see `need`).
+    pub ready: bool,
+    /// The buffer outgrew twice `max_pending` while waiting for its call.
+    pub over_limit: bool,
+}
 
 impl DirStream {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn data<B: Backend>(
+    /// Buffer new stream bytes at `offset` (dropping what the plugin asked
+    /// to skip); the call that offers them is made later, in a batch.
+    pub(crate) fn append(
         &mut self,
-        backend: &mut B,
-        session: &B::Session,
-        dir: Direction,
         ts: Timestamp,
         mut offset: u64,
         mut data: &[u8],
         max_pending: usize,
-        collect: &mut Collect<'_>,
-    ) -> Outcome {
-        let mut out = Outcome::default();
+    ) -> Appended {
         if self.ended {
-            return out;
+            return Appended {
+                ready: false,
+                over_limit: false,
+            };
         }
         if self.skip > 0 {
             let n = self.skip.min(data.len() as u64);
@@ -104,28 +111,82 @@ impl DirStream {
                 self.base = offset;
             }
         }
-        if data.is_empty() {
-            return out;
-        }
-        self.marks.push(offset, ts);
-        if self.buf.is_empty() {
-            self.base = offset;
-            if data.len() < self.need as usize {
-                self.buf.extend_from_slice(data);
-            } else {
-                // Fast path: feed straight from the packet, copy only the leftover.
-                self.feed_loop(backend, session, dir, Some(data), &mut out, collect);
+        if !data.is_empty() {
+            self.marks.push(offset, ts);
+            if self.buf.is_empty() {
+                self.base = offset;
             }
-        } else {
             self.buf.extend_from_slice(data);
-            if self.buf.len() >= self.need as usize {
-                self.feed_loop(backend, session, dir, None, &mut out, collect);
-            }
         }
-        if self.buf.len() > max_pending {
-            out.over_limit = true;
+        Appended {
+            ready: self.ready(),
+            // Until its call the plugin cannot consume: allow the bytes of
+            // one batch window on top of the limit checked after each call.
+            over_limit: self.buf.len() > max_pending.saturating_mul(2),
         }
-        out
+    }
+
+    /// Whether a call should be made on what is pending.
+    pub(crate) fn ready(&self) -> bool {
+        !self.ended && !self.buf.is_empty() && self.buf.len() >= self.need as usize
+    }
+
+    /// Stream offset of the first byte held.
+    pub(crate) fn base(&self) -> u64 {
+        self.base
+    }
+
+    pub(crate) fn marks(&self) -> &Marks {
+        &self.marks
+    }
+
+    /// Stream offset just past the bytes held.
+    pub(crate) fn end_offset(&self) -> u64 {
+        self.base + self.buf.len() as u64
+    }
+
+    /// The input of a batched call whose bytes end at stream offset `end`:
+    /// first drops what an earlier answer asked to skip (the plugin drops
+    /// it from these bytes too), then everything held up to `end`.
+    pub(crate) fn input_until(&mut self, end: u64) -> usize {
+        let held_until = end.saturating_sub(self.base).min(self.buf.len() as u64) as usize;
+        if self.skip > 0 {
+            let n = self.skip.min(held_until as u64) as usize;
+            self.buf.drain(..n);
+            self.base += n as u64;
+            self.skip -= n as u64;
+            return held_until - n;
+        }
+        held_until
+    }
+
+    /// The bytes held (a call's input is a prefix of them).
+    pub(crate) fn held(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Apply the answer to a call whose input was the first `len` bytes
+    /// held: drop what the plugin consumed, and what it skipped within
+    /// them; a skip beyond them is kept for the bytes that follow. Returns
+    /// whether it made progress and what is left is worth another call.
+    pub(crate) fn consume(&mut self, res: &wit::FeedResult, len: usize) -> bool {
+        let len = len.min(self.buf.len());
+        let consumed = (res.consumed as usize).min(len);
+        let rest = len - consumed;
+        // After a switch the remaining bytes belong to the next protocol:
+        // nothing is skipped on the old one's behalf.
+        let skip = if res.switch.is_some() { 0 } else { res.skip };
+        let skipped = skip.min(rest as u64) as usize;
+        self.skip = skip - skipped as u64;
+        self.need = res.need;
+        let done = consumed + skipped;
+        self.buf.drain(..done);
+        self.base += done as u64;
+        done > 0 && res.switch.is_none() && res.error.is_none() && self.ready()
+    }
+
+    pub(crate) fn over_limit(&self, max_pending: usize) -> bool {
+        self.buf.len() > max_pending
     }
 
     fn feed_loop<B: Backend>(

@@ -20,6 +20,9 @@ use crate::{Backend, BackendFault, DissectConfig, DissectStage};
 /// (session, previous protocol, params) of one takeover.
 type Takeover = (u32, String, Vec<(String, String)>);
 
+/// One call of a recorded batch: (session, direction, kind, bytes fed).
+type Fed = (u32, Direction, wit::CallKind, Vec<u8>);
+
 #[derive(Default)]
 struct Lines {
     sessions: HashMap<u32, [u64; 2]>,
@@ -28,6 +31,8 @@ struct Lines {
     calls: usize,
     probes: usize,
     takeovers: Vec<Takeover>,
+    /// The feeds of each `run` batch, in order.
+    batches: Vec<Vec<Fed>>,
 }
 
 impl Backend for Lines {
@@ -133,6 +138,32 @@ impl Backend for Lines {
         Ok(res)
     }
 
+    fn run(
+        &mut self,
+        _: u16,
+        jobs: &[crate::Job<'_, u32>],
+        data: &[u8],
+    ) -> Vec<Result<wit::FeedResult, BackendFault>> {
+        let mut pos = 0;
+        let mut batch = Vec::new();
+        for j in jobs {
+            assert!(
+                matches!(j.kind, wit::CallKind::Feed | wit::CallKind::More),
+                "the stage batches feeds only"
+            );
+            batch.push((
+                *j.session,
+                j.dir,
+                j.kind,
+                data[pos..pos + j.len as usize].to_vec(),
+            ));
+            pos += j.len as usize;
+        }
+        assert_eq!(pos, data.len(), "the batch's data is exactly its feeds'");
+        self.batches.push(batch);
+        crate::backend::run_one_by_one(self, jobs, data)
+    }
+
     fn gap(&mut self, _: &u32, _: Direction, _: u64) -> Result<wit::FeedResult, BackendFault> {
         Ok(wit::FeedResult {
             consumed: 0,
@@ -189,6 +220,8 @@ struct Harness {
     flow: FlowInfo,
     entries: Vec<Entry>,
     offsets: [u64; 2],
+    /// Flush after every event (off: only when a test says so).
+    auto_flush: bool,
 }
 
 impl Harness {
@@ -217,15 +250,26 @@ impl Harness {
             flow,
             entries: vec![],
             offsets: [0; 2],
+            auto_flush: true,
         };
         let flow = h.flow.clone();
         h.event(FlowEvent::Open { flow: &flow });
         h
     }
 
+    /// One event, then its queued calls at once (as if each event ended a
+    /// batch window).
     fn event(&mut self, ev: FlowEvent<'_>) {
         let entries = &mut self.entries;
         self.stage.on_event(ev, &mut |e| entries.push(e));
+        if self.auto_flush {
+            self.stage.flush(&mut |e| entries.push(e));
+        }
+    }
+
+    fn flush(&mut self) {
+        let entries = &mut self.entries;
+        self.stage.flush(&mut |e| entries.push(e));
     }
 
     fn send(&mut self, dir: Direction, ts: i64, data: &[u8]) {
@@ -531,4 +575,118 @@ fn a_plugin_that_keeps_switching_is_stopped() {
     let c = h.stage.counters();
     assert_eq!(c.protocol_switches as u8, super::MAX_SWITCHES_PER_FLOW);
     assert_eq!(c.switches_unclaimed, 1);
+}
+
+fn fed(batch: &[Fed]) -> Vec<(Direction, wit::CallKind, &str)> {
+    batch
+        .iter()
+        .map(|(_, d, k, b)| (*d, *k, std::str::from_utf8(b).unwrap()))
+        .collect()
+}
+
+#[test]
+fn queued_calls_wait_for_the_flush_and_cross_in_one_batch() {
+    let mut h = Harness::new();
+    h.auto_flush = false;
+    h.send(Direction::ToServer, 1, b"a");
+    h.send(Direction::ToServer, 2, b"b\n");
+    h.send(Direction::ToClient, 3, b"A\n");
+    assert!(
+        h.stage.backend().batches.is_empty(),
+        "nothing runs before the flush"
+    );
+    assert!(h.entries.is_empty());
+    h.flush();
+    let batches = &h.stage.backend().batches;
+    assert_eq!(batches.len(), 1, "{batches:?}");
+    assert_eq!(
+        fed(&batches[0]),
+        vec![
+            (Direction::ToServer, wit::CallKind::Feed, "ab\n"),
+            (Direction::ToClient, wit::CallKind::Feed, "A\n")
+        ],
+        "one call per direction, bytes coalesced, in arrival order"
+    );
+    assert_eq!(h.lines(), vec![(s("ab"), s("A"))]);
+    // The first packet's time, not the flush's, stamps the request.
+    assert_eq!(h.entries[0].request.as_ref().unwrap().ts, Timestamp(1));
+}
+
+#[test]
+fn bytes_after_the_other_directions_call_continue_in_the_same_batch() {
+    let mut h = Harness::new();
+    h.auto_flush = false;
+    h.send(Direction::ToServer, 1, b"a\n");
+    h.send(Direction::ToClient, 2, b"A\n");
+    // A second request after the response: it cannot join the first call
+    // (the plugin would see it before the response), so it continues in a
+    // call of its own after the response's; likewise the second response.
+    h.send(Direction::ToServer, 3, b"b");
+    h.send(Direction::ToServer, 4, b"\n");
+    h.send(Direction::ToClient, 5, b"B\n");
+    h.flush();
+    let batches: Vec<_> = h.stage.backend().batches.iter().map(|b| fed(b)).collect();
+    use wit::CallKind::{Feed, More};
+    assert_eq!(
+        batches,
+        vec![vec![
+            (Direction::ToServer, Feed, "a\n"),
+            (Direction::ToClient, Feed, "A\n"),
+            (Direction::ToServer, More, "b\n"),
+            (Direction::ToClient, More, "B\n"),
+        ]]
+    );
+    assert_eq!(h.lines(), vec![(s("a"), s("A")), (s("b"), s("B"))]);
+    assert_eq!(h.entries[1].request.as_ref().unwrap().ts, Timestamp(3));
+}
+
+#[test]
+fn a_continuation_starts_with_what_the_earlier_call_left() {
+    let mut h = Harness::new();
+    h.auto_flush = false;
+    // "par" is an unfinished line: the first call leaves it, the
+    // continuation completes it with "tial\n".
+    h.send(Direction::ToServer, 1, b"a\npar");
+    h.send(Direction::ToClient, 2, b"A\n");
+    h.send(Direction::ToServer, 3, b"tial\n");
+    h.flush();
+    // The host dropped what the plugin consumed, in both calls: the next
+    // bytes are offered alone.
+    h.send(Direction::ToServer, 4, b"c\n");
+    h.flush();
+    let last = h.stage.backend().batches.last().unwrap().clone();
+    assert_eq!(
+        fed(&last),
+        vec![(Direction::ToServer, wit::CallKind::Feed, "c\n")]
+    );
+    h.close();
+    assert_eq!(
+        h.lines(),
+        vec![(s("a"), s("A")), (s("partial"), None), (s("c"), None)]
+    );
+}
+
+#[test]
+fn a_skip_asked_for_by_the_first_call_drops_the_continuations_bytes() {
+    let mut h = Harness::new();
+    h.auto_flush = false;
+    h.send(Direction::ToServer, 1, b"SKIP 5\n");
+    h.send(Direction::ToClient, 2, b"A\n");
+    // 5 bytes to drop: "12345", then a line.
+    h.send(Direction::ToServer, 3, b"12345x\n");
+    h.flush();
+    h.close();
+    let reqs: Vec<_> = h.lines().into_iter().map(|(q, _)| q).collect();
+    assert_eq!(reqs, vec![s("SKIP 5"), s("x")]);
+}
+
+#[test]
+fn close_runs_the_flows_queued_calls_before_ending_it() {
+    let mut h = Harness::new();
+    h.auto_flush = false;
+    h.send(Direction::ToServer, 1, b"a\n");
+    h.send(Direction::ToClient, 2, b"A\n");
+    h.close();
+    assert_eq!(h.lines(), vec![(s("a"), s("A"))]);
+    assert_eq!(h.stage.backend().batches.len(), 1);
 }

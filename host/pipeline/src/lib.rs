@@ -480,6 +480,10 @@ where
 {
     use crossbeam_channel::bounded;
     let (out_tx, out_rx) = bounded::<merge::ShardOutput>(threads * QUEUE_BATCHES * 2);
+    // Emptied batches go back to the reader: their buffers stay warm and
+    // are freed by the thread that allocated them, which is what the
+    // allocator is fastest at.
+    let (spare_tx, spare_rx) = bounded::<Batch>(threads * (QUEUE_BATCHES + 2));
     std::thread::scope(|scope| {
         let mut inputs = Vec::with_capacity(threads);
         let mut handles = Vec::with_capacity(threads);
@@ -487,10 +491,11 @@ where
             let (tx, rx) = bounded::<Batch>(QUEUE_BATCHES);
             inputs.push(tx);
             let out_tx = out_tx.clone();
+            let spare_tx = spare_tx.clone();
             let catalog = catalog.clone();
             handles.push(scope.spawn(move || {
                 let mut worker = ShardWorker::new(shard_cfg, make_backend, catalog, publisher);
-                for batch in rx {
+                for mut batch in rx {
                     let mut produced = Vec::new();
                     let mut watermark = None;
                     for item in &batch.items {
@@ -498,6 +503,9 @@ where
                             worker.item(item, &batch.bytes, &mut |k, e| produced.push((k, e))),
                         );
                     }
+                    batch.clear();
+                    // Full: the reader has spares enough; this one is freed.
+                    let _ = spare_tx.try_send(batch);
                     let msg = merge::ShardOutput {
                         shard,
                         entries: produced,
@@ -518,6 +526,7 @@ where
             }));
         }
         drop(out_tx);
+        drop(spare_tx);
         let collector = scope.spawn(move || {
             let mut merger = merge::Merger::new(threads);
             for msg in out_rx {
@@ -530,7 +539,10 @@ where
             .map(|_| Batch::with_capacity(BATCH_PACKETS))
             .collect();
         let send = |batches: &mut Vec<Batch>, shard: usize| {
-            let b = std::mem::replace(&mut batches[shard], Batch::with_capacity(BATCH_PACKETS));
+            let spare = spare_rx
+                .try_recv()
+                .unwrap_or_else(|_| Batch::with_capacity(BATCH_PACKETS));
+            let b = std::mem::replace(&mut batches[shard], spare);
             if !b.is_empty() {
                 let _ = inputs[shard].send(b);
             }

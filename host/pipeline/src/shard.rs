@@ -17,7 +17,7 @@ use crate::{PipelineConfig, Stage};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct OrderKey {
     pub seq: u64,
-    /// 0: packet, 1: tick, 2: end of input.
+    /// 0: packet, 1: tick, 2: end of input, 3: end of a batch window.
     pub phase: u8,
     pub flow: u64,
     pub n: u64,
@@ -70,7 +70,9 @@ impl Batch {
     pub(crate) fn with_capacity(packets: usize) -> Self {
         Batch {
             items: Vec::with_capacity(packets),
-            bytes: Vec::with_capacity(packets * 512),
+            // A typical packet's payload; a batch of jumbo frames grows once
+            // and keeps its size when recycled.
+            bytes: Vec::with_capacity(packets * 1536),
         }
     }
 
@@ -92,12 +94,27 @@ impl Batch {
         self.items.len()
     }
 
+    /// Empty, keeping the allocations.
+    pub(crate) fn clear(&mut self) {
+        self.items.clear();
+        self.bytes.clear();
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
 }
 
 pub(crate) type Out<'a> = dyn FnMut(OrderKey, Entry) + 'a;
+
+/// Packets per batch window: the dissect stage's queued calls run when a
+/// shard first sees a packet of a later window. Windows are cut by the
+/// global packet sequence, so a flow's calls are batched alike whichever
+/// shard it lands in, and the output is the same for any shard count.
+const WINDOW_PACKETS: u64 = 64;
+
+/// Phase of the entries a window's batch finished.
+const PHASE_WINDOW: u8 = 3;
 
 pub(crate) struct ShardWorker<B: Backend> {
     flows: FlowTable,
@@ -109,6 +126,8 @@ pub(crate) struct ShardWorker<B: Backend> {
     /// Both present only when someone reads live stats.
     recent: Option<RecentFlows>,
     publisher: Option<ShardPublisher>,
+    /// First sequence number of the next batch window.
+    window_end: u64,
 }
 
 impl<B: Backend> ShardWorker<B> {
@@ -127,15 +146,14 @@ impl<B: Backend> ShardWorker<B> {
                 .as_ref()
                 .map(|_| RecentFlows::new(RECENT_FLOWS_PER_SHARD)),
             publisher,
+            window_end: 0,
         }
     }
 
     pub(crate) fn packet(&mut self, pkt: &Packet<'_>, seq: u64, out: &mut Out<'_>) {
         let mut n = 0u64;
-        let dissect = &mut self.dissect;
-        let recent = &mut self.recent;
         if self.stop_after < Stage::Dissect {
-            match recent {
+            match &mut self.recent {
                 None => self.flows.process(pkt, seq, &mut |_| {}),
                 Some(r) => {
                     self.flows.process(pkt, seq, &mut |ev| r.on_event(&ev));
@@ -144,6 +162,14 @@ impl<B: Backend> ShardWorker<B> {
             }
             return;
         }
+        if seq >= self.window_end {
+            if self.window_end > 0 {
+                self.flush_window(self.window_end - 1, PHASE_WINDOW, out);
+            }
+            self.window_end = (seq / WINDOW_PACKETS + 1) * WINDOW_PACKETS;
+        }
+        let dissect = &mut self.dissect;
+        let recent = &mut self.recent;
         self.flows.process(pkt, seq, &mut |ev| {
             if let Some(r) = recent.as_mut() {
                 r.on_event(&ev);
@@ -166,12 +192,49 @@ impl<B: Backend> ShardWorker<B> {
         }
     }
 
+    /// Run the dissect stage's queued calls; their entries leave sorted,
+    /// keyed as finished by event (`seq`, `phase`).
+    fn flush_window(&mut self, seq: u64, phase: u8, out: &mut Out<'_>) {
+        self.flush_into_sorted(seq, phase);
+        self.sorted.sort_by_key(|(k, _)| *k);
+        for (k, e) in self.sorted.drain(..) {
+            out(k, e);
+        }
+    }
+
+    fn flush_into_sorted(&mut self, seq: u64, phase: u8) -> u64 {
+        let sorted = &mut self.sorted;
+        let mut n = 0u64;
+        self.dissect.flush(&mut |e: Entry| {
+            sorted.push((
+                OrderKey {
+                    seq,
+                    phase,
+                    flow: e.flow_id,
+                    n,
+                },
+                e,
+            ));
+            n += 1;
+        });
+        n
+    }
+
     fn timed(&mut self, seq: u64, phase: u8, now: Option<Timestamp>, out: &mut Out<'_>) {
         let full = self.stop_after == Stage::Dissect;
+        // Queued calls first: their bytes came before this event. Those of
+        // a window already over are its batch, keyed as such (a shard that
+        // saw every packet ran them at the window's end).
+        let mut n = 0;
+        if full {
+            if self.window_end > 0 && seq >= self.window_end {
+                self.flush_window(self.window_end - 1, PHASE_WINDOW, out);
+            }
+            n = self.flush_into_sorted(seq, phase);
+        }
         let dissect = &mut self.dissect;
         let sorted = &mut self.sorted;
         let recent = &mut self.recent;
-        let mut n = 0u64;
         let mut sink = |ev: FlowEvent<'_>| {
             if let Some(r) = recent.as_mut() {
                 r.on_event(&ev);

@@ -1,5 +1,5 @@
 //! The Wasm runtime: loads dissector plugins (WebAssembly components speaking
-//! `remora:plugin@0.4.x`) and alert plugins (see [`alert`]), and runs them with limits and fault containment.
+//! `remora:plugin@0.5.x`) and alert plugins (see [`alert`]), and runs them with limits and fault containment.
 //!
 //! * [`Runtime`] owns the wasmtime `Engine`, the `Linker` and the loaded plugins
 //!   (compiled once, cached on disk, validated). It is `Send + Sync` and shared
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceAny, ResourceTable};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -48,6 +48,7 @@ use bindings::{DissectorPlugin, DissectorPluginPre};
 /// Host-side types of the plugin contract (`remora:plugin/types`); a call's
 /// messages arrive decoded from their flat encoding ([`wire`]).
 pub mod wit {
+    pub use crate::bindings::exports::remora::plugin::dissector::CallKind;
     pub use crate::bindings::remora::plugin::host::Level;
     pub use crate::bindings::remora::plugin::types::{
         Direction, FieldDecl, FieldType, FlowInfo, PluginInfo, ProbeResult, ProtocolDecl,
@@ -61,7 +62,7 @@ use bindings::remora::plugin::types::FeedResult as RawFeedResult;
 /// The contract version this host speaks (major.minor; any patch is accepted).
 pub const WIT_PACKAGE: &str = "remora:plugin";
 const HOST_WIT_MAJOR: u64 = 0;
-const HOST_WIT_MINOR: u64 = 4;
+const HOST_WIT_MINOR: u64 = 5;
 
 /// Period of the epoch ticker: the granularity of the CPU deadline.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -823,13 +824,27 @@ pub struct SessionId {
     plugin: PluginId,
     shard: u32,
     generation: u32,
-    handle: ResourceAny,
+    /// The id the plugin's `open` returned.
+    handle: u32,
 }
 
 impl SessionId {
     pub fn plugin(&self) -> PluginId {
         self.plugin
     }
+}
+
+/// One call of a [`Shard::run`] batch.
+#[derive(Debug)]
+pub struct Call<'a> {
+    pub session: &'a SessionId,
+    pub kind: wit::CallKind,
+    pub dir: wit::Direction,
+    /// Feed: stream offset of its first byte.
+    pub base: u64,
+    /// Feed: bytes of the batch's data it takes (back to back, in order);
+    /// gap: bytes lost; end: 0.
+    pub len: u64,
 }
 
 /// Fault counts by kind.
@@ -1005,6 +1020,14 @@ fn validate_result(r: &wit::FeedResult, b: &Bounds<'_>) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Bytes of a batch's data a call takes.
+fn feed_len(kind: wit::CallKind, len: u64) -> usize {
+    match kind {
+        wit::CallKind::Feed | wit::CallKind::More => usize::try_from(len).unwrap_or(usize::MAX),
+        wit::CallKind::Gap | wit::CallKind::End => 0,
+    }
 }
 
 /// Records a fault: drops the instance (its sessions become stale),
@@ -1191,9 +1214,7 @@ impl Shard {
     /// Creates a session (one per flow).
     pub fn open(&mut self, p: PluginId, flow: &wit::FlowInfo) -> Result<SessionId, Fault> {
         let handle = self.call(p, None, |store, b| {
-            b.remora_plugin_dissector()
-                .session()
-                .call_constructor(store, flow)
+            b.remora_plugin_dissector().call_open(store, flow)
         })?;
         let slot = &mut self.slots[p.0 as usize];
         slot.sessions_open += 1;
@@ -1217,9 +1238,124 @@ impl Shard {
         let h = s.handle;
         self.call(s.plugin, Some(g), |store, b| {
             b.remora_plugin_dissector()
-                .session()
                 .call_takeover(store, h, previous, params)
         })
+    }
+
+    /// Runs a batch of calls on sessions of plugin `p` in one crossing of
+    /// the boundary. Feeds take `data` in order, back to back. Answers each
+    /// call: a call on a stale session gets `Fault::Stale` (and is not
+    /// sent); a fault of the whole batch (trap, deadline, malformed output)
+    /// is the `Err`, and every session of the instance is stale after it.
+    pub fn run(
+        &mut self,
+        p: PluginId,
+        calls: &[Call<'_>],
+        data: &[u8],
+    ) -> Result<Vec<Result<wit::FeedResult, Fault>>, Fault> {
+        let generation = self.slots[p.0 as usize].generation;
+        let mut answers: Vec<Result<wit::FeedResult, Fault>> = Vec::with_capacity(calls.len());
+        let mut sent = Vec::with_capacity(calls.len());
+        // The data of the calls sent; copied only when a stale call's bytes
+        // must be cut out.
+        let mut compact: Option<Vec<u8>> = None;
+        let mut pos = 0usize;
+        for c in calls {
+            let len = feed_len(c.kind, c.len);
+            let Some(bytes) = data.get(pos..pos.saturating_add(len)) else {
+                return Err(Fault::Malformed(format!(
+                    "batch feeds {len} bytes at offset {pos} of {} bytes of data",
+                    data.len()
+                )));
+            };
+            let start = pos;
+            pos += len;
+            let s = c.session;
+            if s.plugin != p || s.shard != self.id || s.generation != generation {
+                answers.push(Err(Fault::Stale));
+                compact.get_or_insert_with(|| data[..start].to_vec());
+                continue;
+            }
+            if let Some(kept) = &mut compact {
+                kept.extend_from_slice(bytes);
+            }
+            answers.push(Ok(wit::FeedResult::default()));
+            sent.push(bindings::exports::remora::plugin::dissector::Call {
+                session: s.handle,
+                kind: c.kind,
+                dir: c.dir,
+                base: c.base,
+                len: c.len,
+            });
+        }
+        if sent.is_empty() {
+            return Ok(answers);
+        }
+        let payload: &[u8] = compact.as_deref().unwrap_or(&data[..pos]);
+        let raw = self.call(p, Some(generation), |store, b| {
+            b.remora_plugin_dissector().call_run(store, &sent, payload)
+        })?;
+        if raw.len() != sent.len() {
+            return Err(self.fault(
+                p,
+                Fault::Malformed(format!(
+                    "{} results for a batch of {} calls",
+                    raw.len(),
+                    sent.len()
+                )),
+            ));
+        }
+        let mut raw = raw.into_iter().zip(&sent);
+        // A `more` call's input is what the direction's earlier call left
+        // plus its own bytes: bounded by every byte offered to the
+        // direction in this batch.
+        let mut offered: Vec<(u32, wit::Direction, usize)> = Vec::new();
+        for answer in answers.iter_mut().filter(|a| a.is_ok()) {
+            let (r, call) = raw.next().expect("one result per call sent");
+            let own = feed_len(call.kind, call.len);
+            let prior = offered
+                .iter_mut()
+                .find(|(s, d, _)| *s == call.session && *d == call.dir);
+            let bound = match (call.kind, prior) {
+                (wit::CallKind::More, Some(p)) => {
+                    p.2 = p.2.saturating_add(own);
+                    p.2
+                }
+                (wit::CallKind::Feed, Some(p)) => {
+                    p.2 = own;
+                    own
+                }
+                (wit::CallKind::Feed | wit::CallKind::More, None) => {
+                    offered.push((call.session, call.dir, own));
+                    own
+                }
+                (_, _) => own,
+            };
+            *answer = Ok(self.check(p, r, bound)?);
+        }
+        Ok(answers)
+    }
+
+    /// One call on its own: a batch of one.
+    fn run_one(
+        &mut self,
+        s: &SessionId,
+        kind: wit::CallKind,
+        dir: wit::Direction,
+        base: u64,
+        len: u64,
+        data: &[u8],
+    ) -> Result<wit::FeedResult, Fault> {
+        let call = Call {
+            session: s,
+            kind,
+            dir,
+            base,
+            len,
+        };
+        self.run(s.plugin, std::slice::from_ref(&call), data)?
+            .pop()
+            .expect("one answer per call")
     }
 
     /// New bytes of `dir` at stream offset `base`.
@@ -1230,14 +1366,7 @@ impl Shard {
         base: u64,
         data: &[u8],
     ) -> Result<wit::FeedResult, Fault> {
-        let g = self.session_gen(s)?;
-        let h = s.handle;
-        let r = self.call(s.plugin, Some(g), |store, b| {
-            b.remora_plugin_dissector()
-                .session()
-                .call_feed(store, h, dir, base, data)
-        })?;
-        self.check(s.plugin, r, data.len())
+        self.run_one(s, wit::CallKind::Feed, dir, base, data.len() as u64, data)
     }
 
     /// `len` bytes of `dir` were lost.
@@ -1247,35 +1376,23 @@ impl Shard {
         dir: wit::Direction,
         len: u64,
     ) -> Result<wit::FeedResult, Fault> {
-        let g = self.session_gen(s)?;
-        let h = s.handle;
-        let r = self.call(s.plugin, Some(g), |store, b| {
-            b.remora_plugin_dissector()
-                .session()
-                .call_gap(store, h, dir, len)
-        })?;
-        self.check(s.plugin, r, 0)
+        self.run_one(s, wit::CallKind::Gap, dir, 0, len, &[])
     }
 
     /// `dir` ended.
     pub fn end(&mut self, s: &SessionId, dir: wit::Direction) -> Result<wit::FeedResult, Fault> {
-        let g = self.session_gen(s)?;
-        let h = s.handle;
-        let r = self.call(s.plugin, Some(g), |store, b| {
-            b.remora_plugin_dissector()
-                .session()
-                .call_end(store, h, dir)
-        })?;
-        self.check(s.plugin, r, 0)
+        self.run_one(s, wit::CallKind::End, dir, 0, 0, &[])
     }
 
-    /// Drops the session. Stale ids and errors are ignored (a trap in the
-    /// destructor is still counted as a fault).
+    /// Ends the session. Stale ids and errors are ignored (a trap in `close`
+    /// is still counted as a fault).
     pub fn close(&mut self, s: SessionId) {
         let Ok(g) = self.session_gen(&s) else { return };
         let h = s.handle;
         if self
-            .call(s.plugin, Some(g), |store, _| h.resource_drop(store))
+            .call(s.plugin, Some(g), |store, b| {
+                b.remora_plugin_dissector().call_close(store, h)
+            })
             .is_ok()
         {
             let slot = &mut self.slots[s.plugin.0 as usize];

@@ -70,7 +70,7 @@ pub struct Message {
 }
 
 /// What a `feed`, `gap` or `end` call did, with its messages decoded.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct FeedResult {
     pub consumed: u32,
     pub skip: u64,

@@ -517,7 +517,7 @@ fn wit_version_mismatch_is_a_clear_error() {
         let err = format!("{:#}", rt.load_file(&path).unwrap_err());
         assert!(err.contains(&path.display().to_string()), "{err}");
         assert!(
-            err.contains("targets remora:plugin@0.5.0, host speaks remora:plugin@0.4.x"),
+            err.contains("targets remora:plugin@0.6.0, host speaks remora:plugin@0.5.x"),
             "{err}"
         );
         assert!(rt.plugins().is_empty());
@@ -533,7 +533,7 @@ fn a_plugin_built_for_the_0_1_contract_is_refused_by_name_and_versions() {
         let err = format!("{:#}", rt.load_file(&path).unwrap_err());
         assert!(err.contains(&path.display().to_string()), "{err}");
         assert!(
-            err.contains("targets remora:plugin@0.1.0, host speaks remora:plugin@0.4.x"),
+            err.contains("targets remora:plugin@0.1.0, host speaks remora:plugin@0.5.x"),
             "{err}"
         );
         assert!(rt.plugins().is_empty());
