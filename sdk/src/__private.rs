@@ -208,6 +208,8 @@ impl<'a> Batch<'a> {
                 s.end(dir, out);
                 crate::Progress::default()
             }
+            // Handled by `run`, which owns the session table.
+            exp::CallKind::Close => crate::Progress::default(),
         }
     }
 
@@ -270,19 +272,19 @@ impl<D: Dissector> exp::Guest for Adapter<D> {
                 calls
                     .iter()
                     .map(|c| {
-                        let s = t.get(c.session);
-                        let progress = batch.call(s, c, &mut out);
+                        let progress = if c.kind == exp::CallKind::Close {
+                            batch.forget(c.session, Direction::ToServer);
+                            batch.forget(c.session, Direction::ToClient);
+                            t.remove(c.session);
+                            crate::Progress::default()
+                        } else {
+                            batch.call(t.get(c.session), c, &mut out)
+                        };
                         feed_result(out.finish_encoded(progress))
                     })
                     .collect()
             })
         })
-    }
-
-    fn close(session: u32) {
-        // Dropped outside the borrow: a session's drop may not re-enter,
-        // but it is plugin code all the same.
-        let _gone = SESSIONS.with(|t| t.borrow_mut().remove(session));
     }
 }
 

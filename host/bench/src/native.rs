@@ -194,7 +194,8 @@ impl<D: Dissector> Backend for Native<D> {
         Ok(result(r))
     }
 
-    fn close(&mut self, s: usize) {
+    fn close(&mut self, s: &usize) {
+        let s = *s;
         if let Some(slot) = self.sessions.get_mut(s) {
             *slot = None;
             self.free.push(s);

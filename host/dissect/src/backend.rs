@@ -54,7 +54,7 @@ pub struct Job<'a, S> {
 pub(crate) fn job_bytes<S>(j: &Job<'_, S>) -> usize {
     match j.kind {
         wit::CallKind::Feed | wit::CallKind::More => usize::try_from(j.len).unwrap_or(usize::MAX),
-        wit::CallKind::Gap | wit::CallKind::End => 0,
+        wit::CallKind::Gap | wit::CallKind::End | wit::CallKind::Close => 0,
     }
 }
 
@@ -157,6 +157,11 @@ pub(crate) fn run_one_by_one<'s, B: Backend + ?Sized>(
                 }
                 b.end(j.session, j.dir)
             }
+            wit::CallKind::Close => {
+                carries.retain(|c| !std::ptr::eq(c.session, j.session));
+                b.close(j.session);
+                Ok(wit::FeedResult::default())
+            }
         };
         answers.push(answer);
     }
@@ -221,7 +226,8 @@ pub trait Backend {
         let _ = plugin;
         run_one_by_one(self, jobs, data)
     }
-    fn close(&mut self, s: Self::Session);
+    /// Ends a session (after the calls that ran on it).
+    fn close(&mut self, s: &Self::Session);
     /// Call counts and latencies, when this backend measures them
     /// ([`Metered`](crate::Metered)).
     fn meters(&self) -> Option<&crate::Meters> {
@@ -307,7 +313,7 @@ impl Backend for Shard {
         }
     }
 
-    fn close(&mut self, s: SessionId) {
+    fn close(&mut self, s: &SessionId) {
         Shard::close(self, s)
     }
 }

@@ -178,14 +178,25 @@ struct FlowDissect<S> {
     epoch: u32,
 }
 
-/// A call waiting for the next batch: it offers a flow direction's bytes
-/// up to stream offset `end`.
+/// A call waiting for the next batch.
 #[derive(Clone, Copy)]
 struct Queued {
     flow: u64,
     dir: Direction,
     epoch: u32,
+    /// Data: the direction's bytes up to this stream offset.
     end: u64,
+    op: Op,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Data,
+    /// The direction ended.
+    End,
+    /// The flow closed: its session ends and what it left unpaired is
+    /// emitted, after its earlier calls.
+    Close,
 }
 
 /// Bytes a queued direction may hold before its flow's calls run early.
@@ -428,10 +439,10 @@ impl<B: Backend> DissectStage<B> {
                     .flatten()
                     .map_or(end, |q| q.end);
                 if end > covered {
-                    self.enqueue(id, dir, end, out);
+                    self.enqueue(id, dir, end, Op::Data, out);
                 }
             }
-            (None, _) if appended.ready => self.enqueue(id, dir, end, out),
+            (None, _) if appended.ready => self.enqueue(id, dir, end, Op::Data, out),
             (None, _) => {}
         }
         // A flow that brings much within one window (a large body on
@@ -444,7 +455,7 @@ impl<B: Backend> DissectStage<B> {
         }
     }
 
-    fn enqueue(&mut self, id: u64, dir: Direction, end: u64, out: &mut EntrySink<'_>) {
+    fn enqueue(&mut self, id: u64, dir: Direction, end: u64, op: Op, out: &mut EntrySink<'_>) {
         let Some(f) = self.flows.get_mut(&id) else {
             return;
         };
@@ -456,6 +467,7 @@ impl<B: Backend> DissectStage<B> {
             dir,
             epoch: f.epoch,
             end,
+            op,
         }));
         if self.queue.len() >= MAX_QUEUED {
             self.flush(out);
@@ -504,19 +516,34 @@ impl<B: Backend> DissectStage<B> {
             }
             let mut next = Vec::new();
             let mut plugins: Vec<u16> = Vec::new();
+            // Ends and closes whose flow lost its session (or got another,
+            // by a switch) since they were queued: done without a batch.
+            let mut orphans = Vec::new();
             for q in &round {
-                if let Some(FlowDissect {
-                    state: FlowState::Dissecting { plugin, .. },
-                    ..
-                }) = self.flows.get(&q.flow)
-                {
-                    if !plugins.contains(plugin) {
-                        plugins.push(*plugin);
-                    }
+                match self.flows.get(&q.flow) {
+                    Some(FlowDissect {
+                        state: FlowState::Dissecting { plugin, .. },
+                        epoch,
+                        ..
+                    }) if *epoch == q.epoch && !plugins.contains(plugin) => plugins.push(*plugin),
+                    Some(FlowDissect {
+                        state: FlowState::Dissecting { .. },
+                        epoch,
+                        ..
+                    }) if *epoch == q.epoch => {}
+                    Some(_) if q.op != Op::Data => orphans.push(*q),
+                    _ => {}
                 }
             }
             for plugin in plugins {
                 self.run_batch(plugin, &round, &mut next, out);
+            }
+            for q in orphans {
+                match q.op {
+                    Op::End => self.end_now(q.flow, q.dir, out),
+                    Op::Close => self.close_now(q.flow, out),
+                    Op::Data => {}
+                }
             }
             round = next;
         }
@@ -525,7 +552,7 @@ impl<B: Backend> DissectStage<B> {
             if let Some(f) = self.flows.get(&q.flow) {
                 if f.epoch == q.epoch && f.queued[q.dir.index()].is_none() {
                     let end = f.dirs[q.dir.index()].end_offset();
-                    self.enqueue(q.flow, q.dir, end, out);
+                    self.enqueue(q.flow, q.dir, end, Op::Data, out);
                 }
             }
         }
@@ -559,6 +586,21 @@ impl<B: Backend> DissectStage<B> {
                     continue;
                 };
                 if *p != plugin || f.epoch != q.epoch {
+                    continue;
+                }
+                if q.op != Op::Data {
+                    let kind = match q.op {
+                        Op::End => wit::CallKind::End,
+                        _ => wit::CallKind::Close,
+                    };
+                    jobs.push(Job {
+                        session,
+                        kind,
+                        dir: q.dir,
+                        base: 0,
+                        len: 0,
+                    });
+                    sent.push((*q, true));
                     continue;
                 }
                 let st = &f.dirs[q.dir.index()];
@@ -596,12 +638,13 @@ impl<B: Backend> DissectStage<B> {
                 }
                 sent.push((Queued { end, ..*q }, true));
             }
-            // Only a direction's last call may ask for another round.
+            // Only a direction's last call may ask for another round (an
+            // end or close after it ends the direction anyway).
             for i in 0..sent.len() {
                 let (q, _) = sent[i];
                 let later = sent[i + 1..]
                     .iter()
-                    .any(|(o, _)| o.flow == q.flow && o.dir == q.dir);
+                    .any(|(o, _)| o.flow == q.flow && (o.dir == q.dir || o.op == Op::Close));
                 sent[i].1 = !later;
             }
             if jobs.is_empty() {
@@ -618,11 +661,32 @@ impl<B: Backend> DissectStage<B> {
             };
             // An earlier answer in this batch switched or dropped the plugin.
             if f.epoch != q.epoch || !matches!(f.state, FlowState::Dissecting { .. }) {
+                match q.op {
+                    Op::End => self.end_now(q.flow, q.dir, out),
+                    Op::Close => self.close_now(q.flow, out),
+                    Op::Data => {}
+                }
                 continue;
             }
             let mut outcome = stream::Outcome::default();
             match answer {
                 Err(fault) => outcome.fault = Some(fault),
+                Ok(mut res) if q.op != Op::Data => {
+                    outcome.calls = 1;
+                    outcome.messages = res.messages.len() as u64;
+                    outcome.errors = res.error.is_some() as u32;
+                    let st = &mut f.dirs[q.dir.index()];
+                    if q.op == Op::End {
+                        st.ended = true;
+                    }
+                    convert::collect(
+                        std::mem::take(&mut res.messages),
+                        &[],
+                        st.marks(),
+                        q.dir,
+                        &mut f.pairing,
+                    );
+                }
                 Ok(mut res) => {
                     outcome.calls = 1;
                     outcome.messages = res.messages.len() as u64;
@@ -646,6 +710,17 @@ impl<B: Backend> DissectStage<B> {
                         });
                     }
                 }
+            }
+            if q.op == Op::Close {
+                // The plugin ended the session, or its instance is gone
+                // (counted where that happened): nothing left to close.
+                if let Some(fault) = &outcome.fault {
+                    self.fault(plugin, fault);
+                } else {
+                    self.after_call(q.flow, plugin, outcome, out);
+                }
+                self.close_tail(q.flow, false, out);
+                continue;
             }
             self.after_call(q.flow, plugin, outcome, out);
         }
@@ -747,7 +822,7 @@ impl<B: Backend> DissectStage<B> {
         else {
             return;
         };
-        self.backend.close(session);
+        self.backend.close(&session);
         let previous = self
             .catalog
             .plugin(plugin)
@@ -769,7 +844,7 @@ impl<B: Backend> DissectStage<B> {
             match self.backend.takeover(&session, &previous, &switch.params) {
                 Ok(()) => Ok(session),
                 Err(fault) => {
-                    self.backend.close(session);
+                    self.backend.close(&session);
                     Err(fault)
                 }
             }
@@ -850,7 +925,7 @@ impl<B: Backend> DissectStage<B> {
         if let FlowState::Dissecting { session, .. } =
             std::mem::replace(&mut f.state, FlowState::Raw)
         {
-            self.backend.close(session);
+            self.backend.close(&session);
         }
         self.counters.flows_fallen_back += 1;
         self.counters.flows_raw += 1;
@@ -881,6 +956,22 @@ impl<B: Backend> DissectStage<B> {
             sel.finish_dir(dir);
             self.decide(id, out);
         }
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        let st = &mut f.dirs[dir.index()];
+        if !matches!(f.state, FlowState::Dissecting { .. }) || st.ended || st.end_queued {
+            return;
+        }
+        // Runs in the batch, after the direction's last bytes.
+        st.end_queued = true;
+        let end = st.end_offset();
+        self.enqueue(id, dir, end, Op::End, out);
+    }
+
+    /// A direction's end, at once (its flow's session changed since the
+    /// end was queued).
+    fn end_now(&mut self, id: u64, dir: Direction, out: &mut EntrySink<'_>) {
         self.flush_flow(id, out);
         self.call(id, dir, out, |st, backend, session, collect| {
             st.end(backend, session, dir, collect)
@@ -888,16 +979,37 @@ impl<B: Backend> DissectStage<B> {
     }
 
     fn close(&mut self, id: u64, out: &mut EntrySink<'_>) {
+        for dir in Direction::BOTH {
+            self.end(id, dir, out);
+        }
+        match self.flows.get(&id) {
+            None => {}
+            // The session ends in the batch, after the flow's ends.
+            Some(f) if matches!(f.state, FlowState::Dissecting { .. }) => {
+                self.enqueue(id, Direction::ToServer, 0, Op::Close, out)
+            }
+            Some(_) => self.close_tail(id, true, out),
+        }
+    }
+
+    /// A flow's close, at once.
+    fn close_now(&mut self, id: u64, out: &mut EntrySink<'_>) {
         self.flush_flow(id, out);
         for dir in Direction::BOTH {
-            let ended = self
+            let pending = self
                 .flows
                 .get(&id)
-                .is_none_or(|f| f.dirs[dir.index()].ended);
-            if !ended {
-                self.end(id, dir, out);
+                .is_some_and(|f| !f.dirs[dir.index()].ended);
+            if pending {
+                self.end_now(id, dir, out);
             }
         }
+        self.close_tail(id, true, out);
+    }
+
+    /// Emit what the flow left unpaired and forget it; `close_session`:
+    /// its session, if any, still has to be ended.
+    fn close_tail(&mut self, id: u64, close_session: bool, out: &mut EntrySink<'_>) {
         let template = match self.flows.get(&id) {
             Some(_) => self.entry_template(id),
             None => return,
@@ -907,7 +1019,8 @@ impl<B: Backend> DissectStage<B> {
         };
         f.pairing.flush(&template, &mut self.counters, out);
         match f.state {
-            FlowState::Dissecting { session, .. } => self.backend.close(session),
+            FlowState::Dissecting { session, .. } if close_session => self.backend.close(&session),
+            FlowState::Dissecting { .. } => {}
             FlowState::Probing(sel) => {
                 self.counters.flows_raw += 1;
                 self.counters.raw_bytes += sel.buffered_bytes();

@@ -228,8 +228,8 @@ impl<B: Backend> Backend for Metered<B> {
         answers
     }
 
-    fn close(&mut self, s: Self::Session) {
-        self.inner.close(s.1)
+    fn close(&mut self, s: &Self::Session) {
+        self.inner.close(&s.1)
     }
 
     fn meters(&self) -> Option<&Meters> {

@@ -69,6 +69,8 @@ pub(crate) struct DirStream {
     /// Minimum pending bytes before the next call.
     need: u32,
     pub(crate) ended: bool,
+    /// An end call is queued: bytes no longer arrive.
+    pub(crate) end_queued: bool,
     marks: Marks,
     /// Next offset for datagram flows, which have no stream offsets of their own.
     datagram_offset: u64,
@@ -96,7 +98,7 @@ impl DirStream {
         mut data: &[u8],
         max_pending: usize,
     ) -> Appended {
-        if self.ended {
+        if self.ended || self.end_queued {
             return Appended {
                 ready: false,
                 over_limit: false,

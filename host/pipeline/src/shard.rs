@@ -195,16 +195,16 @@ impl<B: Backend> ShardWorker<B> {
     /// Run the dissect stage's queued calls; their entries leave sorted,
     /// keyed as finished by event (`seq`, `phase`).
     fn flush_window(&mut self, seq: u64, phase: u8, out: &mut Out<'_>) {
-        self.flush_into_sorted(seq, phase);
+        self.flush_into_sorted(seq, phase, 0);
         self.sorted.sort_by_key(|(k, _)| *k);
         for (k, e) in self.sorted.drain(..) {
             out(k, e);
         }
     }
 
-    fn flush_into_sorted(&mut self, seq: u64, phase: u8) -> u64 {
+    /// Returns the next `n` after the entries it keyed from `n`.
+    fn flush_into_sorted(&mut self, seq: u64, phase: u8, mut n: u64) -> u64 {
         let sorted = &mut self.sorted;
-        let mut n = 0u64;
         self.dissect.flush(&mut |e: Entry| {
             sorted.push((
                 OrderKey {
@@ -230,7 +230,7 @@ impl<B: Backend> ShardWorker<B> {
             if self.window_end > 0 && seq >= self.window_end {
                 self.flush_window(self.window_end - 1, PHASE_WINDOW, out);
             }
-            n = self.flush_into_sorted(seq, phase);
+            n = self.flush_into_sorted(seq, phase, 0);
         }
         let dissect = &mut self.dissect;
         let sorted = &mut self.sorted;
@@ -257,6 +257,11 @@ impl<B: Backend> ShardWorker<B> {
         match now {
             Some(now) => self.flows.advance(now, &mut sink),
             None => self.flows.finish(&mut sink),
+        }
+        // What those events queued (ends and closes of idle flows; all of
+        // them at the end) runs now, under the same event.
+        if full {
+            self.flush_into_sorted(seq, phase, n);
         }
         self.sorted.sort_by_key(|(k, _)| *k);
         for (k, e) in self.sorted.drain(..) {

@@ -68,7 +68,7 @@ fn bench(c: &mut Criterion) {
         });
     }
     g.finish();
-    shard.close(s);
+    shard.close(&s);
 }
 
 criterion_group!(benches, bench);

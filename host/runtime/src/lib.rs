@@ -1026,7 +1026,7 @@ fn validate_result(r: &wit::FeedResult, b: &Bounds<'_>) -> Result<(), String> {
 fn feed_len(kind: wit::CallKind, len: u64) -> usize {
     match kind {
         wit::CallKind::Feed | wit::CallKind::More => usize::try_from(len).unwrap_or(usize::MAX),
-        wit::CallKind::Gap | wit::CallKind::End => 0,
+        wit::CallKind::Gap | wit::CallKind::End | wit::CallKind::Close => 0,
     }
 }
 
@@ -1331,6 +1331,10 @@ impl Shard {
                 }
                 (_, _) => own,
             };
+            if call.kind == wit::CallKind::Close {
+                let slot = &mut self.slots[p.0 as usize];
+                slot.sessions_open = slot.sessions_open.saturating_sub(1);
+            }
             *answer = Ok(self.check(p, r, bound)?);
         }
         Ok(answers)
@@ -1384,20 +1388,10 @@ impl Shard {
         self.run_one(s, wit::CallKind::End, dir, 0, 0, &[])
     }
 
-    /// Ends the session. Stale ids and errors are ignored (a trap in `close`
-    /// is still counted as a fault).
-    pub fn close(&mut self, s: SessionId) {
-        let Ok(g) = self.session_gen(&s) else { return };
-        let h = s.handle;
-        if self
-            .call(s.plugin, Some(g), |store, b| {
-                b.remora_plugin_dissector().call_close(store, h)
-            })
-            .is_ok()
-        {
-            let slot = &mut self.slots[s.plugin.0 as usize];
-            slot.sessions_open = slot.sessions_open.saturating_sub(1);
-        }
+    /// Ends the session. Stale ids and errors are ignored (a trap in the
+    /// plugin is still counted as a fault).
+    pub fn close(&mut self, s: &SessionId) {
+        let _ = self.run_one(s, wit::CallKind::Close, wit::Direction::ToServer, 0, 0, &[]);
     }
 
     /// Whether the plugin is quarantined in this shard right now.

@@ -125,7 +125,7 @@ fn random_and_truncated_input_never_faults_a_builtin_plugin() {
                             .end(&s, d)
                             .unwrap_or_else(|f| panic!("{ctx}: end: {f}"));
                     }
-                    shard.close(s);
+                    shard.close(&s);
                 }
             }
         }

@@ -177,7 +177,7 @@ fn lines_round_trip() {
             .is_empty());
         let c = &shard.counters()[0];
         assert_eq!(c.sessions_open, 1);
-        shard.close(s);
+        shard.close(&s);
         let c = &shard.counters()[0];
         assert_eq!(c.sessions_open, 0);
         assert_eq!(c.instances_created, 1);
@@ -393,9 +393,9 @@ fn malformed_output_is_a_fault_and_sessions_go_stale() {
             );
             assert_eq!(shard.gap(&other, Direction::ToServer, 1), Err(Fault::Stale));
             assert_eq!(shard.end(&other, Direction::ToClient), Err(Fault::Stale));
-            shard.close(s);
-            shard.close(other);
-            shard.close(fresh);
+            shard.close(&s);
+            shard.close(&other);
+            shard.close(&fresh);
             std::thread::sleep(Duration::from_millis(5));
         }
         let c = &shard.counters()[0];
@@ -612,4 +612,72 @@ fn default_config_pooling_engine() {
     if std::env::var_os("REMORA_EXPECT_POOLING").is_some() {
         assert!(rt.pooling());
     }
+}
+
+#[test]
+fn a_batch_runs_calls_on_many_sessions_in_one_crossing() {
+    use remora_runtime::wit::CallKind;
+    use remora_runtime::Call;
+    bounded(300, || {
+        let (rt, ids) = runtime_with(test_config(), &["remora-test-lines"]);
+        let p = ids[0];
+        let mut shard = Shard::new(rt.clone());
+        let a = shard.open(p, &flow(7777)).unwrap();
+        let b = shard.open(p, &flow(7777)).unwrap();
+        let call = |session, kind, dir, base, len| Call {
+            session,
+            kind,
+            dir,
+            base,
+            len,
+        };
+        // a: "one\npa" then, after b's call, "rt\n" continuing from "pa".
+        let data = b"one\npaxyz\nrt\n";
+        let calls = [
+            call(&a, CallKind::Feed, Direction::ToServer, 0, 6),
+            call(&b, CallKind::Feed, Direction::ToServer, 0, 4),
+            call(&a, CallKind::More, Direction::ToServer, 6, 3),
+            call(&a, CallKind::End, Direction::ToServer, 0, 0),
+            call(&b, CallKind::Close, Direction::ToServer, 0, 0),
+        ];
+        let before = shard.counters()[0].calls;
+        let answers = shard.run(p, &calls, data).unwrap();
+        assert_eq!(
+            shard.counters()[0].calls - before,
+            1,
+            "one crossing for the batch"
+        );
+        assert_eq!(answers.len(), 5);
+        let r0 = answers[0].as_ref().unwrap();
+        assert_eq!((r0.consumed, r0.messages.len()), (4, 1));
+        assert_eq!(
+            span_text(&r0.messages[0].fields[0].value, b"one\npa"),
+            "one"
+        );
+        let r1 = answers[1].as_ref().unwrap();
+        assert_eq!(span_text(&r1.messages[0].fields[0].value, b"xyz\n"), "xyz");
+        // The continuation's input is the carried "pa" then "rt\n".
+        let r2 = answers[2].as_ref().unwrap();
+        assert_eq!(r2.consumed, 5);
+        assert_eq!(r2.messages[0].start, 4);
+        assert_eq!(
+            span_text(&r2.messages[0].fields[0].value, b"part\n"),
+            "part"
+        );
+        assert!(answers[3].is_ok() && answers[4].is_ok());
+        assert_eq!(shard.counters()[0].sessions_open, 1, "b was closed");
+
+        // A session of another generation is answered stale; the rest run.
+        let other = Shard::new(rt.clone()).open(p, &flow(7777)).unwrap();
+        let calls = [
+            call(&other, CallKind::Feed, Direction::ToServer, 0, 2),
+            call(&a, CallKind::Feed, Direction::ToClient, 0, 3),
+        ];
+        let answers = shard.run(p, &calls, b"x\nok\n").unwrap();
+        assert!(matches!(answers[0], Err(Fault::Stale)), "{:?}", answers[0]);
+        let r = answers[1].as_ref().unwrap();
+        assert_eq!(span_text(&r.messages[0].fields[0].value, b"ok\n"), "ok");
+        shard.close(&a);
+        assert_eq!(shard.counters()[0].sessions_open, 0);
+    });
 }
