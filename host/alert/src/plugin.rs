@@ -403,9 +403,9 @@ fn fields(
                     Value::Bool(b) => wit::EntryValue::Boolean(*b),
                     Value::Int(i) => wit::EntryValue::Int(*i),
                     Value::Float(x) => wit::EntryValue::Float(*x),
-                    Value::Str(s) => wit::EntryValue::Str(s.clone()),
+                    Value::Str(s) => wit::EntryValue::Str(s.to_string()),
                     Value::Bytes(b) => wit::EntryValue::Bytes(b.clone()),
-                    Value::Pair(k, v) => wit::EntryValue::Pair((k.clone(), v.clone())),
+                    Value::Pair(k, v) => wit::EntryValue::Pair((k.to_string(), v.to_string())),
                 },
             })
         })

@@ -90,7 +90,7 @@ fn entry(n: u64) -> Entry {
                 ts,
                 fields: vec![Field {
                     id: 0,
-                    value: Value::Str(format!("host{n}.example.com")),
+                    value: Value::Str(format!("host{n}.example.com").into()),
                 }],
                 body: None,
             }),
@@ -122,7 +122,7 @@ fn entry(n: u64) -> Entry {
                 },
                 Field {
                     id: 1,
-                    value: Value::Str(format!("/item/{n}")),
+                    value: Value::Str(format!("/item/{n}").into()),
                 },
                 Field {
                     id: 3,

@@ -1,22 +1,22 @@
 //! Plugin output (WIT values, spans into the input) to owned entry messages.
 
 use remora_core::Direction;
-use remora_entry::{Body, Field, Message, Value};
+use remora_entry::{Body, Field, Message, Text, Value};
 use remora_runtime::wit;
 
 use crate::pairing::Pairing;
 use crate::stream::Marks;
 
-fn text(t: wit::Text, input: &[u8]) -> String {
+fn text(t: wit::Text, input: &[u8]) -> Text {
     match t {
-        wit::Text::Owned(s) => s,
+        wit::Text::Owned(s) => Text::from(s),
         wit::Text::Span(s) => {
             let start = (s.offset as usize).min(input.len());
             let end = start.saturating_add(s.len as usize).min(input.len());
             let bytes = &input[start..end];
             match std::str::from_utf8(bytes) {
-                Ok(s) => s.to_owned(),
-                Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+                Ok(s) => Text::from(s),
+                Err(_) => Text::from(String::from_utf8_lossy(bytes).as_ref()),
             }
         }
     }

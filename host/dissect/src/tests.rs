@@ -303,7 +303,7 @@ impl Harness {
     fn lines(&self) -> Vec<(Option<String>, Option<String>)> {
         let text = |m: &Option<remora_entry::Message>| {
             m.as_ref().map(|m| match m.get(0) {
-                Some(Value::Str(s)) => s.clone(),
+                Some(Value::Str(s)) => s.to_string(),
                 other => panic!("unexpected {other:?}"),
             })
         };

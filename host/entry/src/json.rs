@@ -39,9 +39,9 @@ pub(crate) fn value_json(v: &Value) -> Json {
         Value::Float(f) => serde_json::Number::from_f64(*f)
             .map(Json::Number)
             .unwrap_or(Json::Null),
-        Value::Str(s) => Json::String(s.clone()),
+        Value::Str(s) => Json::String(s.to_string()),
         Value::Bytes(b) => Json::String(base64::engine::general_purpose::STANDARD.encode(b)),
-        Value::Pair(k, v) => json!([k, v]),
+        Value::Pair(k, v) => json!([k.as_str(), v.as_str()]),
     }
 }
 

@@ -22,6 +22,12 @@ pub use vars::{entry_var, entry_vars};
 
 use remora_core::{Endpoint, Timestamp, Transport};
 
+/// A field's text. Most (header names, methods, short values) fit inline,
+/// so an entry is a few allocations rather than one per text: entries are
+/// built on shard threads and dropped elsewhere, where every freed block
+/// costs a cross-thread free.
+pub type Text = compact_str::CompactString;
+
 /// A field value as a plugin emitted it. Map members arrive as one `Pair` each,
 /// list elements as one scalar each; [`FieldType`] says how to group them.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,9 +35,9 @@ pub enum Value {
     Bool(bool),
     Int(i64),
     Float(f64),
-    Str(String),
+    Str(Text),
     Bytes(Vec<u8>),
-    Pair(String, String),
+    Pair(Text, Text),
 }
 
 #[derive(Clone, Debug, PartialEq)]

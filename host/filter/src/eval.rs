@@ -180,14 +180,14 @@ fn field_value(m: &Message, id: u16, ty: FieldType) -> Option<Value> {
                     continue;
                 };
                 any = true;
-                let key = Key::String(Arc::new(k.to_ascii_lowercase()));
+                let key = Key::String(Arc::new(k.to_ascii_lowercase().to_string()));
                 match map.get_mut(&key) {
                     Some(Value::String(prev)) => {
                         let joined = format!("{prev}, {v}");
                         *prev = Arc::new(joined);
                     }
                     _ => {
-                        map.insert(key, Value::String(Arc::new(v.clone())));
+                        map.insert(key, Value::String(Arc::new(v.to_string())));
                     }
                 }
             }
@@ -207,11 +207,11 @@ fn scalar(v: &FieldValue) -> Value {
         FieldValue::Bool(b) => Value::Bool(*b),
         FieldValue::Int(i) => Value::Int(*i),
         FieldValue::Float(f) => Value::Float(*f),
-        FieldValue::Str(s) => Value::String(Arc::new(s.clone())),
+        FieldValue::Str(s) => Value::String(Arc::new(s.to_string())),
         FieldValue::Bytes(b) => Value::Bytes(Arc::new(b.clone())),
         FieldValue::Pair(k, v) => Value::List(Arc::new(vec![
-            Value::String(Arc::new(k.clone())),
-            Value::String(Arc::new(v.clone())),
+            Value::String(Arc::new(k.to_string())),
+            Value::String(Arc::new(v.to_string())),
         ])),
     }
 }

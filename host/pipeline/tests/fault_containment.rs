@@ -93,7 +93,7 @@ fn run(rt: &Arc<Runtime>, threads: usize) -> (Vec<Entry>, Summary, Arc<Catalog>)
 fn line(e: &Entry, req: bool) -> String {
     let m = if req { &e.request } else { &e.response };
     match m.as_ref().and_then(|m| m.fields.first()).map(|f| &f.value) {
-        Some(Value::Str(s)) => s.clone(),
+        Some(Value::Str(s)) => s.to_string(),
         other => panic!("no line in {e:?}: {other:?}"),
     }
 }

@@ -93,10 +93,10 @@ fn field(id: u16, value: Value) -> Field {
     Field { id, value }
 }
 fn s(v: impl Into<String>) -> Value {
-    Value::Str(v.into())
+    Value::Str(v.into().into())
 }
 fn pair(k: &str, v: impl Into<String>) -> Value {
-    Value::Pair(k.into(), v.into())
+    Value::Pair(k.into(), v.into().into())
 }
 
 /// HTTP-like entry `n`: 3 to 5 request headers, 2 to 4 response headers,

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use remora_core::{Endpoint, Timestamp, Transport};
 use remora_entry::{
     Body, Catalog, Entry, Field, FieldSchema, FieldType, Message, PluginSchema, ProtocolSchema,
-    Value,
+    Text, Value,
 };
 
 /// Why a record could not be decoded, and where inside it.
@@ -524,7 +524,7 @@ fn decode_value_into(r: &mut Reader<'_>, tag: u8, v: &mut Value) -> Result<(), D
                 _ => {
                     let mut kb = take_string(v);
                     kb.push_str(k);
-                    *v = Value::Pair(kb, val.to_owned());
+                    *v = Value::Pair(kb, Text::from(val));
                 }
             }
         }
@@ -535,10 +535,10 @@ fn decode_value_into(r: &mut Reader<'_>, tag: u8, v: &mut Value) -> Result<(), D
 
 /// An empty string, with the capacity of a string `v` holds when it holds
 /// one, so a field whose type changed between records keeps a buffer.
-fn take_string(v: &mut Value) -> String {
+fn take_string(v: &mut Value) -> Text {
     let mut s = match v {
         Value::Str(s) | Value::Pair(s, _) => std::mem::take(s),
-        _ => String::new(),
+        _ => Text::default(),
     };
     s.clear();
     s

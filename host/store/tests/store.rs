@@ -654,9 +654,9 @@ fn shifting_shape(n: u64) -> remora_entry::Entry {
     let long = "x".repeat(300 + (n % 5) as usize * 100);
     let str_or_pair = |n: u64, s: &str| {
         if n.is_multiple_of(2) {
-            Value::Str(s.to_owned())
+            Value::Str(s.to_owned().into())
         } else {
-            Value::Pair(format!("{s}-key"), s.chars().rev().collect())
+            Value::Pair(format!("{s}-key").into(), s.chars().rev().collect())
         }
     };
     if let Some(m) = &mut e.request {
@@ -665,7 +665,7 @@ fn shifting_shape(n: u64) -> remora_entry::Entry {
         } else {
             "g".into()
         };
-        m.fields[0].value = Value::Str(first);
+        m.fields[0].value = Value::Str(first.into());
         m.fields.truncate(1 + (n % 4) as usize);
         for k in 0..(n % 7) {
             m.fields.push(Field {

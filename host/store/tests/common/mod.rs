@@ -69,7 +69,7 @@ pub fn entry(n: u64) -> Entry {
             },
             Field {
                 id: 5,
-                value: Value::Pair("host".into(), format!("svc-{}.ns", n % 13)),
+                value: Value::Pair("host".into(), format!("svc-{}.ns", n % 13).into()),
             },
             Field {
                 id: 5,
