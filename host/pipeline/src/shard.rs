@@ -116,6 +116,18 @@ const WINDOW_PACKETS: u64 = 64;
 /// Phase of the entries a window's batch finished.
 const PHASE_WINDOW: u8 = 3;
 
+/// Keys an entry that event (`seq`, `phase`) finished as its `n`-th.
+fn push_keyed(sorted: &mut Vec<(OrderKey, Entry)>, seq: u64, phase: u8, n: &mut u64, e: Entry) {
+    let key = OrderKey {
+        seq,
+        phase,
+        flow: e.flow_id,
+        n: *n,
+    };
+    sorted.push((key, e));
+    *n += 1;
+}
+
 pub(crate) struct ShardWorker<B: Backend> {
     flows: FlowTable,
     dissect: DissectStage<B>,
@@ -205,18 +217,8 @@ impl<B: Backend> ShardWorker<B> {
     /// Returns the next `n` after the entries it keyed from `n`.
     fn flush_into_sorted(&mut self, seq: u64, phase: u8, mut n: u64) -> u64 {
         let sorted = &mut self.sorted;
-        self.dissect.flush(&mut |e: Entry| {
-            sorted.push((
-                OrderKey {
-                    seq,
-                    phase,
-                    flow: e.flow_id,
-                    n,
-                },
-                e,
-            ));
-            n += 1;
-        });
+        self.dissect
+            .flush(&mut |e: Entry| push_keyed(sorted, seq, phase, &mut n, e));
         n
     }
 
@@ -241,16 +243,7 @@ impl<B: Backend> ShardWorker<B> {
             }
             if full {
                 dissect.on_event(ev, &mut |e: Entry| {
-                    sorted.push((
-                        OrderKey {
-                            seq,
-                            phase,
-                            flow: e.flow_id,
-                            n,
-                        },
-                        e,
-                    ));
-                    n += 1;
+                    push_keyed(sorted, seq, phase, &mut n, e)
                 })
             }
         };

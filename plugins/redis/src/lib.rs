@@ -524,21 +524,30 @@ fn cut_cow(s: Cow<'_, str>, max: usize) -> Cow<'_, str> {
 
 /// `s` upper-cased and cut to `max` bytes; a span when it already is upper case.
 fn upper_text(input: &Input<'_>, s: &str, max: usize) -> Text {
-    if s.bytes().any(|b| b.is_ascii_lowercase()) {
-        let mut u = s.to_ascii_uppercase();
-        truncate(&mut u, max);
-        Text::Owned(u)
-    } else {
-        input.text_of(cut(s, max))
-    }
+    cased_text(input, s, max, true)
 }
 
 /// `s` lower-cased and cut to `max` bytes; a span when it already is lower case.
 fn lower_text(input: &Input<'_>, s: &str, max: usize) -> Text {
-    if s.bytes().any(|b| b.is_ascii_uppercase()) {
-        let mut l = s.to_ascii_lowercase();
-        truncate(&mut l, max);
-        Text::Owned(l)
+    cased_text(input, s, max, false)
+}
+
+fn cased_text(input: &Input<'_>, s: &str, max: usize, upper: bool) -> Text {
+    let wrong = |b: u8| {
+        if upper {
+            b.is_ascii_lowercase()
+        } else {
+            b.is_ascii_uppercase()
+        }
+    };
+    if s.bytes().any(wrong) {
+        let mut c = if upper {
+            s.to_ascii_uppercase()
+        } else {
+            s.to_ascii_lowercase()
+        };
+        truncate(&mut c, max);
+        Text::Owned(c)
     } else {
         input.text_of(cut(s, max))
     }
