@@ -422,12 +422,17 @@ impl<B: Backend> DissectStage<B> {
             return;
         }
         let end = f.dirs[d].end_offset();
-        match (f.queued[d], f.last) {
+        // A flow that brings much within one window (a large body on
+        // loopback) has its calls run early, so that what the plugin skips
+        // is not held: bounded by the flow's own bytes, so deterministic.
+        let early = f.dirs[d].held().len() > EARLY_FLUSH_BYTES;
+        let queued = match (f.queued[d], f.last) {
             // This direction's call is the flow's latest: it takes the bytes.
             (Some(mine), Some(last)) if mine == last => {
                 if let Some(Some(q)) = self.queue.get_mut(mine as usize) {
                     q.end = end;
                 }
+                true
             }
             // The other direction's call came after this one's: these bytes
             // follow it, in a call that continues this one.
@@ -441,17 +446,16 @@ impl<B: Backend> DissectStage<B> {
                 if end > covered {
                     self.enqueue(id, dir, end, Op::Data, out);
                 }
+                true
             }
-            (None, _) if appended.ready => self.enqueue(id, dir, end, Op::Data, out),
-            (None, _) => {}
-        }
-        // A flow that brings much within one window (a large body on
-        // loopback) has its calls run early, so that what the plugin skips
-        // is not held: bounded by the flow's own bytes, so deterministic.
-        if let Some(f) = self.flows.get(&id) {
-            if f.queued[d].is_some() && f.dirs[d].held().len() > EARLY_FLUSH_BYTES {
-                self.flush_flow(id, out);
+            (None, _) if appended.ready => {
+                self.enqueue(id, dir, end, Op::Data, out);
+                true
             }
+            (None, _) => false,
+        };
+        if queued && early {
+            self.flush_flow(id, out);
         }
     }
 

@@ -110,23 +110,34 @@ impl<B: Backend> Metered<B> {
         if let Some(t) = start {
             self.meters.latency.record(t.elapsed().as_nanos() as u64);
         }
+        self.plugin(plugin).count(&r, is_error);
+        r
+    }
+
+    fn plugin(&mut self, plugin: u16) -> &mut PluginMeter {
         let i = plugin as usize;
         if self.meters.plugins.len() <= i {
             self.meters.plugins.resize(i + 1, PluginMeter::default());
         }
-        let m = &mut self.meters.plugins[i];
-        match &r {
+        &mut self.meters.plugins[i]
+    }
+}
+
+impl PluginMeter {
+    /// One answered call: a call, maybe an error; a fault counts where it
+    /// happened, not for the calls it made fail.
+    fn count<T>(&mut self, r: &Result<T, BackendFault>, is_error: impl FnOnce(&T) -> bool) {
+        match r {
             Ok(v) => {
-                m.calls += 1;
-                m.errors += u64::from(is_error(v));
+                self.calls += 1;
+                self.errors += u64::from(is_error(v));
             }
             Err(e) if !e.consequence => {
-                m.calls += 1;
-                m.faults += 1;
+                self.calls += 1;
+                self.faults += 1;
             }
             Err(_) => {}
         }
-        r
     }
 }
 
@@ -207,23 +218,9 @@ impl<B: Backend> Backend for Metered<B> {
         self.meters
             .latency
             .record(start.elapsed().as_nanos() as u64);
-        let i = plugin as usize;
-        if self.meters.plugins.len() <= i {
-            self.meters.plugins.resize(i + 1, PluginMeter::default());
-        }
-        let m = &mut self.meters.plugins[i];
+        let m = self.plugin(plugin);
         for a in &answers {
-            match a {
-                Ok(r) => {
-                    m.calls += 1;
-                    m.errors += u64::from(feed_error(r));
-                }
-                Err(e) if !e.consequence => {
-                    m.calls += 1;
-                    m.faults += 1;
-                }
-                Err(_) => {}
-            }
+            m.count(a, feed_error);
         }
         answers
     }

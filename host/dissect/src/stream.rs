@@ -191,18 +191,20 @@ impl DirStream {
         self.buf.len() > max_pending
     }
 
+    /// Offer what is held, and again while a call makes progress and leaves
+    /// enough for another (a call may stop at a message boundary, or a skip
+    /// may expose bytes it never saw).
     fn feed_loop<B: Backend>(
         &mut self,
         backend: &mut B,
         session: &B::Session,
         dir: Direction,
-        mut borrowed: Option<&[u8]>,
         out: &mut Outcome,
         collect: &mut Collect<'_>,
     ) {
         for _ in 0..MAX_CALLS_PER_EVENT {
-            let input: &[u8] = borrowed.unwrap_or(&self.buf);
-            let res = match backend.feed(session, dir, self.base, input) {
+            let len = self.buf.len();
+            let mut res = match backend.feed(session, dir, self.base, &self.buf) {
                 Ok(r) => r,
                 Err(f) => {
                     out.fault = Some(f);
@@ -214,37 +216,12 @@ impl DirStream {
             if res.error.is_some() {
                 out.errors += 1;
             }
-            collect(res.messages, input, &self.marks);
-            let consumed = (res.consumed as usize).min(input.len());
-            let rest = input.len() - consumed;
-            // After a switch the remaining bytes belong to the next protocol:
-            // nothing is skipped on the old one's behalf.
-            let skip = if res.switch.is_some() { 0 } else { res.skip };
-            let skipped = skip.min(rest as u64) as usize;
-            self.skip = skip - skipped as u64;
-            self.need = res.need;
-            let done = consumed + skipped;
-            match borrowed.take() {
-                Some(data) => {
-                    self.buf.clear();
-                    self.buf.extend_from_slice(&data[done..]);
-                }
-                None => {
-                    self.buf.drain(..done);
-                }
-            }
-            self.base += done as u64;
+            collect(std::mem::take(&mut res.messages), &self.buf, &self.marks);
+            let again = self.consume(&res, len);
             if res.switch.is_some() {
                 out.switch = res.switch;
                 return;
             }
-            // A call that made progress may have stopped at a message
-            // boundary (or a skip exposed bytes it never saw): offer the rest
-            // at once. A call that made none waits for new bytes.
-            let again = done > 0
-                && !self.buf.is_empty()
-                && self.buf.len() >= self.need as usize
-                && res.error.is_none();
             if !again {
                 return;
             }
@@ -287,7 +264,7 @@ impl DirStream {
         if self.ended || self.buf.is_empty() {
             return out;
         }
-        self.feed_loop(backend, session, dir, None, &mut out, collect);
+        self.feed_loop(backend, session, dir, &mut out, collect);
         if self.buf.len() > max_pending {
             out.over_limit = true;
         }

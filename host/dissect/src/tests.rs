@@ -262,6 +262,23 @@ impl Harness {
         }
     }
 
+    /// Calls run only at `flush`, as in the pipeline.
+    fn batched() -> Self {
+        let mut h = Self::new();
+        h.auto_flush = false;
+        h
+    }
+
+    /// Every batch the backend ran, as (direction, kind, text) per call.
+    fn batches(&self) -> Vec<Vec<(Direction, wit::CallKind, &str)>> {
+        self.stage
+            .backend()
+            .batches
+            .iter()
+            .map(|b| fed(b))
+            .collect()
+    }
+
     fn flush(&mut self) {
         let entries = &mut self.entries;
         self.stage.flush(&mut |e| entries.push(e));
@@ -581,8 +598,7 @@ fn fed(batch: &[Fed]) -> Vec<(Direction, wit::CallKind, &str)> {
 
 #[test]
 fn queued_calls_wait_for_the_flush_and_cross_in_one_batch() {
-    let mut h = Harness::new();
-    h.auto_flush = false;
+    let mut h = Harness::batched();
     h.send(Direction::ToServer, 1, b"a");
     h.send(Direction::ToServer, 2, b"b\n");
     h.send(Direction::ToClient, 3, b"A\n");
@@ -609,8 +625,7 @@ fn queued_calls_wait_for_the_flush_and_cross_in_one_batch() {
 
 #[test]
 fn bytes_after_the_other_directions_call_continue_in_the_same_batch() {
-    let mut h = Harness::new();
-    h.auto_flush = false;
+    let mut h = Harness::batched();
     h.send(Direction::ToServer, 1, b"a\n");
     h.send(Direction::ToClient, 2, b"A\n");
     // A second request after the response: it cannot join the first call
@@ -620,7 +635,7 @@ fn bytes_after_the_other_directions_call_continue_in_the_same_batch() {
     h.send(Direction::ToServer, 4, b"\n");
     h.send(Direction::ToClient, 5, b"B\n");
     h.flush();
-    let batches: Vec<_> = h.stage.backend().batches.iter().map(|b| fed(b)).collect();
+    let batches = h.batches();
     use wit::CallKind::{Feed, More};
     assert_eq!(
         batches,
@@ -637,8 +652,7 @@ fn bytes_after_the_other_directions_call_continue_in_the_same_batch() {
 
 #[test]
 fn a_continuation_starts_with_what_the_earlier_call_left() {
-    let mut h = Harness::new();
-    h.auto_flush = false;
+    let mut h = Harness::batched();
     // "par" is an unfinished line: the first call leaves it, the
     // continuation completes it with "tial\n".
     h.send(Direction::ToServer, 1, b"a\npar");
@@ -664,8 +678,7 @@ fn a_continuation_starts_with_what_the_earlier_call_left() {
 
 #[test]
 fn a_skip_asked_for_by_the_first_call_drops_the_continuations_bytes() {
-    let mut h = Harness::new();
-    h.auto_flush = false;
+    let mut h = Harness::batched();
     h.send(Direction::ToServer, 1, b"SKIP 5\n");
     h.send(Direction::ToClient, 2, b"A\n");
     // 5 bytes to drop: "12345", then a line.
@@ -678,8 +691,7 @@ fn a_skip_asked_for_by_the_first_call_drops_the_continuations_bytes() {
 
 #[test]
 fn close_runs_in_the_batch_after_the_flows_calls() {
-    let mut h = Harness::new();
-    h.auto_flush = false;
+    let mut h = Harness::batched();
     h.send(Direction::ToServer, 1, b"a\n");
     h.send(Direction::ToClient, 2, b"A\n");
     h.send(Direction::ToServer, 3, b"b\n");
@@ -687,7 +699,7 @@ fn close_runs_in_the_batch_after_the_flows_calls() {
     assert!(h.entries.is_empty(), "the close waits for the batch");
     h.flush();
     assert_eq!(h.lines(), vec![(s("a"), s("A")), (s("b"), None)]);
-    let batches: Vec<_> = h.stage.backend().batches.iter().map(|b| fed(b)).collect();
+    let batches = h.batches();
     use wit::CallKind::{Close, End, Feed, More};
     assert_eq!(
         batches,

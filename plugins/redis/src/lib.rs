@@ -1019,19 +1019,15 @@ const SUB_VERBS: [&str; 6] = [
     "sunsubscribe",
 ];
 
-const PUSH_KINDS: [&str; 9] = [
-    "subscribe",
-    "unsubscribe",
-    "psubscribe",
-    "punsubscribe",
-    "ssubscribe",
-    "sunsubscribe",
-    "message",
-    "pmessage",
-    "smessage",
-];
+/// Pushes that are not replies to a subscription verb.
+const MESSAGE_KINDS: [&str; 3] = ["message", "pmessage", "smessage"];
 
-/// The entry of `table` equal to `s` ignoring ASCII case.
+/// A push kind a subscribed client receives: a subscription verb's
+/// confirmation or a message.
+fn is_push_kind(k: &str) -> bool {
+    find_ci(&SUB_VERBS, k).is_some() || find_ci(&MESSAGE_KINDS, k).is_some()
+}
+
 fn find_ci(table: &[&'static str], s: &str) -> Option<&'static str> {
     table.iter().copied().find(|v| v.eq_ignore_ascii_case(s))
 }
@@ -1118,12 +1114,7 @@ impl Pairing {
         let pubsub = match t {
             b'>' => true,
             b'*' => {
-                self.subscribed
-                    && f.top_count >= 3
-                    && kind
-                        .as_deref()
-                        .and_then(|k| find_ci(&PUSH_KINDS, k))
-                        .is_some()
+                self.subscribed && f.top_count >= 3 && kind.as_deref().is_some_and(is_push_kind)
             }
             _ => false,
         };
