@@ -1,69 +1,288 @@
-//! Plugin output (WIT values, spans into the input) to owned entry messages.
+//! Plugin output (a call's encoded messages, spans into the input) to owned
+//! entry messages, in one pass over the encoding.
 
 use remora_core::Direction;
 use remora_entry::{Body, Field, Message, Text, Value};
-use remora_runtime::wit;
+use remora_runtime::wire::{utf8, BodyRef, Head, TextRef, ValueRef, Visit};
+use remora_runtime::wit::{self, MessageKind};
 
-use crate::pairing::Pairing;
+use crate::pairing::{value_bytes, Pairing};
 use crate::stream::Marks;
 
-fn text(t: wit::Text, input: &[u8]) -> Text {
+/// A span's text; bytes that are not UTF-8 are replaced, since the capture
+/// decides what they are, not the plugin.
+fn text(t: TextRef<'_>, input: &[u8]) -> Text {
     match t {
-        wit::Text::Owned(s) => Text::from(s),
-        wit::Text::Span(s) => {
+        TextRef::Owned(s) => Text::from(s),
+        TextRef::Span(s) => {
             let start = (s.offset as usize).min(input.len());
             let end = start.saturating_add(s.len as usize).min(input.len());
             let bytes = &input[start..end];
-            match std::str::from_utf8(bytes) {
-                Ok(s) => Text::from(s),
-                Err(_) => Text::from(String::from_utf8_lossy(bytes).as_ref()),
+            match utf8(bytes) {
+                Some(s) => Text::from(s),
+                None => Text::from(String::from_utf8_lossy(bytes).as_ref()),
             }
         }
     }
 }
 
-fn value(v: wit::Value, input: &[u8]) -> Value {
+fn value(v: ValueRef<'_>, input: &[u8]) -> Value {
     match v {
-        wit::Value::Boolean(b) => Value::Bool(b),
-        wit::Value::Int(i) => Value::Int(i),
-        wit::Value::Float(f) => Value::Float(f),
-        wit::Value::Str(t) => Value::Str(text(t, input)),
-        wit::Value::Bytes(b) => Value::Bytes(b),
-        wit::Value::Pair((k, v)) => Value::Pair(text(k, input), text(v, input)),
+        ValueRef::Boolean(b) => Value::Bool(b),
+        ValueRef::Int(i) => Value::Int(i),
+        ValueRef::Float(f) => Value::Float(f),
+        ValueRef::Str(t) => Value::Str(text(t, input)),
+        ValueRef::Bytes(b) => Value::Bytes(b.to_vec()),
+        ValueRef::Pair(k, v) => Value::Pair(text(k, input), text(v, input)),
     }
 }
 
-pub(crate) fn message(m: wit::Message, input: &[u8], marks: &Marks) -> Message {
-    Message {
-        ts: marks.at(m.start),
-        fields: m
-            .fields
-            .into_iter()
-            .map(|f| Field {
-                id: f.id,
-                value: value(f.value, input),
-            })
-            .collect(),
-        body: m.body.map(|b| Body {
-            data: b.data,
-            original_len: b.original_len,
-            truncated: b.truncated,
-            decoded_from: b.decoded_from,
-        }),
+/// Builds each message as the encoding is read and hands it to the pairing.
+struct ToPairing<'c> {
+    input: &'c [u8],
+    marks: &'c Marks,
+    dir: Direction,
+    pairing: &'c mut Pairing,
+    /// The message being read: its kind, transaction and what it has so far.
+    current: Option<(MessageKind, u64, Message)>,
+    /// What the message being read holds, for the pairing's bound.
+    held: usize,
+}
+
+impl<'a> Visit<'a> for ToPairing<'_> {
+    #[inline]
+    fn message(&mut self, head: Head) {
+        self.current = Some((
+            head.kind,
+            head.txn,
+            Message {
+                ts: self.marks.at(head.start),
+                fields: Vec::with_capacity(head.fields),
+                body: None,
+            },
+        ));
+        self.held = 0;
+    }
+
+    #[inline]
+    fn field(&mut self, id: u16, v: ValueRef<'a>) {
+        if let Some((_, _, m)) = &mut self.current {
+            let value = value(v, self.input);
+            self.held += value_bytes(&value);
+            m.fields.push(Field { id, value });
+        }
+    }
+
+    #[inline]
+    fn end(&mut self, body: Option<BodyRef<'a>>) {
+        if let Some((kind, txn, mut m)) = self.current.take() {
+            self.held += body.map_or(0, |b| b.data.len());
+            m.body = body.map(|b| Body {
+                data: b.data.to_vec(),
+                original_len: b.original_len,
+                truncated: b.truncated,
+                decoded_from: b.decoded_from.map(str::to_owned),
+            });
+            self.pairing.push(kind, txn, self.dir, m, self.held);
+        }
     }
 }
 
 /// Convert a call's messages and hand them to the flow's pairing.
 pub(crate) fn collect(
-    msgs: Vec<wit::Message>,
+    msgs: &wit::Messages,
     input: &[u8],
     marks: &Marks,
     dir: Direction,
     pairing: &mut Pairing,
 ) {
-    for m in msgs {
-        let kind = m.kind;
-        let txn = m.txn;
-        pairing.push(kind, txn, dir, message(m, input, marks));
+    if msgs.is_empty() {
+        return;
+    }
+    msgs.visit(&mut ToPairing {
+        input,
+        marks,
+        dir,
+        pairing,
+        current: None,
+        held: 0,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use remora_core::{Endpoint, Timestamp, Transport};
+    use remora_entry::Entry;
+
+    use super::*;
+    use crate::DissectCounters;
+
+    fn span(offset: usize, len: usize) -> wit::Text {
+        wit::Text::Span(wit::Span {
+            offset: offset as u32,
+            len: len as u32,
+        })
+    }
+
+    fn field(id: u16, value: wit::Value) -> wit::Field {
+        wit::Field { id, value }
+    }
+
+    fn entries_of(msgs: &wit::Messages, input: &[u8]) -> Vec<Entry> {
+        let mut pairing = Pairing::default();
+        collect(
+            msgs,
+            input,
+            &Marks::default(),
+            Direction::ToServer,
+            &mut pairing,
+        );
+        let end = Endpoint {
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 1,
+        };
+        let template = Entry {
+            id: 0,
+            flow_id: 9,
+            plugin: 0,
+            protocol: 0,
+            transport: Transport::Tcp,
+            client: end,
+            server: end,
+            request: None,
+            response: None,
+            standalone: false,
+        };
+        let mut out = Vec::new();
+        pairing.flush(&template, &mut DissectCounters::default(), &mut |e| {
+            out.push(e)
+        });
+        out
+    }
+
+    #[test]
+    fn spans_resolve_against_the_input_and_invalid_utf8_is_replaced() {
+        let long = "/a/path/longer/than/an/inline/text";
+        let input = format!("GET {long} ").into_bytes();
+        let mut input = input;
+        let bad_at = input.len();
+        input.extend_from_slice(b"\xff\xfe!");
+        let mut msgs = wit::Messages::default();
+        msgs.push(&wit::Message {
+            kind: MessageKind::Request,
+            txn: 4,
+            start: 0,
+            fields: vec![
+                field(0, wit::Value::Str(span(0, 3))),
+                field(1, wit::Value::Str(span(4, long.len()))),
+                field(2, wit::Value::Str(span(bad_at, 3))),
+                field(
+                    3,
+                    wit::Value::Pair((wit::Text::Owned("Host".into()), span(0, 3))),
+                ),
+                field(4, wit::Value::Bytes(vec![1, 2])),
+            ],
+            body: Some(wit::Body {
+                data: b"xy".to_vec(),
+                original_len: 9,
+                truncated: true,
+                decoded_from: Some("gzip".into()),
+            }),
+        });
+        msgs.push(&wit::Message {
+            kind: MessageKind::Response,
+            txn: 4,
+            start: 0,
+            fields: vec![field(5, wit::Value::Int(-2))],
+            body: None,
+        });
+        let got = entries_of(&msgs, &input);
+        assert_eq!(got.len(), 1);
+        let q = got[0].request.as_ref().expect("request");
+        assert_eq!(
+            q.fields,
+            vec![
+                Field {
+                    id: 0,
+                    value: Value::Str("GET".into())
+                },
+                Field {
+                    id: 1,
+                    value: Value::Str(long.into())
+                },
+                Field {
+                    id: 2,
+                    value: Value::Str("\u{fffd}\u{fffd}!".into())
+                },
+                Field {
+                    id: 3,
+                    value: Value::Pair("Host".into(), "GET".into())
+                },
+                Field {
+                    id: 4,
+                    value: Value::Bytes(vec![1, 2])
+                },
+            ]
+        );
+        assert_eq!(
+            q.body,
+            Some(Body {
+                data: b"xy".to_vec(),
+                original_len: 9,
+                truncated: true,
+                decoded_from: Some("gzip".into()),
+            })
+        );
+        assert_eq!(q.ts, Timestamp::default());
+        let r = got[0].response.as_ref().expect("response");
+        assert_eq!(
+            r.fields,
+            vec![Field {
+                id: 5,
+                value: Value::Int(-2)
+            }]
+        );
+        assert_eq!(r.body, None);
+    }
+
+    #[test]
+    fn unpaired_messages_count_what_they_hold_and_standalone_ones_stand_alone() {
+        let input = b"0123456789";
+        let mut msgs = wit::Messages::default();
+        msgs.push(&wit::Message {
+            kind: MessageKind::Request,
+            txn: 1,
+            start: 0,
+            fields: vec![
+                field(0, wit::Value::Str(span(0, 10))),
+                field(1, wit::Value::Boolean(true)),
+            ],
+            body: Some(wit::Body {
+                data: vec![0; 5],
+                original_len: 5,
+                truncated: false,
+                decoded_from: None,
+            }),
+        });
+        msgs.push(&wit::Message {
+            kind: MessageKind::Standalone,
+            txn: 0,
+            start: 0,
+            fields: vec![],
+            body: None,
+        });
+        let mut pairing = Pairing::default();
+        collect(
+            &msgs,
+            input,
+            &Marks::default(),
+            Direction::ToServer,
+            &mut pairing,
+        );
+        // 10 text bytes, 8 for the boolean, 5 of body
+        assert_eq!(pairing.unpaired_bytes(), 23);
+        assert_eq!(entries_of(&msgs, input).len(), 2);
     }
 }

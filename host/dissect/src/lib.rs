@@ -675,7 +675,7 @@ impl<B: Backend> DissectStage<B> {
             let mut outcome = stream::Outcome::default();
             match answer {
                 Err(fault) => outcome.fault = Some(fault),
-                Ok(mut res) if q.op != Op::Data => {
+                Ok(res) if q.op != Op::Data => {
                     outcome.calls = 1;
                     outcome.messages = res.messages.len() as u64;
                     outcome.errors = res.error.is_some() as u32;
@@ -683,22 +683,16 @@ impl<B: Backend> DissectStage<B> {
                     if q.op == Op::End {
                         st.ended = true;
                     }
-                    convert::collect(
-                        std::mem::take(&mut res.messages),
-                        &[],
-                        st.marks(),
-                        q.dir,
-                        &mut f.pairing,
-                    );
+                    convert::collect(&res.messages, &[], st.marks(), q.dir, &mut f.pairing);
                 }
-                Ok(mut res) => {
+                Ok(res) => {
                     outcome.calls = 1;
                     outcome.messages = res.messages.len() as u64;
                     outcome.errors = res.error.is_some() as u32;
                     let st = &mut f.dirs[q.dir.index()];
                     let len = st.input_until(q.end);
                     convert::collect(
-                        std::mem::take(&mut res.messages),
+                        &res.messages,
                         &st.held()[..len],
                         st.marks(),
                         q.dir,

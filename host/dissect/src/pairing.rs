@@ -17,25 +17,30 @@ enum Ready {
     },
 }
 
-/// Bytes a message holds, for the bound on what waits unpaired.
-fn held_bytes(m: &Message) -> usize {
-    let fields: usize = m
-        .fields
-        .iter()
-        .map(|f| match &f.value {
-            Value::Str(s) => s.len(),
-            Value::Bytes(b) => b.len(),
-            Value::Pair(k, v) => k.len() + v.len(),
-            _ => 8,
-        })
-        .sum();
-    fields + m.body.as_ref().map_or(0, |b| b.data.len())
+/// Bytes a field value holds, for the bound on what waits unpaired.
+#[inline]
+pub(crate) fn value_bytes(v: &Value) -> usize {
+    match v {
+        Value::Str(s) => s.len(),
+        Value::Bytes(b) => b.len(),
+        Value::Pair(k, v) => k.len() + v.len(),
+        _ => 8,
+    }
+}
+
+/// A message waiting for its partner.
+struct Waiting {
+    is_request: bool,
+    txn: u64,
+    /// What `msg` holds (see [`Pairing::push`]).
+    bytes: usize,
+    msg: Message,
 }
 
 #[derive(Default)]
 pub(crate) struct Pairing {
     /// Messages waiting for their partner, oldest first.
-    unpaired: VecDeque<(bool, u64, Message)>,
+    unpaired: VecDeque<Waiting>,
     /// What `unpaired` holds, in bytes.
     unpaired_bytes: usize,
     /// Entries finished by the last calls, in the order they finished.
@@ -43,7 +48,16 @@ pub(crate) struct Pairing {
 }
 
 impl Pairing {
-    pub(crate) fn push(&mut self, kind: MessageKind, txn: u64, dir: Direction, msg: Message) {
+    /// Takes a converted message; `bytes`: what it holds (its fields'
+    /// [`value_bytes`] and its body's data), counted while it was built.
+    pub(crate) fn push(
+        &mut self,
+        kind: MessageKind,
+        txn: u64,
+        dir: Direction,
+        msg: Message,
+        bytes: usize,
+    ) {
         let is_request = match kind {
             MessageKind::Request => true,
             MessageKind::Response => false,
@@ -63,20 +77,25 @@ impl Pairing {
         let partner = self
             .unpaired
             .iter()
-            .position(|(req, t, _)| *req != is_request && *t == txn);
+            .position(|w| w.is_request != is_request && w.txn == txn);
         match partner {
             Some(i) => {
-                let (_, _, other) = self.unpaired.remove(i).expect("index from position");
-                self.unpaired_bytes -= held_bytes(&other);
+                let other = self.unpaired.remove(i).expect("index from position");
+                self.unpaired_bytes -= other.bytes;
                 self.ready.push(if is_request {
-                    Ready::Pair(msg, other)
+                    Ready::Pair(msg, other.msg)
                 } else {
-                    Ready::Pair(other, msg)
+                    Ready::Pair(other.msg, msg)
                 });
             }
             None => {
-                self.unpaired_bytes += held_bytes(&msg);
-                self.unpaired.push_back((is_request, txn, msg));
+                self.unpaired_bytes += bytes;
+                self.unpaired.push_back(Waiting {
+                    is_request,
+                    txn,
+                    bytes,
+                    msg,
+                });
             }
         }
     }
@@ -110,12 +129,11 @@ impl Pairing {
         out(e);
     }
 
-    fn unpaired_entry(oldest: (bool, u64, Message)) -> Ready {
-        let (is_request, _, m) = oldest;
-        let (request, response) = if is_request {
-            (Some(m), None)
+    fn unpaired_entry(oldest: Waiting) -> Ready {
+        let (request, response) = if oldest.is_request {
+            (Some(oldest.msg), None)
         } else {
-            (None, Some(m))
+            (None, Some(oldest.msg))
         };
         Ready::Alone {
             request,
@@ -141,9 +159,15 @@ impl Pairing {
             || (self.unpaired_bytes > max_unpaired_bytes && !self.unpaired.is_empty())
         {
             let oldest = self.unpaired.pop_front().expect("non-empty");
-            self.unpaired_bytes -= held_bytes(&oldest.2);
+            self.unpaired_bytes -= oldest.bytes;
             Self::emit(Self::unpaired_entry(oldest), template, counters, out);
         }
+    }
+
+    /// What the messages waiting for a partner hold, in bytes.
+    #[cfg(test)]
+    pub(crate) fn unpaired_bytes(&self) -> usize {
+        self.unpaired_bytes
     }
 
     /// The flow is over: everything still waiting becomes an incomplete entry.

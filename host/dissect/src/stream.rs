@@ -56,7 +56,7 @@ pub(crate) struct Outcome {
 }
 
 /// Hands a call's messages to the pairing, with the input their spans point into.
-pub(crate) type Collect<'a> = dyn FnMut(Vec<wit::Message>, &[u8], &Marks) + 'a;
+pub(crate) type Collect<'a> = dyn FnMut(&wit::Messages, &[u8], &Marks) + 'a;
 
 #[derive(Default)]
 pub(crate) struct DirStream {
@@ -204,7 +204,7 @@ impl DirStream {
     ) {
         for _ in 0..MAX_CALLS_PER_EVENT {
             let len = self.buf.len();
-            let mut res = match backend.feed(session, dir, self.base, &self.buf) {
+            let res = match backend.feed(session, dir, self.base, &self.buf) {
                 Ok(r) => r,
                 Err(f) => {
                     out.fault = Some(f);
@@ -216,7 +216,7 @@ impl DirStream {
             if res.error.is_some() {
                 out.errors += 1;
             }
-            collect(std::mem::take(&mut res.messages), &self.buf, &self.marks);
+            collect(&res.messages, &self.buf, &self.marks);
             let again = self.consume(&res, len);
             if res.switch.is_some() {
                 out.switch = res.switch;
@@ -289,7 +289,7 @@ impl DirStream {
                 out.calls = 1;
                 out.messages = res.messages.len() as u64;
                 out.errors = res.error.is_some() as u32;
-                collect(res.messages, data, &self.marks);
+                collect(&res.messages, data, &self.marks);
             }
             Err(f) => out.fault = Some(f),
         }
@@ -322,7 +322,7 @@ impl DirStream {
                 out.calls = 1;
                 out.messages = res.messages.len() as u64;
                 out.errors = res.error.is_some() as u32;
-                collect(res.messages, &[], &self.marks);
+                collect(&res.messages, &[], &self.marks);
             }
             Err(f) => out.fault = Some(f),
         }
@@ -347,7 +347,7 @@ impl DirStream {
                 out.calls = 1;
                 out.messages = res.messages.len() as u64;
                 out.errors = res.error.is_some() as u32;
-                collect(res.messages, &[], &self.marks);
+                collect(&res.messages, &[], &self.marks);
             }
             Err(f) => out.fault = Some(f),
         }

@@ -83,7 +83,7 @@ impl Backend for Lines {
             consumed: 0,
             skip: 0,
             need: 0,
-            messages: vec![],
+            messages: wit::Messages::default(),
             error: None,
             switch: None,
         };
@@ -114,7 +114,7 @@ impl Backend for Lines {
             let counters = self.sessions.get_mut(s).unwrap();
             let txn = counters[dir.index()];
             counters[dir.index()] += 1;
-            res.messages.push(wit::Message {
+            res.messages.push(&wit::Message {
                 kind: match dir {
                     Direction::ToServer => wit::MessageKind::Request,
                     Direction::ToClient => wit::MessageKind::Response,
@@ -164,7 +164,7 @@ impl Backend for Lines {
             consumed: 0,
             skip: 0,
             need: 0,
-            messages: vec![],
+            messages: wit::Messages::default(),
             error: None,
             switch: None,
         })
@@ -175,7 +175,7 @@ impl Backend for Lines {
             consumed: 0,
             skip: 0,
             need: 0,
-            messages: vec![],
+            messages: wit::Messages::default(),
             error: None,
             switch: None,
         })

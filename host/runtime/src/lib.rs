@@ -46,7 +46,7 @@ mod bindings {
 use bindings::{DissectorPlugin, DissectorPluginPre};
 
 /// Host-side types of the plugin contract (`remora:plugin/types`); a call's
-/// messages arrive decoded from their flat encoding ([`wire`]).
+/// messages arrive in their flat encoding, checked ([`wire`]).
 pub mod wit {
     pub use crate::bindings::exports::remora::plugin::dissector::CallKind;
     pub use crate::bindings::remora::plugin::host::Level;
@@ -54,7 +54,9 @@ pub mod wit {
         Direction, FieldDecl, FieldType, FlowInfo, PluginInfo, ProbeResult, ProtocolDecl,
         ProtocolSwitch, Transport,
     };
-    pub use crate::wire::{Body, FeedResult, Field, Message, MessageKind, Span, Text, Value};
+    pub use crate::wire::{
+        Body, FeedResult, Field, Message, MessageKind, Messages, Span, Text, Value,
+    };
 }
 
 use bindings::remora::plugin::types::FeedResult as RawFeedResult;
@@ -919,32 +921,6 @@ impl fmt::Debug for Shard {
     }
 }
 
-/// Output bounds a result must respect.
-struct Bounds<'a> {
-    data_len: usize,
-    /// Bitset of declared field ids.
-    fields: &'a [u64; 1024],
-    max_messages: usize,
-    max_body: usize,
-    max_output: usize,
-}
-
-/// Checks a text and returns how many bytes the host will hold for it.
-fn check_text(t: &wit::Text, data_len: usize) -> Result<usize, String> {
-    match t {
-        wit::Text::Span(s) => {
-            if s.offset as u64 + s.len as u64 > data_len as u64 {
-                return Err(format!(
-                    "span {}+{} outside the {data_len} bytes of input",
-                    s.offset, s.len
-                ));
-            }
-            Ok(s.len as usize)
-        }
-        wit::Text::Owned(o) => Ok(o.len()),
-    }
-}
-
 /// A protocol switch's name and parameters are small handshake facts; this
 /// bounds what one switch can make the host hold.
 const MAX_SWITCH_BYTES: usize = 64 * 1024;
@@ -973,51 +949,14 @@ fn validate_switch(s: &wit::ProtocolSwitch) -> Result<(), String> {
     Ok(())
 }
 
-fn validate_result(r: &wit::FeedResult, b: &Bounds<'_>) -> Result<(), String> {
-    if r.consumed as usize > b.data_len {
-        return Err(format!("consumed {} of {} bytes", r.consumed, b.data_len));
+/// What a result says beyond its messages (checked by
+/// [`wire::Messages::check`]): how much it consumed, where it switches to.
+fn validate_result(r: &wit::FeedResult, data_len: usize) -> Result<(), String> {
+    if r.consumed as usize > data_len {
+        return Err(format!("consumed {} of {} bytes", r.consumed, data_len));
     }
     if let Some(s) = &r.switch {
         validate_switch(s)?;
-    }
-    if r.messages.len() > b.max_messages {
-        return Err(format!(
-            "{} messages in one call (cap {})",
-            r.messages.len(),
-            b.max_messages
-        ));
-    }
-    // What the host will hold from this call once spans are resolved: bounded,
-    // so that a plugin cannot make pairing buffers grow without bound.
-    let mut output = 0usize;
-    for m in &r.messages {
-        for f in &m.fields {
-            if b.fields[(f.id >> 6) as usize] & (1 << (f.id & 63)) == 0 {
-                return Err(format!("undeclared field id {}", f.id));
-            }
-            output += match &f.value {
-                wit::Value::Str(t) => check_text(t, b.data_len)?,
-                wit::Value::Pair((k, v)) => check_text(k, b.data_len)? + check_text(v, b.data_len)?,
-                wit::Value::Bytes(v) => v.len(),
-                _ => 8,
-            };
-        }
-        if let Some(body) = &m.body {
-            if body.data.len() > b.max_body {
-                return Err(format!(
-                    "body of {} bytes (cap {})",
-                    body.data.len(),
-                    b.max_body
-                ));
-            }
-            output += body.data.len();
-        }
-    }
-    if output > b.max_output {
-        return Err(format!(
-            "{output} bytes of output in one call (cap {})",
-            b.max_output
-        ));
     }
     Ok(())
 }
@@ -1159,7 +1098,14 @@ impl Shard {
         raw: RawFeedResult,
         data_len: usize,
     ) -> Result<wit::FeedResult, Fault> {
-        let messages = match wire::decode(&raw.messages, self.rt.cfg.max_messages_per_call) {
+        let limits = wire::Limits {
+            data_len,
+            fields: &self.rt.loaded[p.0 as usize].fields,
+            max_messages: self.rt.cfg.max_messages_per_call,
+            max_body: self.rt.cfg.max_body_bytes,
+            max_output: self.rt.cfg.max_output_bytes,
+        };
+        let messages = match wire::Messages::check(raw.messages, &limits) {
             Ok(m) => m,
             Err(m) => return Err(self.fault(p, Fault::Malformed(m))),
         };
@@ -1171,14 +1117,7 @@ impl Shard {
             error: raw.error,
             switch: raw.switch,
         };
-        let b = Bounds {
-            data_len,
-            fields: &self.rt.loaded[p.0 as usize].fields,
-            max_messages: self.rt.cfg.max_messages_per_call,
-            max_body: self.rt.cfg.max_body_bytes,
-            max_output: self.rt.cfg.max_output_bytes,
-        };
-        match validate_result(&r, &b) {
+        match validate_result(&r, data_len) {
             Ok(()) => Ok(r),
             Err(m) => Err(self.fault(p, Fault::Malformed(m))),
         }
@@ -1478,66 +1417,28 @@ mod tests {
 
     #[test]
     fn result_validation() {
-        let mut fields = Box::new([0u64; 1024]);
-        fields[0] = 1 << 3;
-        let msg = |id: u16, value: Value| Message {
-            kind: MessageKind::Request,
-            txn: 0,
-            start: 0,
-            fields: vec![Field { id, value }],
-            body: None,
-        };
-        let span = |offset, len| Text::Span(Span { offset, len });
-        let res = |consumed, messages| FeedResult {
+        let res = |consumed, switch| FeedResult {
             consumed,
             skip: 0,
             need: 0,
-            messages,
+            messages: Messages::default(),
             error: None,
-            switch: None,
+            switch,
         };
-        let check = |r: &FeedResult, n: usize| {
-            let b = Bounds {
-                data_len: 10,
-                fields: &fields,
-                max_messages: n,
-                max_body: 4,
-                max_output: 40,
-            };
-            validate_result(r, &b)
+        assert!(validate_result(&res(10, None), 10).is_ok());
+        assert_eq!(
+            validate_result(&res(11, None), 10).unwrap_err(),
+            "consumed 11 of 10 bytes"
+        );
+        let empty = ProtocolSwitch {
+            protocol: String::new(),
+            to_server: 0,
+            to_client: 0,
+            params: vec![],
         };
-        assert!(check(&res(10, vec![msg(3, Value::Str(span(2, 8)))]), 9).is_ok());
-        assert!(check(&res(11, vec![]), 9)
+        assert!(validate_result(&res(0, Some(empty)), 10)
             .unwrap_err()
-            .contains("consumed 11 of 10"));
-        assert!(check(&res(0, vec![msg(3, Value::Str(span(u32::MAX, 2)))]), 9).is_err());
-        assert!(check(
-            &res(0, vec![msg(3, Value::Pair((span(0, 1), span(9, 2))))]),
-            9
-        )
-        .is_err());
-        assert!(check(&res(0, vec![msg(4, Value::Int(1))]), 9)
-            .unwrap_err()
-            .contains("undeclared"));
-        assert!(check(&res(0, vec![msg(3, Value::Int(1)); 3]), 2)
-            .unwrap_err()
-            .contains("3 messages"));
-        let mut m = msg(3, Value::Boolean(true));
-        m.body = Some(Body {
-            data: vec![0; 5],
-            original_len: 5,
-            truncated: false,
-            decoded_from: None,
-        });
-        assert!(check(&res(0, vec![m]), 9)
-            .unwrap_err()
-            .contains("body of 5 bytes"));
-        // many small messages add up past the per-call output cap
-        let owned = Value::Str(Text::Owned("0123456789".into()));
-        assert!(check(&res(0, vec![msg(3, owned.clone()); 4]), 9).is_ok());
-        assert!(check(&res(0, vec![msg(3, owned); 5]), 9)
-            .unwrap_err()
-            .contains("bytes of output"));
+            .contains("empty protocol"));
     }
 
     #[test]

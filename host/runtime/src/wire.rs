@@ -1,12 +1,16 @@
-//! The messages of a `feed-result`, decoded from the contract's flat encoding
-//! (`wit/plugin.wit`, `feed-result.messages`) into host values.
+//! The messages of a `feed-result` in the contract's flat encoding
+//! (`wit/plugin.wit`, `feed-result.messages`).
 //!
 //! Plugins return a call's messages as one byte list rather than nested WIT
 //! records: lifting nested lists of records and strings field by field was
-//! the largest cost of the boundary. Decoding checks the structure only (tags,
-//! lengths, UTF-8 of owned text); what the values mean (declared ids, spans
-//! within the input, sizes) is checked afterwards like any other output.
-//! [`encode`] is the inverse, for host-side tests and native benchmarks.
+//! the largest cost of the boundary. The host keeps that list as it came
+//! ([`Messages`]): [`Messages::check`] walks it once, checking the structure
+//! (tags, lengths, UTF-8 of owned text) and what the values may hold
+//! (declared ids, spans within the input, sizes) without allocating;
+//! consumers then read it with [`Messages::visit`] straight into their own
+//! values, resolving spans against the input they hold, with no owned copy
+//! in between. [`Message`] and its parts are the owned form, for [`encode`]
+//! (host-side tests, native benchmarks) and tests.
 
 /// A range of the `data` passed to the current `feed` call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,13 +73,13 @@ pub struct Message {
     pub body: Option<Body>,
 }
 
-/// What a `feed`, `gap` or `end` call did, with its messages decoded.
+/// What a `feed`, `gap` or `end` call did.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FeedResult {
     pub consumed: u32,
     pub skip: u64,
     pub need: u32,
-    pub messages: Vec<Message>,
+    pub messages: Messages,
     pub error: Option<String>,
     pub switch: Option<crate::wit::ProtocolSwitch>,
 }
@@ -93,11 +97,82 @@ const TEXT_SPAN: u8 = 0;
 const TEXT_OWNED: u8 = 1;
 
 /// The smallest encoded field (id and a boolean): bounds what a declared
-/// field count may make the decoder reserve.
+/// field count may make a reader reserve.
 const MIN_FIELD_BYTES: usize = 4;
 
-/// Why an encoding could not be read; formatted only when it happens, so
-/// the hot path carries a small value instead of a `String`.
+/// What a call's messages may hold: checked by [`Messages::check`].
+#[derive(Clone, Copy, Debug)]
+pub struct Limits<'a> {
+    /// Input bytes the call's spans may point into.
+    pub data_len: usize,
+    /// Bitset of declared field ids.
+    pub fields: &'a [u64; 1024],
+    pub max_messages: usize,
+    pub max_body: usize,
+    /// Bytes of fields and bodies the host will hold once spans are resolved.
+    pub max_output: usize,
+}
+
+/// A call's messages, still in the contract's encoding. Made by
+/// [`Messages::check`] from a plugin's output (or by encoding owned
+/// [`Message`]s), so reading them cannot fail.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Messages {
+    bytes: Vec<u8>,
+    count: usize,
+}
+
+/// Text, either located in the current input (`Span`) or carried in the
+/// encoding.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TextRef<'a> {
+    Span(Span),
+    Owned(&'a str),
+}
+
+/// A field's value as [`Messages::visit`] hands it out.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ValueRef<'a> {
+    Boolean(bool),
+    Int(i64),
+    Float(f64),
+    Str(TextRef<'a>),
+    Bytes(&'a [u8]),
+    Pair(TextRef<'a>, TextRef<'a>),
+}
+
+/// A message body as [`Messages::visit`] hands it out.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BodyRef<'a> {
+    pub data: &'a [u8],
+    pub original_len: u64,
+    pub truncated: bool,
+    pub decoded_from: Option<&'a str>,
+}
+
+/// What precedes a message's fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub kind: MessageKind,
+    pub txn: u64,
+    /// Stream offset of the message's first byte.
+    pub start: u64,
+    /// How many fields follow; bounded by the bytes that carry them.
+    pub fields: usize,
+}
+
+/// Receives a call's messages in order: for each, `message`, then one
+/// `field` per field, then `end`.
+pub trait Visit<'a> {
+    fn message(&mut self, head: Head);
+    fn field(&mut self, id: u16, value: ValueRef<'a>);
+    /// The message is complete; `body` is what it kept of its body.
+    fn end(&mut self, body: Option<BodyRef<'a>>);
+}
+
+/// Why an encoding could not be read or breaks a [`Limits`]; formatted only
+/// when it happens, so the hot path carries a small value instead of a
+/// `String`.
 #[derive(Clone, Copy, Debug)]
 enum Bad {
     Truncated {
@@ -119,6 +194,24 @@ enum Bad {
         at: usize,
         left: usize,
     },
+    TooMany {
+        cap: usize,
+    },
+    Undeclared {
+        id: u16,
+    },
+    Span {
+        span: Span,
+        data_len: usize,
+    },
+    Body {
+        len: usize,
+        cap: usize,
+    },
+    Output {
+        bytes: usize,
+        cap: usize,
+    },
 }
 
 impl Bad {
@@ -136,8 +229,32 @@ impl Bad {
             Bad::Fields { count, at, left } => format!(
                 "messages encoding: {count} fields at offset {at} cannot fit in the {left} bytes left"
             ),
+            Bad::TooMany { cap } => {
+                format!("more than {cap} messages in one call (cap {cap})")
+            }
+            Bad::Undeclared { id } => format!("undeclared field id {id}"),
+            Bad::Span { span, data_len } => format!(
+                "span {}+{} outside the {data_len} bytes of input",
+                span.offset, span.len
+            ),
+            Bad::Body { len, cap } => format!("body of {len} bytes (cap {cap})"),
+            Bad::Output { bytes, cap } => {
+                format!("{bytes} bytes of output in one call (cap {cap})")
+            }
         }
     }
+}
+
+/// `b` as text if it is UTF-8. Plugin texts are short and almost always
+/// ASCII, where one ASCII test costs several times less than general
+/// validation.
+#[inline]
+pub fn utf8(b: &[u8]) -> Option<&str> {
+    if b.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8.
+        return Some(unsafe { std::str::from_utf8_unchecked(b) });
+    }
+    std::str::from_utf8(b).ok()
 }
 
 struct Reader<'a> {
@@ -162,10 +279,14 @@ impl<'a> Reader<'a> {
     }
     #[inline]
     fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], Bad> {
-        match self.bytes.get(self.pos..self.pos + N) {
+        match self
+            .bytes
+            .get(self.pos..)
+            .and_then(|r| r.first_chunk::<N>())
+        {
             Some(s) => {
                 self.pos += N;
-                Ok(s.try_into().expect("N bytes"))
+                Ok(*s)
             }
             None => Err(Bad::Truncated {
                 what,
@@ -213,25 +334,23 @@ impl<'a> Reader<'a> {
         let n = self.u32(what)? as usize;
         self.take(n, what)
     }
-    fn string(&mut self, what: &'static str) -> Result<String, Bad> {
+    #[inline]
+    fn str(&mut self, what: &'static str) -> Result<&'a str, Bad> {
         let at = self.pos;
         let b = self.bytes(what)?;
-        match std::str::from_utf8(b) {
-            Ok(s) => Ok(s.to_owned()),
-            Err(_) => Err(Bad::Utf8 { what, at }),
-        }
+        utf8(b).ok_or(Bad::Utf8 { what, at })
     }
     #[inline]
-    fn text(&mut self) -> Result<Text, Bad> {
+    fn text(&mut self) -> Result<TextRef<'a>, Bad> {
         match self.u8("text tag")? {
             TEXT_SPAN => {
                 let [a, b, c, d, e, f, g, h] = self.array::<8>("span")?;
-                Ok(Text::Span(Span {
+                Ok(TextRef::Span(Span {
                     offset: u32::from_le_bytes([a, b, c, d]),
                     len: u32::from_le_bytes([e, f, g, h]),
                 }))
             }
-            TEXT_OWNED => Ok(Text::Owned(self.string("owned text")?)),
+            TEXT_OWNED => Ok(TextRef::Owned(self.str("owned text")?)),
             value => Err(Bad::Tag {
                 what: "text tag",
                 value,
@@ -239,14 +358,15 @@ impl<'a> Reader<'a> {
             }),
         }
     }
-    fn value(&mut self) -> Result<Value, Bad> {
+    #[inline]
+    fn value(&mut self) -> Result<ValueRef<'a>, Bad> {
         Ok(match self.u8("value tag")? {
-            VALUE_BOOLEAN => Value::Boolean(self.flag("boolean")?),
-            VALUE_INT => Value::Int(i64::from_le_bytes(self.array("int")?)),
-            VALUE_FLOAT => Value::Float(f64::from_le_bytes(self.array("float")?)),
-            VALUE_STR => Value::Str(self.text()?),
-            VALUE_BYTES => Value::Bytes(self.bytes("bytes value")?.to_vec()),
-            VALUE_PAIR => Value::Pair((self.text()?, self.text()?)),
+            VALUE_BOOLEAN => ValueRef::Boolean(self.flag("boolean")?),
+            VALUE_INT => ValueRef::Int(i64::from_le_bytes(self.array("int")?)),
+            VALUE_FLOAT => ValueRef::Float(f64::from_le_bytes(self.array("float")?)),
+            VALUE_STR => ValueRef::Str(self.text()?),
+            VALUE_BYTES => ValueRef::Bytes(self.bytes("bytes value")?),
+            VALUE_PAIR => ValueRef::Pair(self.text()?, self.text()?),
             value => {
                 return Err(Bad::Tag {
                     what: "value tag",
@@ -256,7 +376,8 @@ impl<'a> Reader<'a> {
             }
         })
     }
-    fn message(&mut self) -> Result<Message, Bad> {
+    #[inline]
+    fn head(&mut self) -> Result<Head, Bad> {
         let at = self.pos;
         let kind = match self.u8("message kind")? {
             KIND_REQUEST => MessageKind::Request,
@@ -277,61 +398,257 @@ impl<'a> Reader<'a> {
         if count > left / MIN_FIELD_BYTES {
             return Err(Bad::Fields { count, at, left });
         }
-        let mut fields = Vec::with_capacity(count);
-        for _ in 0..count {
-            let id = u16::from_le_bytes(self.array("field id")?);
-            fields.push(Field {
-                id,
-                value: self.value()?,
-            });
-        }
-        let body = if self.flag("has-body")? {
-            let original_len = self.u64("body original length")?;
-            let truncated = self.flag("body truncated")?;
-            let decoded_from = if self.flag("has-decoded-from")? {
-                Some(self.string("body decoded-from")?)
-            } else {
-                None
-            };
-            Some(Body {
-                data: self.bytes("body data")?.to_vec(),
-                original_len,
-                truncated,
-                decoded_from,
-            })
-        } else {
-            None
-        };
-        Ok(Message {
+        Ok(Head {
             kind,
             txn,
             start,
-            fields,
-            body,
+            fields: count,
         })
+    }
+    #[inline]
+    fn body(&mut self) -> Result<Option<BodyRef<'a>>, Bad> {
+        if !self.flag("has-body")? {
+            return Ok(None);
+        }
+        let original_len = self.u64("body original length")?;
+        let truncated = self.flag("body truncated")?;
+        let decoded_from = if self.flag("has-decoded-from")? {
+            Some(self.str("body decoded-from")?)
+        } else {
+            None
+        };
+        Ok(Some(BodyRef {
+            data: self.bytes("body data")?,
+            original_len,
+            truncated,
+            decoded_from,
+        }))
     }
 }
 
-/// Decodes a call's messages. At most `max_messages` are accepted, so a
-/// plugin cannot make the host build an unbounded list from tiny messages.
-pub fn decode(bytes: &[u8], max_messages: usize) -> Result<Vec<Message>, String> {
-    if bytes.is_empty() {
-        return Ok(Vec::new());
-    }
+/// What a walk over the encoding does with each part; `Err` stops it.
+trait Step<'a> {
+    fn message(&mut self, head: Head) -> Result<(), Bad>;
+    fn field(&mut self, id: u16, value: ValueRef<'a>) -> Result<(), Bad>;
+    fn end(&mut self, body: Option<BodyRef<'a>>) -> Result<(), Bad>;
+}
+
+/// Reads every message of `bytes` in order into `step`.
+#[inline]
+fn walk<'a>(bytes: &'a [u8], step: &mut impl Step<'a>) -> Result<(), Bad> {
     let mut r = Reader { bytes, pos: 0 };
-    let mut out = Vec::new();
     while r.pos < bytes.len() {
-        if out.len() == max_messages {
-            return Err(format!(
-                "more than {max_messages} messages in one call (cap {max_messages})"
-            ));
+        let head = r.head()?;
+        step.message(head)?;
+        for _ in 0..head.fields {
+            let id = u16::from_le_bytes(r.array("field id")?);
+            step.field(id, r.value()?)?;
         }
-        match r.message() {
-            Ok(m) => out.push(m),
-            Err(bad) => return Err(bad.message(bytes.len())),
+        step.end(r.body()?)?;
+    }
+    Ok(())
+}
+
+/// The [`Limits`] as a walk's step: counts what the host would hold.
+struct Checker<'l> {
+    limits: &'l Limits<'l>,
+    count: usize,
+    output: usize,
+}
+
+impl Checker<'_> {
+    #[inline]
+    fn text(&self, t: TextRef<'_>) -> Result<usize, Bad> {
+        match t {
+            TextRef::Span(span) => {
+                if span.offset as u64 + span.len as u64 > self.limits.data_len as u64 {
+                    return Err(Bad::Span {
+                        span,
+                        data_len: self.limits.data_len,
+                    });
+                }
+                Ok(span.len as usize)
+            }
+            TextRef::Owned(s) => Ok(s.len()),
         }
     }
-    Ok(out)
+}
+
+impl<'a> Step<'a> for Checker<'_> {
+    #[inline]
+    fn message(&mut self, _: Head) -> Result<(), Bad> {
+        if self.count == self.limits.max_messages {
+            return Err(Bad::TooMany {
+                cap: self.limits.max_messages,
+            });
+        }
+        self.count += 1;
+        Ok(())
+    }
+    #[inline]
+    fn field(&mut self, id: u16, value: ValueRef<'a>) -> Result<(), Bad> {
+        if self.limits.fields[(id >> 6) as usize] & (1 << (id & 63)) == 0 {
+            return Err(Bad::Undeclared { id });
+        }
+        let held = match value {
+            ValueRef::Str(t) => self.text(t)?,
+            ValueRef::Pair(k, v) => self.text(k)? + self.text(v)?,
+            ValueRef::Bytes(b) => b.len(),
+            ValueRef::Boolean(_) | ValueRef::Int(_) | ValueRef::Float(_) => 8,
+        };
+        self.output = self.output.saturating_add(held);
+        Ok(())
+    }
+    #[inline]
+    fn end(&mut self, body: Option<BodyRef<'a>>) -> Result<(), Bad> {
+        if let Some(b) = body {
+            if b.data.len() > self.limits.max_body {
+                return Err(Bad::Body {
+                    len: b.data.len(),
+                    cap: self.limits.max_body,
+                });
+            }
+            self.output = self.output.saturating_add(b.data.len());
+        }
+        Ok(())
+    }
+}
+
+/// A [`Visit`] as a walk's step that never stops it.
+struct Visiting<'v, V>(&'v mut V);
+
+impl<'a, V: Visit<'a>> Step<'a> for Visiting<'_, V> {
+    #[inline(always)]
+    fn message(&mut self, head: Head) -> Result<(), Bad> {
+        self.0.message(head);
+        Ok(())
+    }
+    #[inline(always)]
+    fn field(&mut self, id: u16, value: ValueRef<'a>) -> Result<(), Bad> {
+        self.0.field(id, value);
+        Ok(())
+    }
+    #[inline(always)]
+    fn end(&mut self, body: Option<BodyRef<'a>>) -> Result<(), Bad> {
+        self.0.end(body);
+        Ok(())
+    }
+}
+
+/// Collects owned messages ([`Messages::to_vec`]).
+#[derive(Default)]
+struct Owned(Vec<Message>);
+
+fn owned_text(t: TextRef<'_>) -> Text {
+    match t {
+        TextRef::Span(s) => Text::Span(s),
+        TextRef::Owned(s) => Text::Owned(s.to_owned()),
+    }
+}
+
+impl<'a> Visit<'a> for Owned {
+    fn message(&mut self, head: Head) {
+        self.0.push(Message {
+            kind: head.kind,
+            txn: head.txn,
+            start: head.start,
+            fields: Vec::with_capacity(head.fields),
+            body: None,
+        });
+    }
+    fn field(&mut self, id: u16, value: ValueRef<'a>) {
+        let value = match value {
+            ValueRef::Boolean(b) => Value::Boolean(b),
+            ValueRef::Int(i) => Value::Int(i),
+            ValueRef::Float(f) => Value::Float(f),
+            ValueRef::Str(t) => Value::Str(owned_text(t)),
+            ValueRef::Bytes(b) => Value::Bytes(b.to_vec()),
+            ValueRef::Pair(k, v) => Value::Pair((owned_text(k), owned_text(v))),
+        };
+        if let Some(m) = self.0.last_mut() {
+            m.fields.push(Field { id, value });
+        }
+    }
+    fn end(&mut self, body: Option<BodyRef<'a>>) {
+        if let Some(m) = self.0.last_mut() {
+            m.body = body.map(|b| Body {
+                data: b.data.to_vec(),
+                original_len: b.original_len,
+                truncated: b.truncated,
+                decoded_from: b.decoded_from.map(str::to_owned),
+            });
+        }
+    }
+}
+
+impl Messages {
+    /// Takes a plugin's encoded messages if they are well-formed and within
+    /// `limits`; otherwise says what is wrong and where.
+    pub fn check(bytes: Vec<u8>, limits: &Limits<'_>) -> Result<Messages, String> {
+        let mut checker = Checker {
+            limits,
+            count: 0,
+            output: 0,
+        };
+        if let Err(bad) = walk(&bytes, &mut checker) {
+            return Err(bad.message(bytes.len()));
+        }
+        if checker.output > limits.max_output {
+            return Err(Bad::Output {
+                bytes: checker.output,
+                cap: limits.max_output,
+            }
+            .message(bytes.len()));
+        }
+        Ok(Messages {
+            count: checker.count,
+            bytes,
+        })
+    }
+
+    /// Hands every message to `v`, in order.
+    pub fn visit<'a>(&'a self, v: &mut impl Visit<'a>) {
+        let read = walk(&self.bytes, &mut Visiting(v));
+        // Only well-formed encodings are ever held (checked or encoded here).
+        debug_assert!(
+            read.is_ok(),
+            "{}",
+            read.err()
+                .map(|b| b.message(self.bytes.len()))
+                .unwrap_or_default()
+        );
+    }
+
+    /// Appends `m`, encoded (for tests and native backends).
+    pub fn push(&mut self, m: &Message) {
+        encode(std::slice::from_ref(m), &mut self.bytes);
+        self.count += 1;
+    }
+
+    /// Owned copies of the messages (for tests and tools).
+    pub fn to_vec(&self) -> Vec<Message> {
+        let mut out = Owned(Vec::with_capacity(self.count));
+        self.visit(&mut out);
+        out.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
+impl FromIterator<Message> for Messages {
+    fn from_iter<I: IntoIterator<Item = Message>>(iter: I) -> Self {
+        let mut out = Messages::default();
+        for m in iter {
+            out.push(&m);
+        }
+        out
+    }
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
@@ -413,6 +730,20 @@ pub fn encode(msgs: &[Message], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ALL_DECLARED: [u64; 1024] = [u64::MAX; 1024];
+
+    /// Checks with only a message cap, and reads the messages back owned.
+    fn decode(bytes: &[u8], max_messages: usize) -> Result<Vec<Message>, String> {
+        let limits = Limits {
+            data_len: 1 << 20,
+            fields: &ALL_DECLARED,
+            max_messages,
+            max_body: 1 << 20,
+            max_output: 1 << 30,
+        };
+        Messages::check(bytes.to_vec(), &limits).map(|m| m.to_vec())
+    }
 
     fn sample() -> Vec<Message> {
         vec![
@@ -552,5 +883,174 @@ mod tests {
             e.contains("4294967295 fields at offset 0 cannot fit"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn whatever_check_accepts_reads_back_whole() {
+        let mut buf = Vec::new();
+        encode(&sample(), &mut buf);
+        let limits = Limits {
+            data_len: 1 << 20,
+            fields: &ALL_DECLARED,
+            max_messages: 16,
+            max_body: 1 << 20,
+            max_output: 1 << 30,
+        };
+        let mut accepted = 0;
+        for at in 0..buf.len() {
+            for b in [0, 1, 2, 5, 7, 0x80, 0xff] {
+                let mut bad = buf.clone();
+                bad[at] = b;
+                if let Ok(m) = Messages::check(bad.clone(), &limits) {
+                    accepted += 1;
+                    // A visit of checked bytes reads all of them.
+                    let read = m.to_vec();
+                    assert_eq!(read.len(), m.len(), "byte {at} set to {b}");
+                    let mut again = Vec::new();
+                    encode(&read, &mut again);
+                    assert_eq!(again, bad, "byte {at} set to {b}");
+                }
+            }
+        }
+        assert!(accepted > 0);
+    }
+
+    fn one(id: u16, value: Value) -> Message {
+        Message {
+            kind: MessageKind::Request,
+            txn: 0,
+            start: 0,
+            fields: vec![Field { id, value }],
+            body: None,
+        }
+    }
+
+    fn span(offset: u32, len: u32) -> Text {
+        Text::Span(Span { offset, len })
+    }
+
+    /// Checks `msgs` against 10 bytes of input, field 3 declared, bodies up
+    /// to 4 bytes and 40 bytes of output.
+    fn check_limits(msgs: &[Message], max_messages: usize) -> Result<usize, String> {
+        let mut fields = [0u64; 1024];
+        fields[0] = 1 << 3;
+        let limits = Limits {
+            data_len: 10,
+            fields: &fields,
+            max_messages,
+            max_body: 4,
+            max_output: 40,
+        };
+        let mut buf = Vec::new();
+        encode(msgs, &mut buf);
+        Messages::check(buf, &limits).map(|m| m.len())
+    }
+
+    #[test]
+    fn values_are_checked_against_the_limits() {
+        assert_eq!(check_limits(&[one(3, Value::Str(span(2, 8)))], 9), Ok(1));
+        assert_eq!(
+            check_limits(&[one(3, Value::Str(span(u32::MAX, 2)))], 9).unwrap_err(),
+            "span 4294967295+2 outside the 10 bytes of input"
+        );
+        assert_eq!(
+            check_limits(&[one(3, Value::Pair((span(0, 1), span(9, 2))))], 9).unwrap_err(),
+            "span 9+2 outside the 10 bytes of input"
+        );
+        assert_eq!(
+            check_limits(&[one(4, Value::Int(1))], 9).unwrap_err(),
+            "undeclared field id 4"
+        );
+        assert_eq!(
+            check_limits(&vec![one(3, Value::Int(1)); 3], 2).unwrap_err(),
+            "more than 2 messages in one call (cap 2)"
+        );
+        let mut m = one(3, Value::Boolean(true));
+        m.body = Some(Body {
+            data: vec![0; 5],
+            original_len: 5,
+            truncated: false,
+            decoded_from: None,
+        });
+        assert_eq!(
+            check_limits(&[m], 9).unwrap_err(),
+            "body of 5 bytes (cap 4)"
+        );
+        // many small messages add up past the per-call output cap
+        let owned = one(3, Value::Str(Text::Owned("0123456789".into())));
+        assert_eq!(check_limits(&vec![owned.clone(); 4], 9), Ok(4));
+        assert_eq!(
+            check_limits(&vec![owned; 5], 9).unwrap_err(),
+            "50 bytes of output in one call (cap 40)"
+        );
+    }
+
+    /// Records what a visit hands out, borrowed.
+    #[derive(Default)]
+    struct Record<'a> {
+        heads: Vec<Head>,
+        fields: Vec<(u16, ValueRef<'a>)>,
+        bodies: Vec<Option<BodyRef<'a>>>,
+    }
+
+    impl<'a> Visit<'a> for Record<'a> {
+        fn message(&mut self, head: Head) {
+            self.heads.push(head);
+        }
+        fn field(&mut self, id: u16, value: ValueRef<'a>) {
+            self.fields.push((id, value));
+        }
+        fn end(&mut self, body: Option<BodyRef<'a>>) {
+            self.bodies.push(body);
+        }
+    }
+
+    #[test]
+    fn a_visit_borrows_texts_and_bodies_from_the_encoding() {
+        let msgs: Messages = sample().into_iter().collect();
+        assert_eq!(msgs.len(), 2);
+        let mut rec = Record::default();
+        msgs.visit(&mut rec);
+        assert_eq!(
+            rec.heads,
+            vec![
+                Head {
+                    kind: MessageKind::Request,
+                    txn: 7,
+                    start: 1 << 40,
+                    fields: 6,
+                },
+                Head {
+                    kind: MessageKind::Standalone,
+                    txn: 0,
+                    start: 0,
+                    fields: 0,
+                },
+            ]
+        );
+        assert_eq!(
+            rec.fields[1],
+            (
+                513,
+                ValueRef::Pair(
+                    TextRef::Owned("Content-Type"),
+                    TextRef::Span(Span { offset: 9, len: 0 })
+                )
+            )
+        );
+        assert_eq!(rec.fields[5], (5, ValueRef::Bytes(&[0, 255, 7])));
+        assert_eq!(
+            rec.bodies,
+            vec![
+                Some(BodyRef {
+                    data: b"{\"a\":1}",
+                    original_len: 99,
+                    truncated: true,
+                    decoded_from: Some("gzip"),
+                }),
+                None
+            ]
+        );
+        assert_eq!(msgs.to_vec(), sample());
     }
 }

@@ -130,7 +130,8 @@ fn lines_round_trip() {
         assert_eq!(r.messages.len(), 2);
         for (i, (m, text, start)) in r
             .messages
-            .iter()
+            .to_vec()
+            .into_iter()
             .zip([("hello", 100), ("world", 106)])
             .map(|(m, (t, s))| (m, t, s))
             .enumerate()
@@ -146,14 +147,21 @@ fn lines_round_trip() {
         let more = b"partial\n";
         let r = shard.feed(&s, Direction::ToServer, 112, more).unwrap();
         assert_eq!((r.consumed, r.messages.len()), (8, 1));
-        assert_eq!((r.messages[0].txn, r.messages[0].start), (2, 112));
-        assert_eq!(span_text(&r.messages[0].fields[0].value, more), "partial");
+        assert_eq!(
+            (r.messages.to_vec()[0].txn, r.messages.to_vec()[0].start),
+            (2, 112)
+        );
+        assert_eq!(
+            span_text(&r.messages.to_vec()[0].fields[0].value, more),
+            "partial"
+        );
 
         let resp = b"ok 0\nok 1\n";
         let r = shard.feed(&s, Direction::ToClient, 0, resp).unwrap();
         assert_eq!(r.consumed, 10);
         let got: Vec<_> = r
             .messages
+            .to_vec()
             .iter()
             .map(|m| (m.kind, m.txn, span_text(&m.fields[0].value, resp)))
             .collect();
@@ -651,17 +659,20 @@ fn a_batch_runs_calls_on_many_sessions_in_one_crossing() {
         let r0 = answers[0].as_ref().unwrap();
         assert_eq!((r0.consumed, r0.messages.len()), (4, 1));
         assert_eq!(
-            span_text(&r0.messages[0].fields[0].value, b"one\npa"),
+            span_text(&r0.messages.to_vec()[0].fields[0].value, b"one\npa"),
             "one"
         );
         let r1 = answers[1].as_ref().unwrap();
-        assert_eq!(span_text(&r1.messages[0].fields[0].value, b"xyz\n"), "xyz");
+        assert_eq!(
+            span_text(&r1.messages.to_vec()[0].fields[0].value, b"xyz\n"),
+            "xyz"
+        );
         // The continuation's input is the carried "pa" then "rt\n".
         let r2 = answers[2].as_ref().unwrap();
         assert_eq!(r2.consumed, 5);
-        assert_eq!(r2.messages[0].start, 4);
+        assert_eq!(r2.messages.to_vec()[0].start, 4);
         assert_eq!(
-            span_text(&r2.messages[0].fields[0].value, b"part\n"),
+            span_text(&r2.messages.to_vec()[0].fields[0].value, b"part\n"),
             "part"
         );
         assert!(answers[3].is_ok() && answers[4].is_ok());
@@ -676,7 +687,10 @@ fn a_batch_runs_calls_on_many_sessions_in_one_crossing() {
         let answers = shard.run(p, &calls, b"x\nok\n").unwrap();
         assert!(matches!(answers[0], Err(Fault::Stale)), "{:?}", answers[0]);
         let r = answers[1].as_ref().unwrap();
-        assert_eq!(span_text(&r.messages[0].fields[0].value, b"ok\n"), "ok");
+        assert_eq!(
+            span_text(&r.messages.to_vec()[0].fields[0].value, b"ok\n"),
+            "ok"
+        );
         shard.close(&a);
         assert_eq!(shard.counters()[0].sessions_open, 0);
     });
