@@ -32,7 +32,7 @@ impl OrderKey {
     };
 
     /// Everything up to and including this event has been processed.
-    fn watermark(seq: u64, phase: u8) -> Self {
+    pub(crate) fn watermark(seq: u64, phase: u8) -> Self {
         OrderKey {
             seq,
             phase,
