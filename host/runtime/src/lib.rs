@@ -22,6 +22,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use log_budget::LogBudget;
+
 use anyhow::{anyhow, bail, Context as _};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
@@ -29,6 +31,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub mod alert;
+mod log_budget;
 mod stderr;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
@@ -234,6 +237,8 @@ struct HostState {
     limiter: Limiter,
     plugin: Arc<PluginShared>,
     stderr: stderr::TracingStderr,
+    /// For the `log` import (stderr has its own).
+    log_budget: LogBudget,
 }
 
 impl WasiView for HostState {
@@ -249,7 +254,17 @@ impl bindings::remora::plugin::types::Host for HostState {}
 
 impl bindings::remora::plugin::host::Host for HostState {
     fn log(&mut self, level: wit::Level, message: String) {
+        let Some(dropped) = self.log_budget.admit(Instant::now()) else {
+            return;
+        };
         let plugin = self.plugin.name.as_str();
+        if dropped > 0 {
+            tracing::warn!(
+                plugin,
+                "{dropped} log lines dropped: over the plugin's log rate"
+            );
+        }
+        let message = log_budget::clip(&message);
         match level {
             wit::Level::Trace => tracing::trace!(plugin, "{message}"),
             wit::Level::Debug => tracing::debug!(plugin, "{message}"),
@@ -745,6 +760,7 @@ impl Runtime {
                 },
                 plugin,
                 stderr,
+                log_budget: LogBudget::default(),
             },
         );
         store.limiter(|s| &mut s.limiter);

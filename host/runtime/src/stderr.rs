@@ -1,5 +1,6 @@
 //! A plugin's stderr (where Rust std prints panic messages): forwarded to
-//! `tracing` line by line, and the last lines kept so a trap can quote them.
+//! `tracing` line by line within the plugin's log rate, and the last lines
+//! kept so a trap can quote them.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -8,13 +9,16 @@ use bytes::Bytes;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
+use crate::log_budget::{LogBudget, MAX_LINE};
+
 const KEEP_LINES: usize = 4;
-const MAX_LINE: usize = 1024;
 
 #[derive(Default)]
 struct Buf {
     partial: Vec<u8>,
     last: VecDeque<String>,
+    /// Lines forwarded to the host's log; the tail above keeps them all.
+    budget: LogBudget,
 }
 
 /// Shared between the WASI context and the host, which reads the tail after a trap.
@@ -51,7 +55,15 @@ impl TracingStderr {
                 if line.trim().is_empty() {
                     continue;
                 }
-                tracing::warn!(plugin = %self.plugin, "stderr: {line}");
+                if let Some(dropped) = b.budget.admit(std::time::Instant::now()) {
+                    if dropped > 0 {
+                        tracing::warn!(
+                            plugin = %self.plugin,
+                            "{dropped} stderr lines dropped: over the plugin's log rate"
+                        );
+                    }
+                    tracing::warn!(plugin = %self.plugin, "stderr: {line}");
+                }
                 if b.last.len() == KEEP_LINES {
                     b.last.pop_front();
                 }
