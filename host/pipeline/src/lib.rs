@@ -266,8 +266,6 @@ where
     let started = Instant::now();
     let threads = cfg.threads.max(1);
     let live = cfg.live || source.is_live();
-    let mut shard_cfg = cfg.clone();
-    shard_cfg.flow = split_limits(&cfg.flow, threads);
     let mut decoder = Decoder::new(cfg.decode);
     let entries = AtomicU64::new(0);
     let mut summary = Summary::default();
@@ -304,7 +302,7 @@ where
 
     if !sharded {
         let publisher = publishers.pop().flatten();
-        let mut worker = ShardWorker::new(&shard_cfg, &make_backend, catalog, publisher);
+        let mut worker = ShardWorker::new(cfg, &make_backend, catalog, publisher);
         let mut out = |_: OrderKey, e: Entry| numbered(e);
         let flows = cfg.stop_after >= Stage::Flows;
         loop {
@@ -339,7 +337,7 @@ where
         let (flows, dissect) = run_sharded(
             source,
             &mut reader,
-            &shard_cfg,
+            cfg,
             threads,
             &make_backend,
             catalog,
@@ -454,11 +452,12 @@ fn cancelled(cfg: &PipelineConfig) -> bool {
         .is_some_and(|c| c.load(Ordering::Relaxed))
 }
 
-/// Each shard gets an equal share of the table-wide limits.
-fn split_limits(cfg: &FlowConfig, shards: usize) -> FlowConfig {
+/// A shard's part of the table-wide limits: its share of the flows'.
+fn shard_limits(cfg: &FlowConfig, share: f64) -> FlowConfig {
+    let part = |n: usize| ((n as f64 * share).round() as usize).max(1);
     let mut c = cfg.clone();
-    c.max_flows = (cfg.max_flows / shards).max(1);
-    c.max_buffered_total = (cfg.max_buffered_total / shards).max(1);
+    c.max_flows = part(cfg.max_flows);
+    c.max_buffered_total = part(cfg.max_buffered_total);
     c
 }
 
@@ -496,6 +495,16 @@ impl Router {
         }
     }
 
+    /// The fraction of flows shard `s` gets.
+    fn share(&self, s: usize) -> f64 {
+        let local = self.local_buckets as f64 / Self::BUCKETS as f64;
+        match (self.local_buckets, s) {
+            (0, _) => 1.0 / self.threads as f64,
+            (_, 0) => local,
+            _ => (1.0 - local) / (self.threads - 1) as f64,
+        }
+    }
+
     fn shard(&self, hash: u64) -> usize {
         if self.local_buckets == 0 {
             return (hash % self.threads) as usize;
@@ -512,7 +521,7 @@ impl Router {
 fn run_sharded<S, B, F>(
     source: &mut S,
     reader: &mut Reader<'_>,
-    shard_cfg: &PipelineConfig,
+    cfg: &PipelineConfig,
     threads: usize,
     make_backend: &F,
     catalog: Arc<Catalog>,
@@ -528,6 +537,13 @@ where
 {
     use crossbeam_channel::bounded;
     let router = Router::new(threads, !reader.live);
+    // Limits are table-wide; each shard gets its share of the flows'.
+    let shard_cfgs: Vec<PipelineConfig> = (0..threads)
+        .map(|s| PipelineConfig {
+            flow: shard_limits(&cfg.flow, router.share(s)),
+            ..cfg.clone()
+        })
+        .collect();
     let (out_tx, out_rx) = bounded::<merge::ShardOutput>(threads * QUEUE_BATCHES * 2);
     // Emptied batches go back to the reader: their buffers stay warm and
     // are freed by the thread that allocated them, which is what the
@@ -538,7 +554,7 @@ where
         let mut local = (router.local_buckets > 0).then(|| {
             let publisher = publishers.next().flatten();
             LocalShard {
-                worker: ShardWorker::new(shard_cfg, make_backend, catalog.clone(), publisher),
+                worker: ShardWorker::new(&shard_cfgs[0], make_backend, catalog.clone(), publisher),
                 produced: Vec::new(),
                 items: 0,
                 watermark: None,
@@ -553,6 +569,7 @@ where
             let out_tx = out_tx.clone();
             let spare_tx = spare_tx.clone();
             let catalog = catalog.clone();
+            let shard_cfg = &shard_cfgs[shard];
             handles.push(scope.spawn(move || {
                 let mut worker = ShardWorker::new(shard_cfg, make_backend, catalog, publisher);
                 for mut batch in rx {
@@ -756,6 +773,9 @@ mod tests {
                         (true, _) => (1.0 - local_share) / (threads - 1) as f64,
                     })
                     .collect();
+                for (s, e) in expect.iter().enumerate() {
+                    assert!((router.share(s) - e).abs() < 0.001, "share of shard {s}");
+                }
                 for (s, (&c, e)) in count.iter().zip(&expect).enumerate() {
                     let got = c as f64 / flows as f64;
                     assert!(
