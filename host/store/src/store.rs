@@ -6,6 +6,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
 
 use remora_entry::{Catalog, Entry};
 
@@ -75,6 +76,10 @@ struct PendingFrame {
     header: FrameHeader,
 }
 
+/// How long a busy data-dir lock is retried, and how often.
+const LOCK_PATIENCE: Duration = Duration::from_millis(250);
+const LOCK_RETRY: Duration = Duration::from_millis(10);
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -109,12 +114,23 @@ impl Store {
             .write(true)
             .open(&lock_path)
             .map_err(not_writable)?;
-        match lock_file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(StoreError::Locked { path: dir.clone() })
+        // A lock that a store just dropped can still be held for an instant:
+        // flock belongs to the open file, and a child that this (threaded)
+        // process forks shares it until its exec closes it. So a busy lock
+        // is retried briefly before it means another process.
+        let mut waited = Duration::ZERO;
+        loop {
+            match lock_file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if waited < LOCK_PATIENCE => {
+                    std::thread::sleep(LOCK_RETRY);
+                    waited += LOCK_RETRY;
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(StoreError::Locked { path: dir.clone() })
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
         }
 
         let (catalog_log, catalogs, mut torn) = CatalogLog::open(&dir)?;
