@@ -40,7 +40,7 @@ use remora_source::{FrameSource, Next, SourceError, SourceStats};
 
 pub use recent::{FlowRecord, RECENT_FLOWS_PER_SHARD};
 pub use shard::OrderKey;
-use shard::{Batch, Item, ShardWorker};
+use shard::{Batch, Item, Out, ShardWorker};
 pub use stats::{LiveStats, ReaderStats, ShardStats, StatsSnapshot};
 
 /// How far the pipeline runs; earlier stops exist for benchmarks.
@@ -697,36 +697,34 @@ struct LocalShard<B: Backend> {
 }
 
 impl<B: Backend> LocalShard<B> {
-    fn packet(
-        &mut self,
-        pkt: &remora_core::Packet<'_>,
-        seq: u64,
-        out: &crossbeam_channel::Sender<merge::ShardOutput>,
-    ) {
-        let produced = &mut self.produced;
-        self.worker
-            .packet(pkt, seq, &mut |k, e| produced.push((k, e)));
-        self.watermark = Some(OrderKey::watermark(seq, 0));
+    fn packet(&mut self, pkt: &remora_core::Packet<'_>, seq: u64, out: &ShardSender) {
+        self.step(OrderKey::watermark(seq, 0), |w, o| w.packet(pkt, seq, o));
         self.items += 1;
         if self.items >= BATCH_PACKETS {
             self.send(out);
         }
     }
 
-    fn tick(
-        &mut self,
-        seq: u64,
-        now: Timestamp,
-        out: &crossbeam_channel::Sender<merge::ShardOutput>,
-    ) {
-        let produced = &mut self.produced;
-        self.worker
-            .tick(seq, now, &mut |k, e| produced.push((k, e)));
-        self.watermark = Some(OrderKey::watermark(seq, 1));
+    fn tick(&mut self, seq: u64, now: Timestamp, out: &ShardSender) {
+        self.step(OrderKey::watermark(seq, 1), |w, o| w.tick(seq, now, o));
         self.send(out);
     }
 
-    fn send(&mut self, out: &crossbeam_channel::Sender<merge::ShardOutput>) {
+    fn finish(mut self, out: &ShardSender) -> (FlowCounters, DissectCounters) {
+        self.step(OrderKey::END, |w, o| w.finish(o));
+        self.send(out);
+        self.worker.counters()
+    }
+
+    /// Runs one event on the worker, keeping what it finished; afterwards
+    /// the shard has got as far as `watermark`.
+    fn step(&mut self, watermark: OrderKey, event: impl FnOnce(&mut ShardWorker<B>, &mut Out<'_>)) {
+        let produced = &mut self.produced;
+        event(&mut self.worker, &mut |k, e| produced.push((k, e)));
+        self.watermark = Some(watermark);
+    }
+
+    fn send(&mut self, out: &ShardSender) {
         self.items = 0;
         let _ = out.send(merge::ShardOutput {
             shard: 0,
@@ -734,18 +732,9 @@ impl<B: Backend> LocalShard<B> {
             watermark: self.watermark,
         });
     }
-
-    fn finish(
-        mut self,
-        out: &crossbeam_channel::Sender<merge::ShardOutput>,
-    ) -> (FlowCounters, DissectCounters) {
-        let produced = &mut self.produced;
-        self.worker.finish(&mut |k, e| produced.push((k, e)));
-        self.watermark = Some(OrderKey::END);
-        self.send(out);
-        self.worker.counters()
-    }
 }
+
+type ShardSender = crossbeam_channel::Sender<merge::ShardOutput>;
 
 #[cfg(test)]
 mod tests {
