@@ -9,7 +9,7 @@ use std::sync::Arc;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use remora_dissect::catalog_from_runtime;
-use remora_entry::{entry_to_json, TableWriter};
+use remora_entry::{write_jsonl, TableWriter};
 use remora_filter::{Filter, Variables};
 use remora_pipeline::{PipelineConfig, Progress, Summary};
 use remora_runtime::Shard;
@@ -146,6 +146,7 @@ pub(crate) fn run(cli: &Cli, args: &ReadArgs) -> anyhow::Result<ExitCode> {
         BufWriter::with_capacity(1 << 16, io::stdout()),
         terminal_width(),
     );
+    let mut line = Vec::with_capacity(8 << 10);
     let mut sink = move |e: remora_entry::Entry| {
         if pipe_flag.load(Ordering::Relaxed)
             || filter
@@ -158,10 +159,9 @@ pub(crate) fn run(cli: &Cli, args: &ReadArgs) -> anyhow::Result<ExitCode> {
             Format::Count => Ok(()),
             Format::Table => table.write(&sink_catalog, &e),
             Format::Jsonl => {
-                let out = table.get_mut();
-                serde_json::to_writer(&mut *out, &entry_to_json(&sink_catalog, &e))
-                    .map_err(io::Error::from)
-                    .and_then(|_| out.write_all(b"\n"))
+                line.clear();
+                write_jsonl(&sink_catalog, &e, &mut line);
+                table.get_mut().write_all(&line)
             }
         };
         if let Err(err) = res {

@@ -10,22 +10,49 @@ use remora_core::{Endpoint, Timestamp};
 
 /// `2026-11-25T18:14:03.123456Z`
 pub fn rfc3339_micros(ts: Timestamp) -> String {
+    let mut out = Vec::with_capacity(27);
+    write_rfc3339_micros(&mut out, ts);
+    // Digits, punctuation and the ASCII fallback below only.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`rfc3339_micros`] appended to `out`, without formatting machinery: the
+/// JSONL writer prints four per entry.
+pub(crate) fn write_rfc3339_micros(out: &mut Vec<u8>, ts: Timestamp) {
     let us = ts.micros();
     let secs = us.div_euclid(1_000_000);
     let frac = us.rem_euclid(1_000_000);
-    match time::OffsetDateTime::from_unix_timestamp(secs) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-            t.year(),
-            t.month() as u8,
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            frac
-        ),
-        Err(_) => format!("invalid-time({us})"),
+    let Ok(t) = time::OffsetDateTime::from_unix_timestamp(secs) else {
+        out.extend_from_slice(format!("invalid-time({us})").as_bytes());
+        return;
+    };
+    let year = t.year();
+    // `{:04}` counts a sign in the width: -5 is "-005".
+    if year < 0 {
+        out.push(b'-');
     }
+    padded(out, year.unsigned_abs(), if year < 0 { 3 } else { 4 });
+    out.push(b'-');
+    padded(out, t.month() as u32, 2);
+    out.push(b'-');
+    padded(out, t.day().into(), 2);
+    out.push(b'T');
+    padded(out, t.hour().into(), 2);
+    out.push(b':');
+    padded(out, t.minute().into(), 2);
+    out.push(b':');
+    padded(out, t.second().into(), 2);
+    out.push(b'.');
+    padded(out, frac as u32, 6);
+    out.push(b'Z');
+}
+
+/// `n` zero-padded to `width`, wider when it needs more digits (`{:0width$}`).
+fn padded(out: &mut Vec<u8>, n: u32, width: usize) {
+    let mut buf = itoa::Buffer::new();
+    let n = buf.format(n).as_bytes();
+    out.extend(std::iter::repeat_n(b'0', width.saturating_sub(n.len())));
+    out.extend_from_slice(n);
 }
 
 pub(crate) fn endpoint_json(e: &Endpoint) -> Json {

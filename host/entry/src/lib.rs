@@ -12,11 +12,13 @@
 mod catalog;
 mod grouping;
 mod json;
+mod jsonl;
 mod table;
 mod vars;
 
 pub use catalog::{Catalog, FieldSchema, FieldType, PluginSchema, ProtocolSchema};
 pub use json::{body_json, entry_to_json, message_fields_json, rfc3339_micros};
+pub use jsonl::write_jsonl;
 pub use table::{render_summary, TableWriter};
 pub use vars::{entry_var, entry_vars};
 

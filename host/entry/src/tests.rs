@@ -1,4 +1,5 @@
 use super::*;
+use crate::jsonl::write_jsonl;
 use remora_core::{Endpoint, Timestamp, Transport};
 
 fn http_schema() -> PluginSchema {
@@ -189,4 +190,247 @@ fn one_variable_is_what_all_variables_say() {
     }
     assert_eq!(entry_var(&c, &e, "no_such_variable"), None);
     assert_eq!(entry_var(&c, &e, "dst.nope"), None);
+}
+
+/// A small deterministic generator (xorshift) for the JSONL equivalence test.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
+        &xs[self.below(xs.len() as u64) as usize]
+    }
+    fn text(&mut self) -> String {
+        const PIECES: &[&str] = &[
+            "a",
+            "Z",
+            "Content-Type",
+            "x",
+            " ",
+            "\"",
+            "\\",
+            "\n",
+            "\r",
+            "\t",
+            "\u{1}",
+            "\u{8}",
+            "\u{c}",
+            "\u{1f}",
+            "\u{7f}",
+            "é",
+            "中",
+            "😀",
+            "/",
+            ", ",
+            "ACCEPT",
+            "accept",
+        ];
+        (0..self.below(6)).map(|_| *self.pick(PIECES)).collect()
+    }
+}
+
+/// Field names that collide with host variables, with each other and with
+/// dotted names, to exercise which setting of a variable wins.
+fn tangled_schema() -> PluginSchema {
+    let f = |id, name: &str, ty, top_level| FieldSchema {
+        id,
+        name: name.into(),
+        ty,
+        top_level,
+        doc: String::new(),
+    };
+    PluginSchema::new(
+        "tangle".into(),
+        "0.1.0".into(),
+        vec![
+            ProtocolSchema {
+                name: "Tangle".into(),
+                flag: "tangle".into(),
+                transport: Transport::Tcp,
+                ports: vec![],
+                request_summary: String::new(),
+                response_summary: String::new(),
+            },
+            ProtocolSchema {
+                name: "Udp\"ish".into(),
+                flag: "udp".into(),
+                transport: Transport::Udp,
+                ports: vec![],
+                request_summary: String::new(),
+                response_summary: String::new(),
+            },
+        ],
+        vec![
+            f(0, "method", FieldType::Str, true),
+            f(1, "headers", FieldType::StrMap, false),
+            f(2, "status_code", FieldType::Int, true),
+            f(3, "tags", FieldType::StrList, true),
+            f(4, "ids", FieldType::IntList, true),
+            f(5, "ratio", FieldType::Float, true),
+            f(6, "blob", FieldType::Bytes, false),
+            f(7, "ok", FieldType::Bool, true),
+            f(8, "protocol", FieldType::Str, true),
+            f(9, "dup", FieldType::Str, true),
+            f(10, "dup", FieldType::Int, true),
+            f(11, "request.method", FieldType::Str, true),
+            f(12, "params", FieldType::StrMap, true),
+            f(13, "id", FieldType::Int, true),
+            f(14, "tcp", FieldType::Bool, true),
+            f(15, "", FieldType::Str, true),
+        ],
+    )
+}
+
+fn random_value(r: &mut Rng) -> Value {
+    const FLOATS: &[f64] = &[
+        0.0,
+        -0.0,
+        0.1,
+        1.0,
+        -2.5e-300,
+        1e300,
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        123456.789,
+    ];
+    match r.below(7) {
+        0 => Value::Bool(r.below(2) == 1),
+        1 => Value::Int(*r.pick(&[0, -1, 42, i64::MIN, i64::MAX]) ^ r.below(3) as i64),
+        2 => Value::Float(*r.pick(FLOATS)),
+        3 => Value::Bytes((0..r.below(9)).map(|_| r.next() as u8).collect()),
+        4 => Value::Pair(r.text().into(), r.text().into()),
+        _ => Value::Str(r.text().into()),
+    }
+}
+
+fn random_message(r: &mut Rng) -> Message {
+    let fields = (0..r.below(12))
+        .map(|_| {
+            // Mostly well-typed, sometimes not (the grouping skips those),
+            // and now and then an id the schema does not know.
+            let id = r.below(17) as u16;
+            let value = match id {
+                1 | 12 if r.below(4) > 0 => Value::Pair(r.text().into(), r.text().into()),
+                3 | 0 | 9 | 11 if r.below(4) > 0 => Value::Str(r.text().into()),
+                _ => random_value(r),
+            };
+            Field { id, value }
+        })
+        .collect();
+    let body = match r.below(4) {
+        0 => None,
+        1 => Some(Body {
+            data: (0..r.below(12)).map(|_| r.next() as u8).collect(),
+            original_len: r.next() >> r.below(64),
+            truncated: r.below(2) == 0,
+            decoded_from: None,
+        }),
+        _ => Some(Body {
+            data: r.text().into_bytes(),
+            original_len: r.below(1000),
+            truncated: r.below(2) == 0,
+            decoded_from: (r.below(2) == 0).then(|| r.text()),
+        }),
+    };
+    // Microseconds reaching years before 0 and past 9999 (not representable).
+    let span = 400_000_000_000_000_000i64;
+    let ts = (r.next() as i64 % span).wrapping_add(if r.below(8) == 0 { i64::MAX } else { 0 });
+    Message {
+        ts: Timestamp(ts),
+        fields,
+        body,
+    }
+}
+
+fn random_entry(r: &mut Rng) -> Entry {
+    let ip = |r: &mut Rng| -> std::net::IpAddr {
+        if r.below(2) == 0 {
+            std::net::Ipv4Addr::from(r.next() as u32).into()
+        } else {
+            std::net::Ipv6Addr::from(((r.next() as u128) << 64) | r.next() as u128).into()
+        }
+    };
+    let (request, response) = (
+        (r.below(4) > 0).then(|| random_message(r)),
+        (r.below(4) > 0).then(|| random_message(r)),
+    );
+    Entry {
+        id: r.next() >> r.below(64),
+        flow_id: r.next() >> r.below(64),
+        plugin: r.below(2) as u16,
+        protocol: 0,
+        transport: *r.pick(&[Transport::Tcp, Transport::Udp]),
+        client: Endpoint::new(ip(r), r.next() as u16),
+        server: Endpoint::new(ip(r), r.next() as u16),
+        request,
+        response,
+        standalone: r.below(3) == 0,
+    }
+}
+
+#[test]
+fn written_jsonl_is_byte_for_byte_the_json_value_form() {
+    let catalog = Catalog {
+        plugins: vec![http_schema(), tangled_schema()],
+    };
+    let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut out = Vec::new();
+    for i in 0..20_000 {
+        let mut e = random_entry(&mut r);
+        if e.plugin == 1 {
+            e.protocol = r.below(2) as u16;
+        }
+        out.clear();
+        write_jsonl(&catalog, &e, &mut out);
+        let mut want = serde_json::to_vec(&entry_to_json(&catalog, &e)).unwrap();
+        want.push(b'\n');
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&want),
+            "entry {i}: {e:?}"
+        );
+    }
+    // The fixed example too, with its duplicate header names.
+    out.clear();
+    write_jsonl(&catalog, &entry(), &mut out);
+    let mut want = serde_json::to_vec(&entry_to_json(&catalog, &entry())).unwrap();
+    want.push(b'\n');
+    assert_eq!(out, want);
+}
+
+#[test]
+fn timestamps_match_the_formatted_form_everywhere() {
+    let formatted = |us: i64| {
+        let (secs, frac) = (us.div_euclid(1_000_000), us.rem_euclid(1_000_000));
+        match time::OffsetDateTime::from_unix_timestamp(secs) {
+            Ok(t) => format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+                t.year(),
+                t.month() as u8,
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second(),
+                frac
+            ),
+            Err(_) => format!("invalid-time({us})"),
+        }
+    };
+    let mut r = Rng(7);
+    let samples = [0, -1, 1, i64::MIN, i64::MAX, -62_135_596_800_000_000 - 1];
+    for us in samples
+        .into_iter()
+        .chain((0..20_000).map(|_| r.next() as i64 % 400_000_000_000_000_000))
+    {
+        assert_eq!(rfc3339_micros(Timestamp(us)), formatted(us), "{us}");
+    }
 }

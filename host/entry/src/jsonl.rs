@@ -1,0 +1,500 @@
+//! The JSONL record of an entry, written straight to bytes.
+//!
+//! The bytes are exactly those of `serde_json::to_writer(&entry_to_json(..))`:
+//! compact, object keys in sorted order, the same escapes and number forms.
+//! [`entry_to_json`](crate::entry_to_json) stays the reference (the tests hold
+//! the two equal on every kind of value); this path exists because building
+//! that `Value` tree (a map node and an owned string per key and value, then
+//! a second walk to print it) cost three times the rest of `remora read` on
+//! the HTTP/1 benchmark. Here keys are compared as borrowed bytes, values
+//! are written where they lie, and an object's keys are sorted once.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use base64::Engine as _;
+use remora_core::{Endpoint, Timestamp};
+
+use crate::grouping::{group, Grouped};
+use crate::{Body, Catalog, Entry, FieldSchema, FieldType, Message, PluginSchema, Value};
+
+/// Appends `e`'s JSONL record and a newline to `out`.
+pub fn write_jsonl(catalog: &Catalog, e: &Entry, out: &mut Vec<u8>) {
+    let schema = catalog.plugin(e.plugin);
+    let proto = &schema.protocols[e.protocol as usize];
+    let request = e.request.as_ref().map(|m| (m, group(schema, m)));
+    let response = e.response.as_ref().map(|m| (m, group(schema, m)));
+
+    out.extend_from_slice(b"{\"complete\":");
+    bool(out, e.complete());
+    out.extend_from_slice(b",\"dst\":");
+    endpoint(out, &e.server);
+    out.extend_from_slice(b",\"elapsed_time\":");
+    uint(out, e.elapsed_us());
+    out.extend_from_slice(b",\"flow_id\":");
+    uint(out, e.flow_id);
+    out.extend_from_slice(b",\"id\":");
+    uint(out, e.id);
+    out.extend_from_slice(b",\"protocol\":");
+    string(out, &proto.name);
+    out.extend_from_slice(b",\"request\":");
+    message(out, request.as_ref());
+    out.extend_from_slice(b",\"response\":");
+    message(out, response.as_ref());
+    out.extend_from_slice(b",\"src\":");
+    endpoint(out, &e.client);
+    out.extend_from_slice(b",\"timestamp\":");
+    timestamp(out, e.timestamp());
+    out.extend_from_slice(b",\"transport\":");
+    string(out, &e.transport.to_string());
+    out.extend_from_slice(b",\"vars\":");
+    vars(out, schema, e, request.as_ref(), response.as_ref());
+    out.extend_from_slice(b"}\n");
+}
+
+type Grouping<'a> = (&'a Message, Vec<(&'a FieldSchema, Grouped<'a>)>);
+
+fn message(out: &mut Vec<u8>, m: Option<&Grouping<'_>>) {
+    let Some((m, groups)) = m else {
+        out.extend_from_slice(b"null");
+        return;
+    };
+    out.extend_from_slice(b"{\"body\":");
+    match &m.body {
+        Some(b) => body(out, b),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"fields\":");
+    // Sorted by name; a name declared twice keeps its last value, as a map
+    // insert would.
+    let mut fields: Vec<&(&FieldSchema, Grouped)> = groups.iter().collect();
+    fields.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    out.push(b'{');
+    let mut first = true;
+    for (i, (decl, g)) in fields.iter().map(|f| (f.0, &f.1)).enumerate() {
+        if fields
+            .get(i + 1)
+            .is_some_and(|next| next.0.name == decl.name)
+        {
+            continue;
+        }
+        comma(out, &mut first);
+        string(out, &decl.name);
+        out.push(b':');
+        grouped(out, g, MapForm::Pairs);
+    }
+    out.extend_from_slice(b"},\"timestamp\":");
+    timestamp(out, m.ts);
+    out.push(b'}');
+}
+
+fn body(out: &mut Vec<u8>, b: &Body) {
+    let text = std::str::from_utf8(&b.data).ok();
+    out.push(b'{');
+    if text.is_none() {
+        out.extend_from_slice(b"\"base64\":\"");
+        base64(out, &b.data);
+        out.extend_from_slice(b"\",");
+    }
+    out.extend_from_slice(b"\"captured\":");
+    uint(out, b.data.len() as u64);
+    out.extend_from_slice(b",\"decoded_from\":");
+    match &b.decoded_from {
+        Some(d) => string(out, d),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"size\":");
+    uint(out, b.original_len);
+    if let Some(t) = text {
+        out.extend_from_slice(b",\"text\":");
+        string(out, t);
+    }
+    out.extend_from_slice(b",\"truncated\":");
+    bool(out, b.truncated);
+    out.push(b'}');
+}
+
+fn endpoint(out: &mut Vec<u8>, ep: &Endpoint) {
+    out.extend_from_slice(b"{\"ip\":");
+    string(out, &ep.ip.to_string());
+    out.extend_from_slice(b",\"port\":");
+    uint(out, ep.port.into());
+    out.push(b'}');
+}
+
+/// How a string map is written: the record keeps a message's members as
+/// `[name, value]` pairs in wire order; variables are an object keyed by the
+/// lower-cased name, repeated names joined with ", " (as HTTP joins headers).
+#[derive(Clone, Copy)]
+enum MapForm {
+    Pairs,
+    Object,
+}
+
+fn grouped(out: &mut Vec<u8>, g: &Grouped<'_>, form: MapForm) {
+    match g {
+        Grouped::Scalar(v) => value(out, v),
+        Grouped::List(l) => {
+            out.push(b'[');
+            let mut first = true;
+            for v in l {
+                comma(out, &mut first);
+                value(out, v);
+            }
+            out.push(b']');
+        }
+        Grouped::Map(m) => match form {
+            MapForm::Pairs => {
+                out.push(b'[');
+                let mut first = true;
+                for (k, v) in m {
+                    comma(out, &mut first);
+                    pair(out, k, v);
+                }
+                out.push(b']');
+            }
+            MapForm::Object => lowercased_object(out, m),
+        },
+    }
+}
+
+fn lowercased_object(out: &mut Vec<u8>, members: &[(&str, &str)]) {
+    let mut m: Vec<(Cow<str>, &str)> = members
+        .iter()
+        .map(|&(k, v)| {
+            let k = if k.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Owned(k.to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(k)
+            };
+            (k, v)
+        })
+        .collect();
+    // Stable: repeated names join in wire order.
+    m.sort_by(|a, b| a.0.cmp(&b.0));
+    out.push(b'{');
+    let mut first = true;
+    let mut i = 0;
+    while i < m.len() {
+        let run = m[i..].iter().take_while(|(k, _)| *k == m[i].0).count();
+        comma(out, &mut first);
+        string(out, &m[i].0);
+        out.extend_from_slice(b":\"");
+        for (j, (_, v)) in m[i..i + run].iter().enumerate() {
+            if j > 0 {
+                out.extend_from_slice(b", ");
+            }
+            escaped(out, v);
+        }
+        out.push(b'"');
+        i += run;
+    }
+    out.push(b'}');
+}
+
+fn value(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Bool(b) => bool(out, *b),
+        Value::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
+        // Rare; serde_json's own float form (and null when not finite),
+        // whichever formatter it uses. Writing to a Vec cannot fail.
+        Value::Float(f) => {
+            let _ = serde_json::to_writer(&mut *out, f);
+        }
+        Value::Str(s) => string(out, s),
+        Value::Bytes(b) => {
+            out.push(b'"');
+            base64(out, b);
+            out.push(b'"');
+        }
+        Value::Pair(k, v) => pair(out, k, v),
+    }
+}
+
+fn pair(out: &mut Vec<u8>, k: &str, v: &str) {
+    out.push(b'[');
+    string(out, k);
+    out.push(b',');
+    string(out, v);
+    out.push(b']');
+}
+
+/// One variable, before the object's keys are sorted.
+struct Var<'a> {
+    /// Into the key arena.
+    key: Range<usize>,
+    /// The key's first 16 bytes, big-endian and zero-padded: ordered like
+    /// the key itself up to ties, and compared without a call.
+    head: u128,
+    /// A variable the host sets overwrites; a protocol's bare field name and
+    /// an absent collection's default only fill a name nobody set (see
+    /// `vars::entry_vars`).
+    only_if_absent: bool,
+    value: VarValue<'a>,
+}
+
+enum VarValue<'a> {
+    Bool(bool),
+    Uint(u64),
+    Str(&'a str),
+    Time(Timestamp),
+    Field(&'a Grouped<'a>),
+    EmptyObject,
+    EmptyArray,
+}
+
+/// Variables in the order they are set, keys in one arena.
+struct Vars<'a> {
+    keys: Vec<u8>,
+    list: Vec<Var<'a>>,
+}
+
+impl<'a> Vars<'a> {
+    fn add(&mut self, prefix: &str, name: &str, only_if_absent: bool, value: VarValue<'a>) {
+        let start = self.keys.len();
+        if !prefix.is_empty() {
+            self.keys.extend_from_slice(prefix.as_bytes());
+            self.keys.push(b'.');
+        }
+        self.keys.extend_from_slice(name.as_bytes());
+        let key = &self.keys[start..];
+        let mut head = [0u8; 16];
+        let n = key.len().min(16);
+        head[..n].copy_from_slice(&key[..n]);
+        self.list.push(Var {
+            key: start..self.keys.len(),
+            head: u128::from_be_bytes(head),
+            only_if_absent,
+            value,
+        });
+    }
+}
+
+/// The variables object: `vars::entry_vars`, written instead of built.
+fn vars(
+    out: &mut Vec<u8>,
+    schema: &PluginSchema,
+    e: &Entry,
+    request: Option<&Grouping<'_>>,
+    response: Option<&Grouping<'_>>,
+) {
+    let proto = &schema.protocols[e.protocol as usize];
+    let transport = e.transport.to_string();
+    let (src_ip, dst_ip) = (e.client.ip.to_string(), e.server.ip.to_string());
+    let mut vars = Vars {
+        keys: Vec::with_capacity(512),
+        list: Vec::with_capacity(48),
+    };
+    let mut add =
+        |prefix, name, only_if_absent, value| vars.add(prefix, name, only_if_absent, value);
+    add("", &proto.flag, false, VarValue::Bool(true));
+    add("", &transport, false, VarValue::Bool(true));
+    add("", "protocol", false, VarValue::Str(&proto.name));
+    add("", "id", false, VarValue::Uint(e.id));
+    add("", "timestamp", false, VarValue::Time(e.timestamp()));
+    add("", "elapsed_time", false, VarValue::Uint(e.elapsed_us()));
+    add("", "flow_id", false, VarValue::Uint(e.flow_id));
+    add("", "conn_id", false, VarValue::Uint(e.flow_id));
+    for (side, ep, ip) in [("src", &e.client, &src_ip), ("dst", &e.server, &dst_ip)] {
+        add(side, "ip", false, VarValue::Str(ip));
+        add(side, "port", false, VarValue::Uint(ep.port.into()));
+        add(side, "name", false, VarValue::Str(ip));
+    }
+    add("", "has_pcap", false, VarValue::Bool(false));
+    for (side, m) in [("request", request), ("response", response)] {
+        for (decl, g) in m.into_iter().flat_map(|g| g.1.iter()) {
+            if decl.top_level {
+                add("", &decl.name, true, VarValue::Field(g));
+            }
+            add(side, &decl.name, false, VarValue::Field(g));
+        }
+    }
+    for decl in schema
+        .fields
+        .iter()
+        .filter(|d| d.top_level && d.ty.is_collection())
+    {
+        let empty = match decl.ty {
+            FieldType::StrMap => VarValue::EmptyObject,
+            _ => VarValue::EmptyArray,
+        };
+        add("", &decl.name, true, empty);
+    }
+
+    let Vars { keys, mut list } = vars;
+    // Stable, so each name's settings stay in the order they were made.
+    let key = |v: &Var| &keys[v.key.clone()];
+    list.sort_by(|a, b| a.head.cmp(&b.head).then_with(|| key(a).cmp(key(b))));
+    out.push(b'{');
+    let mut first = true;
+    let mut i = 0;
+    while i < list.len() {
+        let this = &list[i];
+        let run = list[i..]
+            .iter()
+            .take_while(|v| v.head == this.head && key(v) == key(this))
+            .count();
+        let mut winner: Option<&Var> = None;
+        for v in &list[i..i + run] {
+            if !v.only_if_absent || winner.is_none() {
+                winner = Some(v);
+            }
+        }
+        let winner = winner.expect("a run holds at least one variable");
+        comma(out, &mut first);
+        // Keys were built from `&str`s and a '.', so they are UTF-8.
+        string(out, std::str::from_utf8(key(this)).unwrap_or_default());
+        out.push(b':');
+        match &winner.value {
+            VarValue::Bool(b) => bool(out, *b),
+            VarValue::Uint(n) => uint(out, *n),
+            VarValue::Str(s) => string(out, s),
+            VarValue::Time(t) => timestamp(out, *t),
+            VarValue::Field(g) => grouped(out, g, MapForm::Object),
+            VarValue::EmptyObject => out.extend_from_slice(b"{}"),
+            VarValue::EmptyArray => out.extend_from_slice(b"[]"),
+        }
+        i += run;
+    }
+    out.push(b'}');
+}
+
+fn comma(out: &mut Vec<u8>, first: &mut bool) {
+    if !std::mem::take(first) {
+        out.push(b',');
+    }
+}
+
+fn bool(out: &mut Vec<u8>, b: bool) {
+    out.extend_from_slice(if b { b"true" } else { b"false" });
+}
+
+fn uint(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+fn timestamp(out: &mut Vec<u8>, ts: Timestamp) {
+    out.push(b'"');
+    crate::json::write_rfc3339_micros(out, ts);
+    out.push(b'"');
+}
+
+fn base64(out: &mut Vec<u8>, data: &[u8]) {
+    let start = out.len();
+    let len = base64::encoded_len(data.len(), true).unwrap_or(0);
+    out.resize(start + len, 0);
+    let written = base64::engine::general_purpose::STANDARD
+        .encode_slice(data, &mut out[start..])
+        .unwrap_or(0);
+    out.truncate(start + written);
+}
+
+fn string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    escaped(out, s);
+    out.push(b'"');
+}
+
+/// serde_json's escapes: the short forms for \b \t \n \f \r, `\u00XX` for
+/// the other control characters, and `\"` `\\`; everything else verbatim.
+fn escaped(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len());
+    // A word (eight bytes) at a time, copied with fixed-size moves rather
+    // than a copy call per run: most header values and text are clean
+    // words, and JSON bodies have a quote every few bytes.
+    let mut words = bytes.chunks_exact(8);
+    for chunk in &mut words {
+        let word: [u8; 8] = chunk.try_into().unwrap_or_default();
+        if first_special(u64::from_le_bytes(word)).is_none() {
+            out.extend_from_slice(&word);
+        } else {
+            escaped_bytes(out, &word);
+        }
+    }
+    escaped_bytes(out, words.remainder());
+}
+
+/// At most eight bytes (a word or the tail), pushed one by one: bytes
+/// written singly into a buffer and then moved as a block stall the move
+/// (store forwarding), and a copy call per short run costs more than this.
+fn escaped_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        let short = match b {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            0x08 => b'b',
+            b'\t' => b't',
+            b'\n' => b'n',
+            0x0c => b'f',
+            b'\r' => b'r',
+            0..=0x1f => {
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[(b >> 4) as usize],
+                    HEX[(b & 0xf) as usize],
+                ]);
+                continue;
+            }
+            _ => {
+                out.push(b);
+                continue;
+            }
+        };
+        out.extend_from_slice(&[b'\\', short]);
+    }
+}
+
+/// Index of the first byte of `word` (little-endian) below 0x20 or equal to
+/// `"` or `\`. Each term below may also flag bytes above its first true
+/// hit (borrows propagate upwards), never below it, so the lowest flag of
+/// their union is exact.
+fn first_special(word: u64) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * n as u64) & !x & HIGHS;
+    let control = below(word, 0x20);
+    let quote = below(word ^ (ONES * b'"' as u64), 1);
+    let backslash = below(word ^ (ONES * b'\\' as u64), 1);
+    let flags = control | quote | backslash;
+    (flags != 0).then(|| flags.trailing_zeros() as usize / 8)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn strings_escape_as_serde_json_does_at_every_alignment() {
+        // Each special byte at each position of strings up to 40 bytes, in
+        // plain ASCII and among multi-byte characters.
+        let specials = [
+            "\"", "\\", "\n", "\u{0}", "\u{1f}", "\u{8}", "\u{7f}", " ", "é",
+        ];
+        for fill in ["a", "ж"] {
+            for len in 0..40 {
+                for pos in 0..len {
+                    for sp in specials {
+                        for second in [None, Some((pos * 7 + 3) % len)] {
+                            let mut chars: Vec<&str> = vec![fill; len];
+                            chars[pos] = sp;
+                            if let Some(p) = second {
+                                chars[p] = "\"";
+                            }
+                            let s: String = chars.concat();
+                            let mut out = Vec::new();
+                            super::string(&mut out, &s);
+                            assert_eq!(
+                                String::from_utf8(out).unwrap(),
+                                serde_json::to_string(&s).unwrap(),
+                                "{s:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
