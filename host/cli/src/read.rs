@@ -39,7 +39,8 @@ pub(crate) struct ReadArgs {
     format: Option<Format>,
 
     /// Shard threads for flows, reassembly and dissection (default: number of
-    /// cores). The output is the same for any value.
+    /// cores). The output is the same for any value. Writing the table or
+    /// JSONL runs on one more thread of its own.
     #[arg(long, short = 'j', value_name = "N")]
     threads: Option<usize>,
 
@@ -140,36 +141,22 @@ pub(crate) fn run(cli: &Cli, args: &ReadArgs) -> anyhow::Result<ExitCode> {
 
     let show_progress = !args.quiet && io::stderr().is_terminal();
     let pb = progress_bar(show_progress, reader.total_bytes());
-    let sink_catalog = catalog.clone();
-    let pipe_flag = broken_pipe.clone();
-    let mut table = TableWriter::new(
-        BufWriter::with_capacity(1 << 16, io::stdout()),
-        terminal_width(),
-    );
-    let mut line = Vec::with_capacity(8 << 10);
-    let mut sink = move |e: remora_entry::Entry| {
-        if pipe_flag.load(Ordering::Relaxed)
-            || filter
-                .as_ref()
-                .is_some_and(|f| !f.matches(&sink_catalog, &e))
-        {
-            return;
-        }
-        let res = match format {
-            Format::Count => Ok(()),
-            Format::Table => table.write(&sink_catalog, &e),
-            Format::Jsonl => {
-                line.clear();
-                write_jsonl(&sink_catalog, &e, &mut line);
-                table.get_mut().write_all(&line)
-            }
-        };
-        if let Err(err) = res {
-            // Nobody reads any more (`| head`): stop reading the capture.
-            if err.kind() != io::ErrorKind::BrokenPipe {
-                tracing::error!("writing output: {err}");
-            }
-            pipe_flag.store(true, Ordering::Relaxed);
+    let mut output = match format {
+        Format::Count => None,
+        _ => Some(EntryWriter::spawn(
+            format,
+            catalog.clone(),
+            filter,
+            broken_pipe.clone(),
+            TableWriter::new(
+                BufWriter::with_capacity(1 << 16, io::stdout()),
+                terminal_width(),
+            ),
+        )?),
+    };
+    let mut sink = |e: remora_entry::Entry| {
+        if let Some(out) = &mut output {
+            out.send(e);
         }
     };
     let pb2 = pb.clone();
@@ -191,7 +178,9 @@ pub(crate) fn run(cli: &Cli, args: &ReadArgs) -> anyhow::Result<ExitCode> {
         &mut sink,
         &mut on_progress,
     );
-    drop(sink);
+    if let Some(out) = output {
+        out.finish();
+    }
     pb.finish_and_clear();
     io::stdout().flush().ok();
     let name = args.file.display().to_string();
@@ -202,6 +191,76 @@ pub(crate) fn run(cli: &Cli, args: &ReadArgs) -> anyhow::Result<ExitCode> {
         eprintln!("{}", summary_line(&name, &summary));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Filters and renders entries on a thread of its own, so writing JSONL or
+/// the table (as much CPU as the pipeline on an HTTP/1 capture) overlaps
+/// the reading thread's work instead of adding to it. Entries arrive in
+/// output order through a bounded channel: a slow reader of stdout slows
+/// the pipeline down, nothing is dropped.
+struct EntryWriter {
+    tx: crossbeam_channel::Sender<remora_entry::Entry>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl EntryWriter {
+    fn spawn(
+        format: Format,
+        catalog: Arc<remora_entry::Catalog>,
+        filter: Option<Filter>,
+        broken_pipe: Arc<AtomicBool>,
+        mut table: TableWriter<BufWriter<io::Stdout>>,
+    ) -> io::Result<Self> {
+        let (tx, rx) = crossbeam_channel::bounded::<remora_entry::Entry>(1024);
+        let thread = std::thread::Builder::new()
+            .name("remora-output".into())
+            .spawn(move || {
+                let mut line = Vec::with_capacity(8 << 10);
+                for e in rx {
+                    if filter.as_ref().is_some_and(|f| !f.matches(&catalog, &e)) {
+                        continue;
+                    }
+                    let res = match format {
+                        Format::Count => Ok(()),
+                        Format::Table => table.write(&catalog, &e),
+                        Format::Jsonl => {
+                            line.clear();
+                            write_jsonl(&catalog, &e, &mut line);
+                            table.get_mut().write_all(&line)
+                        }
+                    };
+                    if let Err(err) = res {
+                        // Nobody reads any more (`| head`): stop reading the
+                        // capture; dropping the receiver ends the sends.
+                        if err.kind() != io::ErrorKind::BrokenPipe {
+                            tracing::error!("writing output: {err}");
+                        }
+                        broken_pipe.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                }
+                if let Err(err) = table.get_mut().flush() {
+                    if err.kind() != io::ErrorKind::BrokenPipe {
+                        tracing::error!("writing output: {err}");
+                    }
+                }
+            })?;
+        Ok(EntryWriter { tx, thread })
+    }
+
+    fn send(&mut self, e: remora_entry::Entry) {
+        // Fails only once the writer stopped on a closed stdout, when the
+        // pipeline is being cancelled anyway.
+        let _ = self.tx.send(e);
+    }
+
+    /// Waits until every entry sent is written.
+    fn finish(self) {
+        drop(self.tx);
+        if self.thread.join().is_err() {
+            tracing::error!("the output thread panicked");
+        }
+    }
 }
 
 fn terminal_width() -> usize {

@@ -397,71 +397,88 @@ fn string(out: &mut Vec<u8>, s: &str) {
 
 /// serde_json's escapes: the short forms for \b \t \n \f \r, `\u00XX` for
 /// the other control characters, and `\"` `\\`; everything else verbatim.
+///
+/// A word (eight bytes) at a time: the bytes that need escaping are found
+/// for the whole word at once, and the runs between them are appended as
+/// whole words then cut to length, so neither a clean word nor a JSON body
+/// with a quote every few bytes costs a copy call or a branch per byte.
 fn escaped(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
-    out.reserve(bytes.len());
-    // A word (eight bytes) at a time, copied with fixed-size moves rather
-    // than a copy call per run: most header values and text are clean
-    // words, and JSON bodies have a quote every few bytes.
+    out.reserve(bytes.len() + 8);
     let mut words = bytes.chunks_exact(8);
     for chunk in &mut words {
-        let word: [u8; 8] = chunk.try_into().unwrap_or_default();
-        if first_special(u64::from_le_bytes(word)).is_none() {
-            out.extend_from_slice(&word);
-        } else {
-            escaped_bytes(out, &word);
-        }
+        escaped_word(out, chunk);
     }
-    escaped_bytes(out, words.remainder());
+    escaped_word(out, words.remainder());
 }
 
-/// At most eight bytes (a word or the tail), pushed one by one: bytes
-/// written singly into a buffer and then moved as a block stall the move
-/// (store forwarding), and a copy call per short run costs more than this.
-fn escaped_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for &b in bytes {
-        let short = match b {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            0x08 => b'b',
-            b'\t' => b't',
-            b'\n' => b'n',
-            0x0c => b'f',
-            b'\r' => b'r',
-            0..=0x1f => {
-                out.extend_from_slice(&[
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[(b >> 4) as usize],
-                    HEX[(b & 0xf) as usize],
-                ]);
-                continue;
-            }
-            _ => {
-                out.push(b);
-                continue;
-            }
-        };
-        out.extend_from_slice(&[b'\\', short]);
-    }
-}
-
-/// Index of the first byte of `word` (little-endian) below 0x20 or equal to
-/// `"` or `\`. Each term below may also flag bytes above its first true
-/// hit (borrows propagate upwards), never below it, so the lowest flag of
-/// their union is exact.
-fn first_special(word: u64) -> Option<usize> {
+/// Up to eight bytes.
+fn escaped_word(out: &mut Vec<u8>, chunk: &[u8]) {
     const ONES: u64 = 0x0101_0101_0101_0101;
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let below = |x: u64, n: u8| x.wrapping_sub(ONES * n as u64) & !x & HIGHS;
-    let control = below(word, 0x20);
-    let quote = below(word ^ (ONES * b'"' as u64), 1);
-    let backslash = below(word ^ (ONES * b'\\' as u64), 1);
-    let flags = control | quote | backslash;
-    (flags != 0).then(|| flags.trailing_zeros() as usize / 8)
+    let n = chunk.len().min(8);
+    if n == 0 {
+        return;
+    }
+    let mut padded = [0u8; 8];
+    padded[..n].copy_from_slice(&chunk[..n]);
+    let word = u64::from_le_bytes(padded);
+    // Per byte, exactly (no borrows cross bytes: 7-bit values plus at most
+    // 0x7f stay below 0x100): the high bit is set where the byte is zero.
+    let zero = |x: u64| !(((x & LOW7) + LOW7) | x) & HIGHS;
+    let control = !(((word & LOW7) + ONES * 0x60) | word) & HIGHS;
+    let mut specials =
+        control | zero(word ^ (ONES * b'"' as u64)) | zero(word ^ (ONES * b'\\' as u64));
+    if n < 8 {
+        // The zero padding is not part of the text.
+        specials &= (1u64 << (8 * n)) - 1;
+    }
+    let mut from = 0;
+    while specials != 0 {
+        let at = specials.trailing_zeros() as usize / 8;
+        append_bytes(out, word, from, at);
+        escape_byte(out, padded[at]);
+        from = at + 1;
+        specials &= specials - 1;
+    }
+    append_bytes(out, word, from, n);
+}
+
+/// Bytes `from..to` of `word` (little-endian), written as one 8-byte move
+/// and cut back.
+fn append_bytes(out: &mut Vec<u8>, word: u64, from: usize, to: usize) {
+    if from >= to {
+        return;
+    }
+    let len = out.len();
+    out.extend_from_slice(&(word >> (8 * from)).to_le_bytes());
+    out.truncate(len + (to - from));
+}
+
+fn escape_byte(out: &mut Vec<u8>, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let short = match b {
+        b'"' => b'"',
+        b'\\' => b'\\',
+        0x08 => b'b',
+        b'\t' => b't',
+        b'\n' => b'n',
+        0x0c => b'f',
+        b'\r' => b'r',
+        _ => {
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 0xf) as usize],
+            ]);
+            return;
+        }
+    };
+    out.extend_from_slice(&[b'\\', short]);
 }
 
 #[cfg(test)]
