@@ -2,31 +2,45 @@ use super::*;
 use crate::jsonl::write_jsonl;
 use remora_core::{Endpoint, Timestamp, Transport};
 
-fn http_schema() -> PluginSchema {
-    let f = |id, name: &str, ty, top_level| FieldSchema {
+fn field(id: u16, name: &str, ty: FieldType, top_level: bool) -> FieldSchema {
+    FieldSchema {
         id,
         name: name.into(),
         ty,
         top_level,
         doc: String::new(),
-    };
+    }
+}
+
+fn protocol(name: &str, flag: &str, transport: Transport, summaries: [&str; 2]) -> ProtocolSchema {
+    ProtocolSchema {
+        name: name.into(),
+        flag: flag.into(),
+        transport,
+        ports: vec![],
+        request_summary: summaries[0].into(),
+        response_summary: summaries[1].into(),
+    }
+}
+
+fn http_schema() -> PluginSchema {
+    let mut http = protocol(
+        "HTTP",
+        "http",
+        Transport::Tcp,
+        ["{method} {url}", "{status_code}"],
+    );
+    http.ports = vec![80];
     PluginSchema::new(
         "http1".into(),
         "0.1.0".into(),
-        vec![ProtocolSchema {
-            name: "HTTP".into(),
-            flag: "http".into(),
-            transport: Transport::Tcp,
-            ports: vec![80],
-            request_summary: "{method} {url}".into(),
-            response_summary: "{status_code}".into(),
-        }],
+        vec![http],
         vec![
-            f(0, "method", FieldType::Str, true),
-            f(1, "url", FieldType::Str, true),
-            f(2, "headers", FieldType::StrMap, false),
-            f(3, "status_code", FieldType::Int, true),
-            f(4, "tags", FieldType::StrList, true),
+            field(0, "method", FieldType::Str, true),
+            field(1, "url", FieldType::Str, true),
+            field(2, "headers", FieldType::StrMap, false),
+            field(3, "status_code", FieldType::Int, true),
+            field(4, "tags", FieldType::StrList, true),
         ],
     )
 }
@@ -240,51 +254,30 @@ impl Rng {
 /// Field names that collide with host variables, with each other and with
 /// dotted names, to exercise which setting of a variable wins.
 fn tangled_schema() -> PluginSchema {
-    let f = |id, name: &str, ty, top_level| FieldSchema {
-        id,
-        name: name.into(),
-        ty,
-        top_level,
-        doc: String::new(),
-    };
     PluginSchema::new(
         "tangle".into(),
         "0.1.0".into(),
         vec![
-            ProtocolSchema {
-                name: "Tangle".into(),
-                flag: "tangle".into(),
-                transport: Transport::Tcp,
-                ports: vec![],
-                request_summary: String::new(),
-                response_summary: String::new(),
-            },
-            ProtocolSchema {
-                name: "Udp\"ish".into(),
-                flag: "udp".into(),
-                transport: Transport::Udp,
-                ports: vec![],
-                request_summary: String::new(),
-                response_summary: String::new(),
-            },
+            protocol("Tangle", "tangle", Transport::Tcp, ["", ""]),
+            protocol("Udp\"ish", "udp", Transport::Udp, ["", ""]),
         ],
         vec![
-            f(0, "method", FieldType::Str, true),
-            f(1, "headers", FieldType::StrMap, false),
-            f(2, "status_code", FieldType::Int, true),
-            f(3, "tags", FieldType::StrList, true),
-            f(4, "ids", FieldType::IntList, true),
-            f(5, "ratio", FieldType::Float, true),
-            f(6, "blob", FieldType::Bytes, false),
-            f(7, "ok", FieldType::Bool, true),
-            f(8, "protocol", FieldType::Str, true),
-            f(9, "dup", FieldType::Str, true),
-            f(10, "dup", FieldType::Int, true),
-            f(11, "request.method", FieldType::Str, true),
-            f(12, "params", FieldType::StrMap, true),
-            f(13, "id", FieldType::Int, true),
-            f(14, "tcp", FieldType::Bool, true),
-            f(15, "", FieldType::Str, true),
+            field(0, "method", FieldType::Str, true),
+            field(1, "headers", FieldType::StrMap, false),
+            field(2, "status_code", FieldType::Int, true),
+            field(3, "tags", FieldType::StrList, true),
+            field(4, "ids", FieldType::IntList, true),
+            field(5, "ratio", FieldType::Float, true),
+            field(6, "blob", FieldType::Bytes, false),
+            field(7, "ok", FieldType::Bool, true),
+            field(8, "protocol", FieldType::Str, true),
+            field(9, "dup", FieldType::Str, true),
+            field(10, "dup", FieldType::Int, true),
+            field(11, "request.method", FieldType::Str, true),
+            field(12, "params", FieldType::StrMap, true),
+            field(13, "id", FieldType::Int, true),
+            field(14, "tcp", FieldType::Bool, true),
+            field(15, "", FieldType::Str, true),
         ],
     )
 }
