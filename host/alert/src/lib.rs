@@ -56,8 +56,8 @@ pub struct DetectorStats {
     pub ticks_lost: u64,
     /// Calls that reached the plugin.
     pub calls: u64,
-    /// Faults by kind: deadline, memory, stack, trap, malformed.
-    pub faults: [(&'static str, u64); 5],
+    /// Faults by kind: deadline, memory, stack, trap, malformed, capacity.
+    pub faults: [(&'static str, u64); 6],
     /// Calls refused while the plugin was quarantined.
     pub quarantined_calls: u64,
     pub instances_created: u64,

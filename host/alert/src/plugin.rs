@@ -244,6 +244,7 @@ impl Detector for PluginDetector {
                 ("stack", f.stack),
                 ("trap", f.trap),
                 ("malformed", f.malformed),
+                ("capacity", f.capacity),
             ],
             quarantined_calls: r.quarantined_calls,
             instances_created: r.instances_created,

@@ -79,7 +79,7 @@ pub(crate) fn run(cli: &Cli, cmd: &PluginCommand) -> anyhow::Result<ExitCode> {
     let c = detector.counters();
     let r = detector.runtime_counters();
     eprintln!(
-        "remora: {}: {} entries, {} sent to `{}` in {} batches, {} alerts; faults: {} (deadline {}, memory {}, trap {}, malformed {}), {} entries lost",
+        "remora: {}: {} entries, {} sent to `{}` in {} batches, {} alerts; faults: {} (deadline {}, memory {}, trap {}, malformed {}, no instance slot {}), {} entries lost",
         args.capture.display(),
         c.entries_seen,
         c.entries_sent,
@@ -91,6 +91,7 @@ pub(crate) fn run(cli: &Cli, cmd: &PluginCommand) -> anyhow::Result<ExitCode> {
         r.faults.memory,
         r.faults.trap,
         r.faults.malformed,
+        r.faults.capacity,
         c.entries_lost,
     );
     Ok(ExitCode::SUCCESS)

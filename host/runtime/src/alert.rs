@@ -286,6 +286,7 @@ impl AlertInstance {
             Fault::Stack => c.stack += 1,
             Fault::Trap(_) => c.trap += 1,
             Fault::Malformed(_) => c.malformed += 1,
+            Fault::Capacity(_) => c.capacity += 1,
             Fault::Stale | Fault::Quarantined => {}
         }
         let backoff = self.backoff;

@@ -151,6 +151,10 @@ pub enum Fault {
     Trap(String),
     /// The plugin returned output that breaks the contract.
     Malformed(String),
+    /// No instance could be made: every slot of the pooling allocator
+    /// (`RuntimeConfig::max_instances` across shards) is taken. Not the
+    /// plugin's doing, so it is not counted as a trap.
+    Capacity(String),
     /// The session belonged to an instance that has since been dropped.
     Stale,
     /// The plugin faulted recently and is in back-off in this shard.
@@ -166,6 +170,7 @@ impl Fault {
             Fault::Stack => "stack",
             Fault::Trap(_) => "trap",
             Fault::Malformed(_) => "malformed",
+            Fault::Capacity(_) => "capacity",
             Fault::Stale => "stale",
             Fault::Quarantined => "quarantined",
         }
@@ -180,6 +185,7 @@ impl fmt::Display for Fault {
             Fault::Stack => f.write_str("wasm stack overflow"),
             Fault::Trap(m) => write!(f, "trap: {m}"),
             Fault::Malformed(m) => write!(f, "malformed output: {m}"),
+            Fault::Capacity(m) => write!(f, "no instance slot free: {m}"),
             Fault::Stale => f.write_str("stale session (its instance was dropped)"),
             Fault::Quarantined => f.write_str("plugin quarantined in this shard"),
         }
@@ -790,6 +796,12 @@ fn classify(e: &wasmtime::Error, store: &Store<HostState>) -> Fault {
         Some(Trap::Interrupt) => Fault::Deadline,
         Some(Trap::StackOverflow) => Fault::Stack,
         _ if store.data().limiter.hit => Fault::Memory,
+        _ if e
+            .chain()
+            .any(|c| c.is::<wasmtime::PoolConcurrencyLimitError>()) =>
+        {
+            Fault::Capacity(format!("{:#}", e.root_cause()))
+        }
         trap => {
             let mut msg = match trap {
                 Some(t) => t.to_string(),
@@ -873,11 +885,12 @@ pub struct FaultCounts {
     pub stack: u64,
     pub trap: u64,
     pub malformed: u64,
+    pub capacity: u64,
 }
 
 impl FaultCounts {
     pub fn total(&self) -> u64 {
-        self.deadline + self.memory + self.stack + self.trap + self.malformed
+        self.deadline + self.memory + self.stack + self.trap + self.malformed + self.capacity
     }
 }
 
@@ -997,6 +1010,7 @@ fn record_fault(rt: &Runtime, shard: u32, slot: &mut Slot, p: PluginId, fault: F
         Fault::Stack => slot.faults.stack += 1,
         Fault::Trap(_) => slot.faults.trap += 1,
         Fault::Malformed(_) => slot.faults.malformed += 1,
+        Fault::Capacity(_) => slot.faults.capacity += 1,
         Fault::Stale | Fault::Quarantined => {}
     }
     let backoff = slot.backoff;

@@ -413,6 +413,28 @@ fn malformed_output_is_a_fault_and_sessions_go_stale() {
 }
 
 #[test]
+fn a_full_instance_pool_is_a_capacity_fault_not_a_trap() {
+    bounded(300, || {
+        let cfg = RuntimeConfig {
+            max_instances: 1,
+            ..test_config()
+        };
+        let (rt, ids) = runtime_with(cfg, &["remora-test-lines"]);
+        assert!(rt.pooling(), "this test needs the pooling allocator");
+        let mut a = Shard::new(rt.clone());
+        let mut b = Shard::new(rt);
+        let _held = a.open(ids[0], &flow(7778)).unwrap();
+        match b.open(ids[0], &flow(7778)) {
+            Err(Fault::Capacity(m)) => assert!(m.contains("limit of 1"), "{m}"),
+            other => panic!("expected a capacity fault, got {other:?}"),
+        }
+        let c = &b.counters()[0];
+        assert_eq!((c.faults.capacity, c.faults.trap), (1, 0));
+        assert_eq!(c.faults.total(), 1);
+    });
+}
+
+#[test]
 fn session_from_another_shard_is_stale() {
     bounded(300, || {
         let (rt, ids) = runtime_with(test_config(), &["remora-test-lines"]);
