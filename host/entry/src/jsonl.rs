@@ -13,10 +13,11 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use base64::Engine as _;
-use remora_core::{Endpoint, Timestamp};
+use remora_core::Timestamp;
 
 use crate::grouping::{group, Grouped};
-use crate::{Body, Catalog, Entry, FieldSchema, FieldType, Message, PluginSchema, Value};
+use crate::vars::{settings, HostTexts, VarValue};
+use crate::{Body, Catalog, Entry, FieldSchema, Message, PluginSchema, Value};
 
 /// Appends `e`'s JSONL record and a newline to `out`.
 pub fn write_jsonl(catalog: &Catalog, e: &Entry, out: &mut Vec<u8>) {
@@ -24,11 +25,12 @@ pub fn write_jsonl(catalog: &Catalog, e: &Entry, out: &mut Vec<u8>) {
     let proto = &schema.protocols[e.protocol as usize];
     let request = e.request.as_ref().map(|m| (m, group(schema, m)));
     let response = e.response.as_ref().map(|m| (m, group(schema, m)));
+    let texts = HostTexts::of(e);
 
     out.extend_from_slice(b"{\"complete\":");
     bool(out, e.complete());
     out.extend_from_slice(b",\"dst\":");
-    endpoint(out, &e.server);
+    endpoint(out, &texts.dst_ip, e.server.port);
     out.extend_from_slice(b",\"elapsed_time\":");
     uint(out, e.elapsed_us());
     out.extend_from_slice(b",\"flow_id\":");
@@ -42,13 +44,13 @@ pub fn write_jsonl(catalog: &Catalog, e: &Entry, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"response\":");
     message(out, response.as_ref());
     out.extend_from_slice(b",\"src\":");
-    endpoint(out, &e.client);
+    endpoint(out, &texts.src_ip, e.client.port);
     out.extend_from_slice(b",\"timestamp\":");
     timestamp(out, e.timestamp());
     out.extend_from_slice(b",\"transport\":");
-    string(out, &e.transport.to_string());
+    string(out, &texts.transport);
     out.extend_from_slice(b",\"vars\":");
-    vars(out, schema, e, request.as_ref(), response.as_ref());
+    vars(out, schema, e, &texts, request.as_ref(), response.as_ref());
     out.extend_from_slice(b"}\n");
 }
 
@@ -114,11 +116,11 @@ fn body(out: &mut Vec<u8>, b: &Body) {
     out.push(b'}');
 }
 
-fn endpoint(out: &mut Vec<u8>, ep: &Endpoint) {
+fn endpoint(out: &mut Vec<u8>, ip: &str, port: u16) {
     out.extend_from_slice(b"{\"ip\":");
-    string(out, &ep.ip.to_string());
+    string(out, ip);
     out.extend_from_slice(b",\"port\":");
-    uint(out, ep.port.into());
+    uint(out, port.into());
     out.push(b'}');
 }
 
@@ -233,16 +235,6 @@ struct Var<'a> {
     value: VarValue<'a>,
 }
 
-enum VarValue<'a> {
-    Bool(bool),
-    Uint(u64),
-    Str(&'a str),
-    Time(Timestamp),
-    Field(&'a Grouped<'a>),
-    EmptyObject,
-    EmptyArray,
-}
-
 /// Variables in the order they are set, keys in one arena.
 struct Vars<'a> {
     keys: Vec<u8>,
@@ -270,56 +262,27 @@ impl<'a> Vars<'a> {
     }
 }
 
-/// The variables object: `vars::entry_vars`, written instead of built.
+/// The variables object: [`settings`] written in key order, each name's
+/// winning setting (what `vars::entry_vars` builds).
 fn vars(
     out: &mut Vec<u8>,
     schema: &PluginSchema,
     e: &Entry,
+    texts: &HostTexts,
     request: Option<&Grouping<'_>>,
     response: Option<&Grouping<'_>>,
 ) {
-    let proto = &schema.protocols[e.protocol as usize];
-    let transport = e.transport.to_string();
-    let (src_ip, dst_ip) = (e.client.ip.to_string(), e.server.ip.to_string());
     let mut vars = Vars {
         keys: Vec::with_capacity(512),
         list: Vec::with_capacity(48),
     };
-    let mut add =
-        |prefix, name, only_if_absent, value| vars.add(prefix, name, only_if_absent, value);
-    add("", &proto.flag, false, VarValue::Bool(true));
-    add("", &transport, false, VarValue::Bool(true));
-    add("", "protocol", false, VarValue::Str(&proto.name));
-    add("", "id", false, VarValue::Uint(e.id));
-    add("", "timestamp", false, VarValue::Time(e.timestamp()));
-    add("", "elapsed_time", false, VarValue::Uint(e.elapsed_us()));
-    add("", "flow_id", false, VarValue::Uint(e.flow_id));
-    add("", "conn_id", false, VarValue::Uint(e.flow_id));
-    for (side, ep, ip) in [("src", &e.client, &src_ip), ("dst", &e.server, &dst_ip)] {
-        add(side, "ip", false, VarValue::Str(ip));
-        add(side, "port", false, VarValue::Uint(ep.port.into()));
-        add(side, "name", false, VarValue::Str(ip));
-    }
-    add("", "has_pcap", false, VarValue::Bool(false));
-    for (side, m) in [("request", request), ("response", response)] {
-        for (decl, g) in m.into_iter().flat_map(|g| g.1.iter()) {
-            if decl.top_level {
-                add("", &decl.name, true, VarValue::Field(g));
-            }
-            add(side, &decl.name, false, VarValue::Field(g));
-        }
-    }
-    for decl in schema
-        .fields
-        .iter()
-        .filter(|d| d.top_level && d.ty.is_collection())
-    {
-        let empty = match decl.ty {
-            FieldType::StrMap => VarValue::EmptyObject,
-            _ => VarValue::EmptyArray,
-        };
-        add("", &decl.name, true, empty);
-    }
+    settings(
+        schema,
+        e,
+        texts,
+        [request.map(|g| &g.1[..]), response.map(|g| &g.1[..])],
+        |prefix, name, only_if_absent, value| vars.add(prefix, name, only_if_absent, value),
+    );
 
     let Vars { keys, mut list } = vars;
     // Stable, so each name's settings stay in the order they were made.
