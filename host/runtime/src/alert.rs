@@ -279,16 +279,7 @@ impl AlertInstance {
     /// Drops the instance (its state is lost), counts, logs, quarantines.
     fn fault(&mut self, fault: Fault) -> Fault {
         self.live = None;
-        let c = &mut self.counters.faults;
-        match &fault {
-            Fault::Deadline => c.deadline += 1,
-            Fault::Memory => c.memory += 1,
-            Fault::Stack => c.stack += 1,
-            Fault::Trap(_) => c.trap += 1,
-            Fault::Malformed(_) => c.malformed += 1,
-            Fault::Capacity(_) => c.capacity += 1,
-            Fault::Stale | Fault::Quarantined => {}
-        }
+        self.counters.faults.record(&fault);
         let backoff = self.backoff;
         let now = Instant::now();
         self.quarantined_until = Some(now + backoff);

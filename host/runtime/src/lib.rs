@@ -260,15 +260,9 @@ impl bindings::remora::plugin::types::Host for HostState {}
 
 impl bindings::remora::plugin::host::Host for HostState {
     fn log(&mut self, level: wit::Level, message: String) {
-        let Some(dropped) = self.log_budget.admit(Instant::now()) else {
-            return;
-        };
         let plugin = self.plugin.name.as_str();
-        if dropped > 0 {
-            tracing::warn!(
-                plugin,
-                "{dropped} log lines dropped: over the plugin's log rate"
-            );
+        if !self.log_budget.pass(plugin, "log") {
+            return;
         }
         let message = log_budget::clip(&message);
         match level {
@@ -889,6 +883,20 @@ pub struct FaultCounts {
 }
 
 impl FaultCounts {
+    /// Counts `fault` under its kind (stale and quarantined calls are not
+    /// faults of their own).
+    pub(crate) fn record(&mut self, fault: &Fault) {
+        match fault {
+            Fault::Deadline => self.deadline += 1,
+            Fault::Memory => self.memory += 1,
+            Fault::Stack => self.stack += 1,
+            Fault::Trap(_) => self.trap += 1,
+            Fault::Malformed(_) => self.malformed += 1,
+            Fault::Capacity(_) => self.capacity += 1,
+            Fault::Stale | Fault::Quarantined => {}
+        }
+    }
+
     pub fn total(&self) -> u64 {
         self.deadline + self.memory + self.stack + self.trap + self.malformed + self.capacity
     }
@@ -1004,15 +1012,7 @@ fn record_fault(rt: &Runtime, shard: u32, slot: &mut Slot, p: PluginId, fault: F
     slot.live = None;
     slot.generation = slot.generation.wrapping_add(1);
     slot.sessions_open = 0;
-    match &fault {
-        Fault::Deadline => slot.faults.deadline += 1,
-        Fault::Memory => slot.faults.memory += 1,
-        Fault::Stack => slot.faults.stack += 1,
-        Fault::Trap(_) => slot.faults.trap += 1,
-        Fault::Malformed(_) => slot.faults.malformed += 1,
-        Fault::Capacity(_) => slot.faults.capacity += 1,
-        Fault::Stale | Fault::Quarantined => {}
-    }
+    slot.faults.record(&fault);
     let backoff = slot.backoff;
     let now = Instant::now();
     slot.quarantined_until = Some(now + backoff);

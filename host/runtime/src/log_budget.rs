@@ -49,6 +49,24 @@ impl LogBudget {
     }
 }
 
+impl LogBudget {
+    /// May `plugin` log a line now? When lines were dropped before it,
+    /// says how many (`what`: which kind of line) first.
+    pub(crate) fn pass(&mut self, plugin: &str, what: &str) -> bool {
+        match self.admit(Instant::now()) {
+            Some(0) => true,
+            Some(dropped) => {
+                tracing::warn!(
+                    plugin,
+                    "{dropped} {what} lines dropped: over the plugin's log rate"
+                );
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// `line` cut to at most [`MAX_LINE`] bytes, on a character boundary.
 pub(crate) fn clip(line: &str) -> &str {
     if line.len() <= MAX_LINE {

@@ -55,13 +55,7 @@ impl TracingStderr {
                 if line.trim().is_empty() {
                     continue;
                 }
-                if let Some(dropped) = b.budget.admit(std::time::Instant::now()) {
-                    if dropped > 0 {
-                        tracing::warn!(
-                            plugin = %self.plugin,
-                            "{dropped} stderr lines dropped: over the plugin's log rate"
-                        );
-                    }
+                if b.budget.pass(&self.plugin, "stderr") {
                     tracing::warn!(plugin = %self.plugin, "stderr: {line}");
                 }
                 if b.last.len() == KEEP_LINES {
