@@ -130,7 +130,7 @@ mod tests {
         wit::Field { id, value }
     }
 
-    fn entries_of(msgs: &wit::Messages, input: &[u8]) -> Vec<Entry> {
+    fn collected(msgs: &wit::Messages, input: &[u8]) -> Pairing {
         let mut pairing = Pairing::default();
         collect(
             msgs,
@@ -139,6 +139,11 @@ mod tests {
             Direction::ToServer,
             &mut pairing,
         );
+        pairing
+    }
+
+    fn entries_of(msgs: &wit::Messages, input: &[u8]) -> Vec<Entry> {
+        let mut pairing = collected(msgs, input);
         let end = Endpoint {
             ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: 1,
@@ -273,14 +278,7 @@ mod tests {
             fields: vec![],
             body: None,
         });
-        let mut pairing = Pairing::default();
-        collect(
-            &msgs,
-            input,
-            &Marks::default(),
-            Direction::ToServer,
-            &mut pairing,
-        );
+        let pairing = collected(&msgs, input);
         // 10 text bytes, 8 for the boolean, 5 of body
         assert_eq!(pairing.unpaired_bytes(), 23);
         assert_eq!(entries_of(&msgs, input).len(), 2);

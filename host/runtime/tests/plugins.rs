@@ -147,14 +147,9 @@ fn lines_round_trip() {
         let more = b"partial\n";
         let r = shard.feed(&s, Direction::ToServer, 112, more).unwrap();
         assert_eq!((r.consumed, r.messages.len()), (8, 1));
-        assert_eq!(
-            (r.messages.to_vec()[0].txn, r.messages.to_vec()[0].start),
-            (2, 112)
-        );
-        assert_eq!(
-            span_text(&r.messages.to_vec()[0].fields[0].value, more),
-            "partial"
-        );
+        let m = &r.messages.to_vec()[0];
+        assert_eq!((m.txn, m.start), (2, 112));
+        assert_eq!(span_text(&m.fields[0].value, more), "partial");
 
         let resp = b"ok 0\nok 1\n";
         let r = shard.feed(&s, Direction::ToClient, 0, resp).unwrap();
