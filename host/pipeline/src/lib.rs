@@ -4,7 +4,7 @@
 //! symmetric hash of their flow key; each shard thread owns its flow table,
 //! reassembly buffers and plugin instances, so the hot path takes no locks.
 //! Reading a file, the reader thread is also a shard, with a smaller share
-//! of the flows (`Router`).
+//! of the flows, learnt as it reads (`Router`).
 //! A collector merges the shards' entries back into one deterministic order.
 //!
 //! Determinism: every packet gets a global sequence number; a flow's id is the
@@ -464,56 +464,140 @@ fn shard_limits(cfg: &FlowConfig, share: f64) -> FlowConfig {
 /// Which shard a flow belongs to.
 ///
 /// With a capture file the reading thread is also shard 0 ("local"): it
-/// dissects its flows as it reads them, with no copy and no hand-over, and
-/// owns a smaller share of the flows because reading and decoding take part
-/// of its time. Live captures keep a reader that does nothing else, so the
-/// kernel ring is drained promptly.
+/// dissects its flows as it reads them, with no copy and no hand-over.
+/// How many flows it can take besides reading depends on the traffic
+/// (reading and decoding were a quarter of a thread's work on the HTTP/1
+/// benchmark and an eighth on the mixed one), so the split is learnt while
+/// reading. Flows hash into [`Router::SLOTS`] slots, and a slot is given a
+/// shard when its first flow arrives, for good (a flow's packets must all
+/// reach the shard that holds its state): the local shard with probability
+/// `local`, else a remote one by hash. Every [`Router::PERIOD`] packets,
+/// [`Router::rebalance`] compares who waited for whom: remote shards idle
+/// on an empty queue mean the reading thread is the bottleneck, so fewer
+/// new flows stay local; the reading thread blocked on a full queue means
+/// the opposite. Live captures keep a reader that does nothing else, so
+/// the kernel ring is drained promptly, and shard by hash.
+///
+/// Which shard dissects a flow changes no entry: the output is ordered by
+/// the events that finished entries, whatever thread ran them.
 struct Router {
     threads: u64,
-    /// Buckets of [`Router::BUCKETS`] that go to the local shard (0: none).
-    local_buckets: u64,
+    /// Whether the reading thread is shard 0.
+    local: bool,
+    /// Share of new slots that go to the local shard, in 1/65536ths.
+    local_share: u32,
+    /// Shard of each slot, [`Router::UNASSIGNED`] before its first flow
+    /// (empty without a local shard).
+    slots: Box<[u8]>,
 }
 
 impl Router {
-    const BUCKETS: u64 = 1024;
-    /// Reading and decoding's share of a packet's work on one thread
-    /// (measured: a quarter on the HTTP/1 benchmark, an eighth on the
-    /// mixed one): the local shard takes an even share of the rest.
+    const SLOT_BITS: u32 = 16;
+    const SLOTS: usize = 1 << Self::SLOT_BITS;
+    const UNASSIGNED: u8 = u8::MAX;
+    /// Reading and decoding's share of a thread's work assumed at the
+    /// start; the local shard starts with an even share of the rest.
     const READER_SHARE: f64 = 0.2;
+    /// Packets between rebalances.
+    const PERIOD: u64 = 8192;
+    /// How far one rebalance moves the local share (of 65536).
+    const STEP: u32 = 65536 / 32;
+    /// Waiting below this fraction of a period (1/N) is noise.
+    const QUIET: u64 = 50;
 
     fn new(threads: usize, local: bool) -> Self {
-        let threads = threads as u64;
-        let local_buckets = if local {
-            let share = (1.0 - Self::READER_SHARE) / threads as f64;
-            ((share * Self::BUCKETS as f64).round() as u64).clamp(1, Self::BUCKETS - 1)
-        } else {
-            0
-        };
+        // Shard ids are stored in a byte; more threads than that share.
+        let threads = threads.min(usize::from(Self::UNASSIGNED)) as u64;
+        let share = (1.0 - Self::READER_SHARE) / threads as f64;
         Router {
             threads,
-            local_buckets,
+            local,
+            local_share: (share * 65536.0) as u32,
+            slots: if local {
+                vec![Self::UNASSIGNED; Self::SLOTS].into_boxed_slice()
+            } else {
+                Box::default()
+            },
         }
     }
 
-    /// The fraction of flows shard `s` gets.
-    fn share(&self, s: usize) -> f64 {
-        let local = self.local_buckets as f64 / Self::BUCKETS as f64;
-        match (self.local_buckets, s) {
-            (0, _) => 1.0 / self.threads as f64,
-            (_, 0) => local,
-            _ => (1.0 - local) / (self.threads - 1) as f64,
-        }
-    }
-
-    fn shard(&self, hash: u64) -> usize {
-        if self.local_buckets == 0 {
+    /// The shard of a flow with this symmetric hash.
+    #[inline]
+    fn shard(&mut self, hash: u64) -> usize {
+        if !self.local {
             return (hash % self.threads) as usize;
         }
-        if hash % Self::BUCKETS < self.local_buckets {
+        let mixed = hash.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let slot = (mixed >> (64 - Self::SLOT_BITS)) as usize;
+        let assigned = self.slots[slot];
+        if assigned != Self::UNASSIGNED {
+            return usize::from(assigned);
+        }
+        // Bits of the hash the slot index did not use pick the shard.
+        let chosen = if ((mixed >> 16) & 0xFFFF) < u64::from(self.local_share) {
             0
         } else {
-            1 + ((hash / Self::BUCKETS) % (self.threads - 1)) as usize
+            1 + ((mixed >> 32) % (self.threads - 1)) as usize
+        };
+        self.slots[slot] = chosen as u8;
+        chosen
+    }
+
+    /// After a period of `period` wall time in which the remote shards
+    /// waited `remote_idle` on empty queues (their mean) and the reading
+    /// thread `reader_blocked` on full ones: moves the local share of new
+    /// flows toward the side that waited less.
+    fn rebalance(&mut self, period: Duration, remote_idle: Duration, reader_blocked: Duration) {
+        let quiet = period / Self::QUIET as u32;
+        if remote_idle > reader_blocked + quiet {
+            self.local_share = self.local_share.saturating_sub(Self::STEP);
+        } else if reader_blocked > remote_idle + quiet {
+            self.local_share = (self.local_share + Self::STEP).min(65536);
         }
+    }
+}
+
+/// Time remote shards spent waiting for packets (nanoseconds, summed over
+/// shards): what [`Router::rebalance`] reads.
+#[derive(Default)]
+struct IdleClock(AtomicU64);
+
+impl IdleClock {
+    /// The next batch from `rx`, timing the wait when there is none yet.
+    fn recv<T>(&self, rx: &crossbeam_channel::Receiver<T>) -> Option<T> {
+        match rx.try_recv() {
+            Ok(v) => Some(v),
+            Err(crossbeam_channel::TryRecvError::Disconnected) => None,
+            Err(crossbeam_channel::TryRecvError::Empty) => {
+                let t0 = Instant::now();
+                let v = rx.recv().ok();
+                self.add(t0.elapsed());
+                v
+            }
+        }
+    }
+
+    /// `v` into `tx`, timing the wait when the queue is full.
+    fn send<T>(&self, tx: &crossbeam_channel::Sender<T>, v: T) {
+        match tx.try_send(v) {
+            Ok(()) | Err(crossbeam_channel::TrySendError::Disconnected(_)) => {}
+            Err(crossbeam_channel::TrySendError::Full(v)) => {
+                let t0 = Instant::now();
+                let _ = tx.send(v);
+                self.add(t0.elapsed());
+            }
+        }
+    }
+
+    fn add(&self, d: Duration) {
+        self.0.fetch_add(
+            d.as_nanos().min(u128::from(u64::MAX)) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    fn total(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::Relaxed))
     }
 }
 
@@ -536,11 +620,13 @@ where
     F: Fn() -> B + Sync,
 {
     use crossbeam_channel::bounded;
-    let router = Router::new(threads, !reader.live);
-    // Limits are table-wide; each shard gets its share of the flows'.
+    let mut router = Router::new(threads, !reader.live);
+    // Limits are table-wide; each shard gets an even part of them (with a
+    // local shard the split of the flows is learnt, so an even part is
+    // what keeps the table-wide bound whatever it turns out to be).
     let shard_cfgs: Vec<PipelineConfig> = (0..threads)
-        .map(|s| PipelineConfig {
-            flow: shard_limits(&cfg.flow, router.share(s)),
+        .map(|_| PipelineConfig {
+            flow: shard_limits(&cfg.flow, 1.0 / threads as f64),
             ..cfg.clone()
         })
         .collect();
@@ -549,9 +635,13 @@ where
     // are freed by the thread that allocated them, which is what the
     // allocator is fastest at.
     let (spare_tx, spare_rx) = bounded::<Batch>(threads * (QUEUE_BATCHES + 2));
+    // What the router balances on: remote shards waiting for packets, the
+    // reading thread waiting for room in their queues.
+    let remote_idle = IdleClock::default();
+    let reader_blocked = IdleClock::default();
     std::thread::scope(|scope| {
         let mut publishers = publishers.into_iter();
-        let mut local = (router.local_buckets > 0).then(|| {
+        let mut local = router.local.then(|| {
             let publisher = publishers.next().flatten();
             LocalShard {
                 worker: ShardWorker::new(&shard_cfgs[0], make_backend, catalog.clone(), publisher),
@@ -570,9 +660,10 @@ where
             let spare_tx = spare_tx.clone();
             let catalog = catalog.clone();
             let shard_cfg = &shard_cfgs[shard];
+            let idle = &remote_idle;
             handles.push(scope.spawn(move || {
                 let mut worker = ShardWorker::new(shard_cfg, make_backend, catalog, publisher);
-                for mut batch in rx {
+                while let Some(mut batch) = idle.recv(&rx) {
                     let mut produced = Vec::new();
                     let mut watermark = None;
                     for item in &batch.items {
@@ -621,7 +712,7 @@ where
                 .unwrap_or_else(|_| Batch::with_capacity(BATCH_PACKETS));
             let b = std::mem::replace(&mut batches[shard], spare);
             if !b.is_empty() {
-                let _ = inputs[shard - first_remote].send(b);
+                reader_blocked.send(&inputs[shard - first_remote], b);
             }
         };
         let tick_all =
@@ -634,7 +725,18 @@ where
                     send(batches, s);
                 }
             };
+        let remotes = (threads - first_remote) as u32;
+        let mut period = (Instant::now(), Duration::ZERO, Duration::ZERO);
         loop {
+            if router.local && reader.packets.is_multiple_of(Router::PERIOD) {
+                let (idle, blocked) = (remote_idle.total() / remotes, reader_blocked.total());
+                router.rebalance(
+                    period.0.elapsed(),
+                    idle.saturating_sub(period.1),
+                    blocked.saturating_sub(period.2),
+                );
+                period = (Instant::now(), idle, blocked);
+            }
             let mut last = None;
             let read = reader.read(source, entries, progress, |pkt, seq| {
                 let shard = router.shard(pkt.flow_key().symmetric_hash());
@@ -740,39 +842,86 @@ type ShardSender = crossbeam_channel::Sender<merge::ShardOutput>;
 mod tests {
     use super::*;
 
+    fn hashes(n: u64) -> impl Iterator<Item = u64> {
+        (0..n).map(|i| {
+            let client = remora_core::Endpoint::new([10, 0, 0, 1].into(), i as u16);
+            let server = remora_core::Endpoint::new([10, 0, (i >> 16) as u8, 2].into(), 80);
+            remora_core::FlowKey::new(remora_core::Transport::Tcp, client, server).symmetric_hash()
+        })
+    }
+
     #[test]
-    fn the_reading_shard_takes_a_smaller_share_of_flows() {
+    fn without_a_reading_shard_flows_spread_evenly_by_hash() {
         let flows = 20_000u64;
         for threads in 2..=4usize {
-            for local in [false, true] {
-                let router = Router::new(threads, local);
-                let mut count = vec![0u64; threads];
-                for i in 0..flows {
-                    let client = remora_core::Endpoint::new([10, 0, 0, 1].into(), i as u16);
-                    let server = remora_core::Endpoint::new([10, 0, 0, 2].into(), 80);
-                    let key =
-                        remora_core::FlowKey::new(remora_core::Transport::Tcp, client, server);
-                    count[router.shard(key.symmetric_hash())] += 1;
-                }
-                let local_share = (1.0 - Router::READER_SHARE) / threads as f64;
-                let expect: Vec<f64> = (0..threads)
-                    .map(|s| match (local, s) {
-                        (false, _) => 1.0 / threads as f64,
-                        (true, 0) => local_share,
-                        (true, _) => (1.0 - local_share) / (threads - 1) as f64,
-                    })
-                    .collect();
-                for (s, e) in expect.iter().enumerate() {
-                    assert!((router.share(s) - e).abs() < 0.001, "share of shard {s}");
-                }
-                for (s, (&c, e)) in count.iter().zip(&expect).enumerate() {
-                    let got = c as f64 / flows as f64;
-                    assert!(
-                        (got - e).abs() < 0.02,
-                        "{threads} threads, local {local}: shard {s} got {got:.3}, expected {e:.3}"
-                    );
-                }
+            let mut router = Router::new(threads, false);
+            let mut count = vec![0u64; threads];
+            for h in hashes(flows) {
+                count[router.shard(h)] += 1;
             }
+            for (s, &c) in count.iter().enumerate() {
+                let got = c as f64 / flows as f64;
+                let want = 1.0 / threads as f64;
+                assert!(
+                    (got - want).abs() < 0.02,
+                    "{threads} threads: shard {s} got {got:.3}"
+                );
+            }
+        }
+    }
+
+    /// Shares of flows `hashes` got, with `router` as it is.
+    fn shares(router: &mut Router, hashes: impl Iterator<Item = u64>) -> Vec<f64> {
+        let mut count = vec![0u64; router.threads as usize];
+        for h in hashes {
+            count[router.shard(h)] += 1;
+        }
+        let n: u64 = count.iter().sum();
+        count.iter().map(|&c| c as f64 / n as f64).collect()
+    }
+
+    #[test]
+    fn the_local_share_follows_who_waited_and_placed_flows_stay() {
+        let second = Duration::from_secs(1);
+        let (none, long) = (Duration::ZERO, Duration::from_millis(100));
+        for threads in 2..=4usize {
+            let mut router = Router::new(threads, true);
+            // At first the reading shard takes an even share of what
+            // reading leaves.
+            let first = shares(&mut router, hashes(4_000));
+            let want = (1.0 - Router::READER_SHARE) / threads as f64;
+            assert!((first[0] - want).abs() < 0.03, "{threads}: {first:?}");
+            let placed: Vec<usize> = hashes(4_000).map(|h| router.shard(h)).collect();
+
+            // Remote shards idle: new flows leave the reading shard.
+            for _ in 0..64 {
+                router.rebalance(second, long, none);
+            }
+            assert_eq!(router.local_share, 0);
+            let fresh = (1u64 << 20..).step_by(7919).take(20_000);
+            let away = shares(&mut router, fresh);
+            // (a few share a slot with a flow placed earlier)
+            assert!(away[0] < 0.03, "{threads}: {away:?}");
+            for (s, share) in away.iter().enumerate().skip(1) {
+                let even = 1.0 / (threads - 1) as f64;
+                assert!((share - even).abs() < 0.05, "{threads}: shard {s} {away:?}");
+            }
+            // Waiting below a fiftieth of the period changes nothing.
+            router.rebalance(second, Duration::from_millis(5), Duration::from_millis(1));
+            assert_eq!(router.local_share, 0);
+
+            // The reading thread blocked: new flows stay with it.
+            for _ in 0..64 {
+                router.rebalance(second, none, long);
+            }
+            assert_eq!(router.local_share, 65536);
+            let fresh = (1u64 << 40..).step_by(104_729).take(20_000);
+            let stay = shares(&mut router, fresh);
+            assert!(stay[0] > 0.6, "{threads}: {stay:?}");
+
+            // Whatever the share, a flow's packets go where its first did.
+            let again: Vec<usize> = hashes(4_000).map(|h| router.shard(h)).collect();
+            assert_eq!(placed, again, "{threads} threads");
         }
     }
 
