@@ -6,6 +6,7 @@ pub use wit_bindgen;
 
 use crate::bindings::exports::remora::plugin::dissector as exp;
 use crate::bindings::remora::plugin::types as w;
+use crate::wire::{RawCall, CALL_BYTES};
 use crate::{Direction, Dissector, Input, Output, Session};
 use core::cell::RefCell;
 use core::marker::PhantomData;
@@ -152,16 +153,16 @@ impl<'a> Batch<'a> {
         r
     }
 
-    fn call(&mut self, s: &mut dyn Session, c: &exp::Call, out: &mut Output) -> crate::Progress {
+    fn call(&mut self, s: &mut dyn Session, c: &RawCall, out: &mut Output) -> crate::Progress {
         let dir = direction(c.dir);
         match c.kind {
-            exp::CallKind::Feed => {
+            FEED => {
                 let r = self.take(c.len);
                 let p = feed_all(s, dir, c.base, &self.data[r.clone()], out);
                 self.keep(c.session, dir, CarryInput::Data(r), p);
                 p
             }
-            exp::CallKind::More => {
+            MORE => {
                 let r = self.take(c.len);
                 let Some(i) = self
                     .carries
@@ -198,18 +199,19 @@ impl<'a> Batch<'a> {
                 self.keep(c.session, dir, CarryInput::Owned(input), p);
                 p
             }
-            exp::CallKind::Gap => {
+            GAP => {
                 let _ = self.forget(c.session, dir);
                 s.gap(dir, c.len, out);
                 crate::Progress::default()
             }
-            exp::CallKind::End => {
+            END => {
                 let _ = self.forget(c.session, dir);
                 s.end(dir, out);
                 crate::Progress::default()
             }
             // Handled by `run`, which owns the session table.
-            exp::CallKind::Close => crate::Progress::default(),
+            CLOSE => crate::Progress::default(),
+            kind => panic!("remora-sdk: call kind {kind}"),
         }
     }
 
@@ -247,7 +249,11 @@ impl<D: Dissector> exp::Guest for Adapter<D> {
     }
 
     fn probe(flow: w::FlowInfo, dir: w::Direction, data: Vec<u8>) -> w::ProbeResult {
-        match D::probe(&flow_info(flow), direction(dir), &data) {
+        let dir = match dir {
+            w::Direction::ToServer => Direction::ToServer,
+            w::Direction::ToClient => Direction::ToClient,
+        };
+        match D::probe(&flow_info(flow), dir, &data) {
             crate::Probe::No => w::ProbeResult::No,
             crate::Probe::NeedMore => w::ProbeResult::NeedMore,
             crate::Probe::Yes(c) => w::ProbeResult::Yes(c.clamp(1, 100)),
@@ -263,35 +269,46 @@ impl<D: Dissector> exp::Guest for Adapter<D> {
         SESSIONS.with(|t| t.borrow_mut().get(session).takeover(&previous, &params));
     }
 
-    fn run(calls: Vec<exp::Call>, data: Vec<u8>) -> Vec<w::FeedResult> {
+    fn run(calls: Vec<u8>, data: Vec<u8>) -> Vec<u8> {
         SESSIONS.with(|t| {
             OUTPUT.with(|out| {
                 let mut t = t.borrow_mut();
                 let mut out = out.borrow_mut();
                 let mut batch = Batch::new(&data);
-                calls
-                    .iter()
-                    .map(|c| {
-                        let progress = if c.kind == exp::CallKind::Close {
-                            batch.forget(c.session, Direction::ToServer);
-                            batch.forget(c.session, Direction::ToClient);
-                            t.remove(c.session);
-                            crate::Progress::default()
-                        } else {
-                            batch.call(t.get(c.session), c, &mut out)
-                        };
-                        feed_result(out.finish_encoded(progress))
-                    })
-                    .collect()
+                let mut answers = Vec::with_capacity(ANSWER_GUESS * calls.len() / CALL_BYTES);
+                for c in crate::wire::calls(&calls) {
+                    let progress = if c.kind == CLOSE {
+                        batch.forget(c.session, Direction::ToServer);
+                        batch.forget(c.session, Direction::ToClient);
+                        t.remove(c.session);
+                        crate::Progress::default()
+                    } else {
+                        batch.call(t.get(c.session), &c, &mut out)
+                    };
+                    out.finish_into(progress, &mut answers);
+                }
+                answers
             })
         })
     }
 }
 
-fn direction(d: w::Direction) -> Direction {
+/// Bytes reserved per call for the answers: one header and a message or
+/// two of a few fields, so most batches never grow the list.
+const ANSWER_GUESS: usize = 128;
+
+// `call-kind` by its position in the WIT enum.
+const FEED: u8 = 0;
+const MORE: u8 = 1;
+const GAP: u8 = 2;
+const END: u8 = 3;
+const CLOSE: u8 = 4;
+
+fn direction(d: u8) -> Direction {
     match d {
-        w::Direction::ToServer => Direction::ToServer,
-        w::Direction::ToClient => Direction::ToClient,
+        0 => Direction::ToServer,
+        1 => Direction::ToClient,
+        _ => panic!("remora-sdk: direction {d}"),
     }
 }
 
@@ -352,22 +369,5 @@ fn plugin_info(i: crate::PluginInfo) -> w::PluginInfo {
                 doc: f.doc,
             })
             .collect(),
-    }
-}
-
-/// `r` has no messages of its own: `finish_encoded` took them as `messages`.
-fn feed_result((r, messages): (crate::FeedResult, Vec<u8>)) -> w::FeedResult {
-    w::FeedResult {
-        consumed: r.consumed,
-        skip: r.skip,
-        need: r.need,
-        messages,
-        error: r.error,
-        switch: r.switch.map(|s| w::ProtocolSwitch {
-            protocol: s.protocol,
-            to_server: s.offsets[0],
-            to_client: s.offsets[1],
-            params: s.params,
-        }),
     }
 }

@@ -243,17 +243,26 @@ impl Output {
     pub fn take_switch(&mut self) -> Option<ProtocolSwitch> {
         self.switch.take()
     }
-    /// Like [`Output::finish`], but the messages come back in the contract's
-    /// flat encoding (the returned `FeedResult` has none) and the message
-    /// list keeps its allocation for the next call.
+    /// Like [`Output::finish`], but appends the call's answer to `out` in
+    /// the contract's encoding (a `run`'s answers), and the message list
+    /// keeps its allocation for the next call.
     #[cfg_attr(
         not(all(target_arch = "wasm32", feature = "dissector")),
         allow(dead_code)
     )]
-    pub(crate) fn finish_encoded(&mut self, progress: Progress) -> (FeedResult, Vec<u8>) {
-        let encoded = crate::wire::encode(&self.messages);
+    pub(crate) fn finish_into(&mut self, progress: Progress, out: &mut Vec<u8>) {
+        crate::wire::put_answer(
+            out,
+            u32::try_from(progress.consumed).unwrap_or(u32::MAX),
+            progress.skip,
+            u32::try_from(progress.need).unwrap_or(u32::MAX),
+            self.error.as_deref(),
+            self.switch.as_ref(),
+            &self.messages,
+        );
         self.recycle();
-        (self.finish(progress), encoded)
+        self.error = None;
+        self.switch = None;
     }
     /// Drop the collected messages, keeping their field lists (bounded) for
     /// the next ones.
@@ -437,8 +446,9 @@ mod tests {
     fn field_lists_are_reused_and_bounded() {
         let mut out = Output::new();
         emit(&mut out, 20);
-        let (_, encoded) = out.finish_encoded(Progress::default());
-        assert!(!encoded.is_empty());
+        let mut encoded = Vec::new();
+        out.finish_into(Progress::default(), &mut encoded);
+        assert!(encoded.len() > 21, "an answer with a message");
         assert_eq!(out.spare_fields.len(), 1);
         let m = out.detached(MessageKind::Response, 1, 2);
         assert!(m.fields.is_empty() && m.fields.capacity() >= 20);
@@ -450,9 +460,10 @@ mod tests {
             emit(&mut out, 3);
         }
         emit(&mut out, SPARE_FIELDS_MAX + 1);
-        let (r, _) = out.finish_encoded(Progress::consumed(7));
-        assert_eq!(r.consumed, 7);
-        assert!(r.messages.is_empty() && out.messages().is_empty());
+        let mut answer = Vec::new();
+        out.finish_into(Progress::consumed(7), &mut answer);
+        assert_eq!(answer[..4], 7u32.to_le_bytes());
+        assert!(out.messages().is_empty());
         assert_eq!(out.spare_fields.len(), SPARE_FIELD_LISTS);
         assert!(out
             .spare_fields

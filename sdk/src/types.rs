@@ -1,5 +1,5 @@
 //! Plain-Rust mirrors of the records in `wit/plugin.wit` (package
-//! `remora:plugin@0.5.0`, interface `types`). They compile on every target, so a
+//! `remora:plugin@0.6.0`, interface `types`). They compile on every target, so a
 //! dissector, its unit tests and a native benchmark need no Wasm at all; the
 //! export adapter converts them to the generated binding types on wasm32.
 
@@ -352,7 +352,7 @@ impl ProtocolSwitch {
     }
 }
 
-/// What a `feed`, `gap` or `end` call did (the WIT `feed-result`).
+/// What a `feed`, `gap` or `end` call did (an answer of the WIT `run`).
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct FeedResult {
     pub consumed: u32,

@@ -1,9 +1,9 @@
-//! A call's messages in the contract's flat encoding (`wit/plugin.wit`,
-//! `feed-result.messages`): one byte list instead of nested records, because
-//! lowering and lifting nested lists of records and strings was the largest
-//! cost of the boundary. The host's decoder is `remora_runtime::wire`.
+//! A `run`'s calls and answers in the contract's flat encodings
+//! (`wit/plugin.wit`, `run`): byte lists instead of lists of records,
+//! because lowering and lifting records and strings field by field was the
+//! largest cost of the boundary. The host's side is `remora_runtime::wire`.
 
-use crate::types::{Message, MessageKind, Text, Value};
+use crate::types::{Message, MessageKind, ProtocolSwitch, Text, Value};
 
 const TEXT_SPAN: u8 = 0;
 const TEXT_OWNED: u8 = 1;
@@ -44,12 +44,12 @@ fn encoded_len(msgs: &[Message]) -> usize {
 /// Writes the encoding into a buffer of its exact final size, keeping the
 /// position in a register: growing a `Vec` a few bytes at a time (a length
 /// and capacity check per field) was most of the encoding's cost.
-struct Writer {
-    buf: Vec<u8>,
+struct Writer<'a> {
+    buf: &'a mut [u8],
     pos: usize,
 }
 
-impl Writer {
+impl Writer<'_> {
     #[inline(always)]
     fn array<const N: usize>(&mut self, b: [u8; N]) {
         self.buf[self.pos..self.pos + N].copy_from_slice(&b);
@@ -89,12 +89,25 @@ impl Writer {
 
 /// `msgs` in the flat encoding; empty (no allocation) when there are none.
 pub fn encode(msgs: &[Message]) -> Vec<u8> {
-    if msgs.is_empty() {
-        return Vec::new();
+    let mut out = Vec::new();
+    if !msgs.is_empty() {
+        out.reserve_exact(encoded_len(msgs));
+        encode_into(msgs, &mut out);
     }
-    let len = encoded_len(msgs);
+    out
+}
+
+/// Appends `msgs` in the flat encoding to `out`, growing it once.
+pub fn encode_into(msgs: &[Message], out: &mut Vec<u8>) {
+    write_messages(msgs, encoded_len(msgs), out);
+}
+
+/// Appends `msgs`, whose encoding is `len` bytes, to `out`.
+fn write_messages(msgs: &[Message], len: usize, out: &mut Vec<u8>) {
+    let at = out.len();
+    out.resize(at + len, 0);
     let mut w = Writer {
-        buf: vec![0; len],
+        buf: &mut out[at..],
         pos: 0,
     };
     for m in msgs {
@@ -151,7 +164,86 @@ pub fn encode(msgs: &[Message]) -> Vec<u8> {
         }
     }
     debug_assert_eq!(w.pos, len);
-    w.buf
+}
+
+/// Bytes of one call in `run`'s `calls`.
+pub const CALL_BYTES: usize = 24;
+
+/// One call of a `run` batch, as the host encoded it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawCall {
+    pub session: u32,
+    /// A `call-kind` by its position: feed 0, more 1, gap 2, end 3, close 4.
+    pub kind: u8,
+    /// 0 to-server, 1 to-client.
+    pub dir: u8,
+    pub base: u64,
+    pub len: u64,
+}
+
+/// The calls of a `run`. The host encodes them; a malformed list is its
+/// bug, and trapping (the panic) makes it visible there.
+pub fn calls(bytes: &[u8]) -> impl Iterator<Item = RawCall> + '_ {
+    assert!(
+        bytes.len().is_multiple_of(CALL_BYTES),
+        "remora-sdk: calls of {} bytes",
+        bytes.len()
+    );
+    bytes.chunks_exact(CALL_BYTES).map(|c| {
+        let u64_at = |i: usize| u64::from_le_bytes(c[i..i + 8].try_into().expect("8 bytes"));
+        RawCall {
+            session: u32::from_le_bytes(c[..4].try_into().expect("4 bytes")),
+            kind: c[4],
+            dir: c[5],
+            base: u64_at(8),
+            len: u64_at(16),
+        }
+    })
+}
+
+/// Appends `s` as a length and its bytes.
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&u32::try_from(s.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Appends one answer of a `run` to `out`: what the call did and its
+/// messages.
+pub fn put_answer(
+    out: &mut Vec<u8>,
+    consumed: u32,
+    skip: u64,
+    need: u32,
+    error: Option<&str>,
+    switch: Option<&ProtocolSwitch>,
+    msgs: &[Message],
+) {
+    out.extend_from_slice(&consumed.to_le_bytes());
+    out.extend_from_slice(&skip.to_le_bytes());
+    out.extend_from_slice(&need.to_le_bytes());
+    out.push(u8::from(error.is_some()) | (u8::from(switch.is_some()) << 1));
+    if let Some(e) = error {
+        put_str(out, e);
+    }
+    if let Some(sw) = switch {
+        put_str(out, &sw.protocol);
+        out.extend_from_slice(&sw.offsets[0].to_le_bytes());
+        out.extend_from_slice(&sw.offsets[1].to_le_bytes());
+        out.extend_from_slice(
+            &u32::try_from(sw.params.len())
+                .unwrap_or(u32::MAX)
+                .to_le_bytes(),
+        );
+        for (k, v) in &sw.params {
+            put_str(out, k);
+            put_str(out, v);
+        }
+    }
+    let len = encoded_len(msgs);
+    out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
+    if len > 0 {
+        write_messages(msgs, len, out);
+    }
 }
 
 #[cfg(test)]
@@ -207,5 +299,54 @@ mod tests {
         let two = encode(&[m.clone(), m]);
         assert_eq!(two.len(), 2 * want.len());
         assert!(encode(&[]).is_empty());
+    }
+
+    #[test]
+    fn answers_and_calls_are_laid_out_as_the_contract_says() {
+        let m = Message {
+            kind: MessageKind::Standalone,
+            txn: 1,
+            start: 2,
+            fields: Vec::new(),
+            body: None,
+        };
+        let switch = ProtocolSwitch::new("ws", 3, 4).param("a", "");
+        let mut out = Vec::new();
+        put_answer(
+            &mut out,
+            5,
+            6,
+            7,
+            Some("e"),
+            Some(&switch),
+            std::slice::from_ref(&m),
+        );
+        let mut want = vec![5, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 3];
+        want.extend_from_slice(&[1, 0, 0, 0, b'e']);
+        want.extend_from_slice(&[2, 0, 0, 0, b'w', b's']);
+        want.extend_from_slice(&[3, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0]);
+        want.extend_from_slice(&[1, 0, 0, 0, 1, 0, 0, 0, b'a', 0, 0, 0, 0]);
+        want.extend_from_slice(&[22, 0, 0, 0]);
+        want.extend_from_slice(&encode(std::slice::from_ref(&m)));
+        assert_eq!(out, want);
+        // Nothing to say: a bare header and an empty message list.
+        let mut bare = Vec::new();
+        put_answer(&mut bare, 0, 0, 0, None, None, &[]);
+        assert_eq!(bare, [0; 21]);
+
+        let mut raw = vec![9, 0, 0, 0, 1, 1, 0, 0];
+        raw.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        raw.extend_from_slice(&300u64.to_le_bytes());
+        let got: Vec<RawCall> = calls(&raw).collect();
+        assert_eq!(
+            got,
+            [RawCall {
+                session: 9,
+                kind: 1,
+                dir: 1,
+                base: 1 << 40,
+                len: 300
+            }]
+        );
     }
 }

@@ -23,7 +23,7 @@ STAGES = [
     ("loading plugins (not timed)", ["Runtime::load_dir", "Runtime::compile"]),
     ("reading the file", ["CaptureReader::next_frame"]),
     ("L2-L4 decode", ["Decoder::decode"]),
-    ("guest code", ["dissector@0.5.0#run"]),
+    ("guest code", ["#run"]),  # remora:plugin/dissector@0.x.y#run
     ("entering Wasm, lifting results", ["TypedFunc", "Func::call_raw", "with_lift_context"]),
     ("plugin output into entries", ["convert::collect", "pairing::"]),
     ("runtime per call", ["remora_runtime::Shard::run"]),

@@ -1,5 +1,5 @@
 //! The Wasm runtime: loads dissector plugins (WebAssembly components speaking
-//! `remora:plugin@0.5.x`) and alert plugins (see [`alert`]), and runs them with limits and fault containment.
+//! `remora:plugin@0.6.x`) and alert plugins (see [`alert`]), and runs them with limits and fault containment.
 //!
 //! * [`Runtime`] owns the wasmtime `Engine`, the `Linker` and the loaded plugins
 //!   (compiled once, cached on disk, validated). It is `Send + Sync` and shared
@@ -62,12 +62,10 @@ pub mod wit {
     };
 }
 
-use bindings::remora::plugin::types::FeedResult as RawFeedResult;
-
 /// The contract version this host speaks (major.minor; any patch is accepted).
 pub const WIT_PACKAGE: &str = "remora:plugin";
 const HOST_WIT_MAJOR: u64 = 0;
-const HOST_WIT_MINOR: u64 = 5;
+const HOST_WIT_MINOR: u64 = 6;
 
 /// Period of the epoch ticker: the granularity of the CPU deadline.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -1125,7 +1123,7 @@ impl Shard {
     fn check(
         &mut self,
         p: PluginId,
-        raw: RawFeedResult,
+        raw: wire::RawAnswer,
         data_len: usize,
     ) -> Result<wit::FeedResult, Fault> {
         let limits = wire::Limits {
@@ -1224,6 +1222,8 @@ impl Shard {
     ) -> Result<Vec<Result<wit::FeedResult, Fault>>, Fault> {
         let generation = self.slots[p.0 as usize].generation;
         let mut answers: Vec<Result<wit::FeedResult, Fault>> = Vec::with_capacity(calls.len());
+        // The calls sent, encoded, and what checking their answers needs.
+        let mut encoded = Vec::with_capacity(calls.len() * wire::CALL_BYTES);
         let mut sent = Vec::with_capacity(calls.len());
         // The data of the calls sent; copied only when a stale call's bytes
         // must be cut out.
@@ -1249,43 +1249,34 @@ impl Shard {
                 kept.extend_from_slice(bytes);
             }
             answers.push(Ok(wit::FeedResult::default()));
-            sent.push(bindings::exports::remora::plugin::dissector::Call {
-                session: s.handle,
-                kind: c.kind,
-                dir: c.dir,
-                base: c.base,
-                len: c.len,
-            });
+            wire::put_call(&mut encoded, s.handle, c.kind, c.dir, c.base, c.len);
+            sent.push((s.handle, c.kind, c.dir, len));
         }
         if sent.is_empty() {
             return Ok(answers);
         }
         let payload: &[u8] = compact.as_deref().unwrap_or(&data[..pos]);
         let raw = self.call(p, Some(generation), |store, b| {
-            b.remora_plugin_dissector().call_run(store, &sent, payload)
+            b.remora_plugin_dissector()
+                .call_run(store, &encoded, payload)
         })?;
-        if raw.len() != sent.len() {
-            return Err(self.fault(
-                p,
-                Fault::Malformed(format!(
-                    "{} results for a batch of {} calls",
-                    raw.len(),
-                    sent.len()
-                )),
-            ));
-        }
-        let mut raw = raw.into_iter().zip(&sent);
+        let mut raw = wire::Answers::new(raw.into());
         // A `more` call's input is what the direction's earlier call left
         // plus its own bytes: bounded by every byte offered to the
         // direction in this batch.
         let mut offered: Vec<(u32, wit::Direction, usize)> = Vec::new();
+        let batch = sent.len();
+        let mut sent = sent.iter();
         for answer in answers.iter_mut().filter(|a| a.is_ok()) {
-            let (r, call) = raw.next().expect("one result per call sent");
-            let own = feed_len(call.kind, call.len);
+            let &(session, kind, dir, own) = sent.next().expect("one answer per call sent");
+            let r = match raw.next_answer() {
+                Ok(r) => r,
+                Err(m) => return Err(self.fault(p, Fault::Malformed(m))),
+            };
             let prior = offered
                 .iter_mut()
-                .find(|(s, d, _)| *s == call.session && *d == call.dir);
-            let bound = match (call.kind, prior) {
+                .find(|(s, d, _)| *s == session && *d == dir);
+            let bound = match (kind, prior) {
                 (wit::CallKind::More, Some(p)) => {
                     p.2 = p.2.saturating_add(own);
                     p.2
@@ -1295,16 +1286,25 @@ impl Shard {
                     own
                 }
                 (wit::CallKind::Feed | wit::CallKind::More, None) => {
-                    offered.push((call.session, call.dir, own));
+                    offered.push((session, dir, own));
                     own
                 }
                 (_, _) => own,
             };
-            if call.kind == wit::CallKind::Close {
+            if kind == wit::CallKind::Close {
                 let slot = &mut self.slots[p.0 as usize];
                 slot.sessions_open = slot.sessions_open.saturating_sub(1);
             }
             *answer = Ok(self.check(p, r, bound)?);
+        }
+        if raw.left() > 0 {
+            return Err(self.fault(
+                p,
+                Fault::Malformed(format!(
+                    "{} bytes after the answers of a batch of {batch} calls",
+                    raw.left(),
+                )),
+            ));
         }
         Ok(answers)
     }

@@ -20,6 +20,7 @@ pub const TEST_PLUGINS: &[&str] = &[
     "remora-test-alloc",
     "remora-test-panic",
     "remora-test-malformed",
+    "remora-test-garbled",
     "remora-test-stack",
     "remora-test-future",
     "remora-test-legacy",

@@ -1,16 +1,22 @@
-//! The messages of a `feed-result` in the contract's flat encoding
-//! (`wit/plugin.wit`, `feed-result.messages`).
+//! A `run`'s calls and answers in the contract's flat encodings
+//! (`wit/plugin.wit`, `run`).
 //!
-//! Plugins return a call's messages as one byte list rather than nested WIT
-//! records: lifting nested lists of records and strings field by field was
-//! the largest cost of the boundary. The host keeps that list as it came
-//! ([`Messages`]): [`Messages::check`] walks it once, checking the structure
+//! Calls go out as 24-byte records ([`put_call`]) and answers come back as
+//! one byte list for the whole batch ([`Answers`]), each with its messages
+//! in a flat encoding too, rather than nested WIT records: lifting and
+//! lowering records and lists field by field was the largest cost of the
+//! boundary. The host keeps an answer's messages as they came, a slice of
+//! the batch's list ([`Messages`]): [`Messages::check`] walks them once, checking the structure
 //! (tags, lengths, UTF-8 of owned text) and what the values may hold
 //! (declared ids, spans within the input, sizes) without allocating;
 //! consumers then read it with [`Messages::visit`] straight into their own
 //! values, resolving spans against the input they hold, with no owned copy
 //! in between. [`Message`] and its parts are the owned form, for [`encode`]
 //! (host-side tests, native benchmarks) and tests.
+
+use bytes::Bytes;
+
+use crate::wit::{CallKind, Direction, ProtocolSwitch};
 
 /// A range of the `data` passed to the current `feed` call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,7 +124,8 @@ pub struct Limits<'a> {
 /// [`Message`]s), so reading them cannot fail.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Messages {
-    bytes: Vec<u8>,
+    /// A slice of the answers of a whole `run`, shared by its answers.
+    bytes: Bytes,
     count: usize,
 }
 
@@ -190,6 +197,7 @@ enum Bad {
         at: usize,
     },
     Fields {
+        what: &'static str,
         count: usize,
         at: usize,
         left: usize,
@@ -216,18 +224,27 @@ enum Bad {
 
 impl Bad {
     fn message(self, total: usize) -> String {
+        self.message_in("messages encoding", total)
+    }
+
+    fn message_in(self, scope: &str, total: usize) -> String {
         match self {
-            Bad::Truncated { what, len, at } => format!(
-                "messages encoding truncated: {what} of {len} bytes at offset {at} of {total}"
-            ),
+            Bad::Truncated { what, len, at } => {
+                format!("{scope} truncated: {what} of {len} bytes at offset {at} of {total}")
+            }
             Bad::Tag { what, value, at } => {
-                format!("messages encoding: {what} {value} at offset {at}")
+                format!("{scope}: {what} {value} at offset {at}")
             }
             Bad::Utf8 { what, at } => {
-                format!("messages encoding: {what} at offset {at} is not UTF-8")
+                format!("{scope}: {what} at offset {at} is not UTF-8")
             }
-            Bad::Fields { count, at, left } => format!(
-                "messages encoding: {count} fields at offset {at} cannot fit in the {left} bytes left"
+            Bad::Fields {
+                what,
+                count,
+                at,
+                left,
+            } => format!(
+                "{scope}: {count} {what} at offset {at} cannot fit in the {left} bytes left"
             ),
             Bad::TooMany { cap } => {
                 format!("more than {cap} messages in one call (cap {cap})")
@@ -396,7 +413,12 @@ impl<'a> Reader<'a> {
         let count = self.u32("field count")? as usize;
         let left = self.bytes.len() - self.pos;
         if count > left / MIN_FIELD_BYTES {
-            return Err(Bad::Fields { count, at, left });
+            return Err(Bad::Fields {
+                what: "fields",
+                count,
+                at,
+                left,
+            });
         }
         Ok(Head {
             kind,
@@ -584,7 +606,7 @@ impl<'a> Visit<'a> for Owned {
 impl Messages {
     /// Takes a plugin's encoded messages if they are well-formed and within
     /// `limits`; otherwise says what is wrong and where.
-    pub fn check(bytes: Vec<u8>, limits: &Limits<'_>) -> Result<Messages, String> {
+    pub fn check(bytes: Bytes, limits: &Limits<'_>) -> Result<Messages, String> {
         let mut checker = Checker {
             limits,
             count: 0,
@@ -621,7 +643,9 @@ impl Messages {
 
     /// Appends `m`, encoded (for tests and native backends).
     pub fn push(&mut self, m: &Message) {
-        encode(std::slice::from_ref(m), &mut self.bytes);
+        let mut bytes = Vec::from(std::mem::take(&mut self.bytes));
+        encode(std::slice::from_ref(m), &mut bytes);
+        self.bytes = bytes.into();
         self.count += 1;
     }
 
@@ -643,12 +667,205 @@ impl Messages {
 
 impl FromIterator<Message> for Messages {
     fn from_iter<I: IntoIterator<Item = Message>>(iter: I) -> Self {
-        let mut out = Messages::default();
+        let mut bytes = Vec::new();
+        let mut count = 0;
         for m in iter {
-            out.push(&m);
+            encode(std::slice::from_ref(&m), &mut bytes);
+            count += 1;
         }
-        out
+        Messages {
+            bytes: bytes.into(),
+            count,
+        }
     }
+}
+
+/// Bytes of one call in `run`'s `calls`.
+pub const CALL_BYTES: usize = 24;
+
+/// Appends one call to `run`'s `calls`, in the contract's encoding.
+pub fn put_call(
+    out: &mut Vec<u8>,
+    session: u32,
+    kind: CallKind,
+    dir: Direction,
+    base: u64,
+    len: u64,
+) {
+    let kind = match kind {
+        CallKind::Feed => 0u8,
+        CallKind::More => 1,
+        CallKind::Gap => 2,
+        CallKind::End => 3,
+        CallKind::Close => 4,
+    };
+    let dir = match dir {
+        Direction::ToServer => 0u8,
+        Direction::ToClient => 1,
+    };
+    let mut rec = [0u8; CALL_BYTES];
+    rec[..4].copy_from_slice(&session.to_le_bytes());
+    rec[4] = kind;
+    rec[5] = dir;
+    rec[8..16].copy_from_slice(&base.to_le_bytes());
+    rec[16..].copy_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&rec);
+}
+
+/// One answer of a `run`, read from the batch's answers; its messages are
+/// still to be checked against the call's limits ([`Messages::check`]).
+#[derive(Debug)]
+pub struct RawAnswer {
+    pub consumed: u32,
+    pub skip: u64,
+    pub need: u32,
+    pub error: Option<String>,
+    pub switch: Option<ProtocolSwitch>,
+    pub messages: Bytes,
+}
+
+const ANSWER_ERROR: u8 = 1;
+const ANSWER_SWITCH: u8 = 2;
+
+/// Reads the answers of a `run`, one per call, in order.
+pub struct Answers {
+    bytes: Bytes,
+    pos: usize,
+}
+
+impl Answers {
+    pub fn new(bytes: Bytes) -> Self {
+        Answers { bytes, pos: 0 }
+    }
+
+    /// The next answer, or what is wrong with the encoding where.
+    pub fn next_answer(&mut self) -> Result<RawAnswer, String> {
+        let total = self.bytes.len();
+        let mut r = Reader {
+            bytes: &self.bytes,
+            pos: self.pos,
+        };
+        let answer = read_answer(&mut r).map_err(|b| b.message_in("answers encoding", total))?;
+        let (start, len) = answer.messages;
+        let messages = self.bytes.slice(start..start + len);
+        self.pos = r.pos;
+        Ok(RawAnswer {
+            consumed: answer.consumed,
+            skip: answer.skip,
+            need: answer.need,
+            error: answer.error,
+            switch: answer.switch,
+            messages,
+        })
+    }
+
+    /// Bytes after the answers read so far.
+    pub fn left(&self) -> usize {
+        self.bytes.len() - self.pos
+    }
+}
+
+/// An answer with its messages as (offset, length) in the answers.
+struct AnswerAt {
+    consumed: u32,
+    skip: u64,
+    need: u32,
+    error: Option<String>,
+    switch: Option<ProtocolSwitch>,
+    messages: (usize, usize),
+}
+
+fn read_answer(r: &mut Reader<'_>) -> Result<AnswerAt, Bad> {
+    let consumed = r.u32("consumed")?;
+    let skip = r.u64("skip")?;
+    let need = r.u32("need")?;
+    let at = r.pos;
+    let flags = r.u8("answer flags")?;
+    if flags & !(ANSWER_ERROR | ANSWER_SWITCH) != 0 {
+        return Err(Bad::Tag {
+            what: "answer flags",
+            value: flags,
+            at,
+        });
+    }
+    let error = if flags & ANSWER_ERROR != 0 {
+        Some(r.str("error")?.to_owned())
+    } else {
+        None
+    };
+    let switch = if flags & ANSWER_SWITCH != 0 {
+        let protocol = r.str("switch protocol")?.to_owned();
+        let to_server = r.u64("switch offset")?;
+        let to_client = r.u64("switch offset")?;
+        let count = r.u32("switch parameter count")? as usize;
+        let left = r.bytes.len() - r.pos;
+        // Each parameter is two lengths at least.
+        if count > left / 8 {
+            return Err(Bad::Fields {
+                what: "switch parameters",
+                count,
+                at,
+                left,
+            });
+        }
+        let mut params = Vec::with_capacity(count);
+        for _ in 0..count {
+            let k = r.str("switch parameter")?.to_owned();
+            let v = r.str("switch parameter")?.to_owned();
+            params.push((k, v));
+        }
+        Some(ProtocolSwitch {
+            protocol,
+            to_server,
+            to_client,
+            params,
+        })
+    } else {
+        None
+    };
+    let len = r.u32("messages length")? as usize;
+    let start = r.pos;
+    r.take(len, "messages")?;
+    Ok(AnswerAt {
+        consumed,
+        skip,
+        need,
+        error,
+        switch,
+        messages: (start, len),
+    })
+}
+
+/// Appends one answer in the contract's encoding (what a plugin's `run`
+/// returns), for tests and tools.
+pub fn put_answer(
+    out: &mut Vec<u8>,
+    consumed: u32,
+    skip: u64,
+    need: u32,
+    error: Option<&str>,
+    switch: Option<&ProtocolSwitch>,
+    messages: &[u8],
+) {
+    out.extend_from_slice(&consumed.to_le_bytes());
+    out.extend_from_slice(&skip.to_le_bytes());
+    out.extend_from_slice(&need.to_le_bytes());
+    let flags = (error.is_some() as u8 * ANSWER_ERROR) | (switch.is_some() as u8 * ANSWER_SWITCH);
+    out.push(flags);
+    if let Some(e) = error {
+        put_bytes(out, e.as_bytes());
+    }
+    if let Some(sw) = switch {
+        put_bytes(out, sw.protocol.as_bytes());
+        out.extend_from_slice(&sw.to_server.to_le_bytes());
+        out.extend_from_slice(&sw.to_client.to_le_bytes());
+        out.extend_from_slice(&(sw.params.len() as u32).to_le_bytes());
+        for (k, v) in &sw.params {
+            put_bytes(out, k.as_bytes());
+            put_bytes(out, v.as_bytes());
+        }
+    }
+    put_bytes(out, messages);
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
@@ -742,7 +959,7 @@ mod tests {
             max_body: 1 << 20,
             max_output: 1 << 30,
         };
-        Messages::check(bytes.to_vec(), &limits).map(|m| m.to_vec())
+        Messages::check(Bytes::copy_from_slice(bytes), &limits).map(|m| m.to_vec())
     }
 
     fn sample() -> Vec<Message> {
@@ -901,7 +1118,7 @@ mod tests {
             for b in [0, 1, 2, 5, 7, 0x80, 0xff] {
                 let mut bad = buf.clone();
                 bad[at] = b;
-                if let Ok(m) = Messages::check(bad.clone(), &limits) {
+                if let Ok(m) = Messages::check(bad.clone().into(), &limits) {
                     accepted += 1;
                     // A visit of checked bytes reads all of them.
                     let read = m.to_vec();
@@ -943,7 +1160,7 @@ mod tests {
         };
         let mut buf = Vec::new();
         encode(msgs, &mut buf);
-        Messages::check(buf, &limits).map(|m| m.len())
+        Messages::check(buf.into(), &limits).map(|m| m.len())
     }
 
     #[test]
@@ -1052,5 +1269,122 @@ mod tests {
             ]
         );
         assert_eq!(msgs.to_vec(), sample());
+    }
+
+    fn switch() -> ProtocolSwitch {
+        ProtocolSwitch {
+            protocol: "WebSocket".into(),
+            to_server: 10,
+            to_client: 1 << 33,
+            params: vec![
+                ("upgrade".into(), "websocket".into()),
+                (String::new(), "é".into()),
+            ],
+        }
+    }
+
+    /// Three answers: messages only, error and switch, nothing.
+    fn answers() -> (Vec<u8>, Vec<u8>) {
+        let mut msgs = Vec::new();
+        encode(&sample(), &mut msgs);
+        let mut buf = Vec::new();
+        put_answer(&mut buf, 5, 1 << 40, 9, None, None, &msgs);
+        put_answer(&mut buf, 0, 0, 0, Some("bad frame"), Some(&switch()), &[]);
+        put_answer(&mut buf, u32::MAX, 0, 1, None, None, &[]);
+        (buf, msgs)
+    }
+
+    #[test]
+    fn answers_read_back_as_written() {
+        let (buf, msgs) = answers();
+        let mut a = Answers::new(buf.into());
+        let first = a.next_answer().unwrap();
+        assert_eq!((first.consumed, first.skip, first.need), (5, 1 << 40, 9));
+        assert_eq!((first.error, first.switch), (None, None));
+        assert_eq!(first.messages, msgs);
+        let second = a.next_answer().unwrap();
+        assert_eq!(second.error.as_deref(), Some("bad frame"));
+        assert_eq!(second.switch, Some(switch()));
+        assert!(second.messages.is_empty());
+        let third = a.next_answer().unwrap();
+        assert_eq!((third.consumed, third.need), (u32::MAX, 1));
+        assert_eq!(a.left(), 0);
+        let e = a.next_answer().unwrap_err();
+        assert!(e.starts_with("answers encoding truncated: consumed"), "{e}");
+    }
+
+    #[test]
+    fn damaged_answers_are_errors_never_panics() {
+        let (buf, _) = answers();
+        // Every truncation: an error at the answer it cuts, the answers
+        // before it whole.
+        for cut in 0..buf.len() {
+            let mut a = Answers::new(Bytes::copy_from_slice(&buf[..cut]));
+            let read = std::iter::from_fn(|| a.next_answer().ok()).count();
+            assert!(read < 3, "cut at {cut}: {read} answers");
+        }
+        // Every byte set to a few values: read or refused, never a panic
+        // or a read beyond the list.
+        for at in 0..buf.len() {
+            for b in [0, 2, 3, 0x7f, 0x80, 0xff] {
+                let mut bad = buf.clone();
+                bad[at] = b;
+                let mut a = Answers::new(bad.into());
+                for _ in 0..4 {
+                    if a.next_answer().is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        // Flags beyond error and switch, a parameter count no list could
+        // hold, and text that is not UTF-8 are named.
+        let mut bad = Vec::new();
+        put_answer(&mut bad, 0, 0, 0, None, None, &[]);
+        bad[16] = 4;
+        let e = Answers::new(bad.into()).next_answer().unwrap_err();
+        assert_eq!(e, "answers encoding: answer flags 4 at offset 16");
+        let mut bad = Vec::new();
+        put_answer(&mut bad, 0, 0, 0, None, Some(&switch()), &[]);
+        let count_at = 17 + 4 + "WebSocket".len() + 16;
+        bad[count_at..count_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let e = Answers::new(bad.into()).next_answer().unwrap_err();
+        assert!(
+            e.contains("4294967295 switch parameters at offset 16 cannot fit"),
+            "{e}"
+        );
+        let mut bad = Vec::new();
+        put_answer(&mut bad, 0, 0, 0, Some("ok"), None, &[]);
+        bad[21] = 0xff;
+        let e = Answers::new(bad.into()).next_answer().unwrap_err();
+        assert_eq!(e, "answers encoding: error at offset 17 is not UTF-8");
+    }
+
+    #[test]
+    fn calls_are_24_bytes_little_endian() {
+        let mut out = Vec::new();
+        put_call(
+            &mut out,
+            7,
+            CallKind::More,
+            Direction::ToClient,
+            1 << 40,
+            300,
+        );
+        put_call(
+            &mut out,
+            u32::MAX,
+            CallKind::Close,
+            Direction::ToServer,
+            0,
+            0,
+        );
+        assert_eq!(out.len(), 2 * CALL_BYTES);
+        let mut want = vec![
+            7, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 44, 1, 0, 0, 0, 0, 0, 0,
+        ];
+        want.extend_from_slice(&[255, 255, 255, 255, 4, 0, 0, 0]);
+        want.extend_from_slice(&[0; 16]);
+        assert_eq!(out, want);
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use remora_runtime::testing::plugin_path;
 use remora_runtime::wit::{
-    Direction, FieldType, FlowInfo, MessageKind, ProbeResult, Text, Transport, Value,
+    Direction, FeedResult, FieldType, FlowInfo, MessageKind, ProbeResult, Text, Transport, Value,
 };
 use remora_runtime::{Fault, PluginId, Runtime, RuntimeConfig, Shard};
 
@@ -366,6 +366,41 @@ fn stack_overflow_is_a_stack_fault() {
 }
 
 #[test]
+fn a_garbled_batch_encoding_is_malformed_output() {
+    bounded(300, || {
+        let cfg = RuntimeConfig {
+            quarantine_base: Duration::from_millis(1),
+            ..test_config()
+        };
+        let (rt, ids) = runtime_with(cfg, &["remora-test-garbled"]);
+        let p = ids[0];
+        let mut shard = Shard::new(rt);
+        let s = shard.open(p, &flow(7006)).unwrap();
+        assert_eq!(
+            shard.feed(&s, Direction::ToServer, 0, b"x"),
+            Ok(FeedResult::default()),
+            "well-formed empty answers"
+        );
+        for (input, expect) in [
+            (
+                b"0",
+                "answers encoding truncated: consumed of 4 bytes at offset 0 of 0",
+            ),
+            (b"1", "1 bytes after the answers of a batch of 1 calls"),
+            (b"2", "answers encoding: answer flags 128 at offset 16"),
+        ] {
+            std::thread::sleep(Duration::from_millis(5));
+            let s = shard.open(p, &flow(7006)).unwrap();
+            match shard.feed(&s, Direction::ToServer, 0, input) {
+                Err(Fault::Malformed(m)) => assert_eq!(m, expect),
+                r => panic!("expected malformed, got {r:?}"),
+            }
+        }
+        assert_eq!(shard.counters()[0].faults.malformed, 3);
+    });
+}
+
+#[test]
 fn malformed_output_is_a_fault_and_sessions_go_stale() {
     bounded(300, || {
         let cfg = RuntimeConfig {
@@ -542,7 +577,7 @@ fn wit_version_mismatch_is_a_clear_error() {
         let err = format!("{:#}", rt.load_file(&path).unwrap_err());
         assert!(err.contains(&path.display().to_string()), "{err}");
         assert!(
-            err.contains("targets remora:plugin@0.6.0, host speaks remora:plugin@0.5.x"),
+            err.contains("targets remora:plugin@0.7.0, host speaks remora:plugin@0.6.x"),
             "{err}"
         );
         assert!(rt.plugins().is_empty());
@@ -558,7 +593,7 @@ fn a_plugin_built_for_the_0_1_contract_is_refused_by_name_and_versions() {
         let err = format!("{:#}", rt.load_file(&path).unwrap_err());
         assert!(err.contains(&path.display().to_string()), "{err}");
         assert!(
-            err.contains("targets remora:plugin@0.1.0, host speaks remora:plugin@0.5.x"),
+            err.contains("targets remora:plugin@0.1.0, host speaks remora:plugin@0.6.x"),
             "{err}"
         );
         assert!(rt.plugins().is_empty());
