@@ -836,38 +836,6 @@ fn read_answer(r: &mut Reader<'_>) -> Result<AnswerAt, Bad> {
     })
 }
 
-/// Appends one answer in the contract's encoding (what a plugin's `run`
-/// returns), for tests and tools.
-pub fn put_answer(
-    out: &mut Vec<u8>,
-    consumed: u32,
-    skip: u64,
-    need: u32,
-    error: Option<&str>,
-    switch: Option<&ProtocolSwitch>,
-    messages: &[u8],
-) {
-    out.extend_from_slice(&consumed.to_le_bytes());
-    out.extend_from_slice(&skip.to_le_bytes());
-    out.extend_from_slice(&need.to_le_bytes());
-    let flags = (error.is_some() as u8 * ANSWER_ERROR) | (switch.is_some() as u8 * ANSWER_SWITCH);
-    out.push(flags);
-    if let Some(e) = error {
-        put_bytes(out, e.as_bytes());
-    }
-    if let Some(sw) = switch {
-        put_bytes(out, sw.protocol.as_bytes());
-        out.extend_from_slice(&sw.to_server.to_le_bytes());
-        out.extend_from_slice(&sw.to_client.to_le_bytes());
-        out.extend_from_slice(&(sw.params.len() as u32).to_le_bytes());
-        for (k, v) in &sw.params {
-            put_bytes(out, k.as_bytes());
-            put_bytes(out, v.as_bytes());
-        }
-    }
-    put_bytes(out, messages);
-}
-
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as u32).to_le_bytes());
     out.extend_from_slice(b);
@@ -1271,6 +1239,7 @@ mod tests {
         assert_eq!(msgs.to_vec(), sample());
     }
 
+    /// The switch below as the host reads it.
     fn switch() -> ProtocolSwitch {
         ProtocolSwitch {
             protocol: "WebSocket".into(),
@@ -1283,14 +1252,50 @@ mod tests {
         }
     }
 
-    /// Three answers: messages only, error and switch, nothing.
+    fn sdk_switch() -> remora_sdk::ProtocolSwitch {
+        remora_sdk::ProtocolSwitch::new("WebSocket", 10, 1 << 33)
+            .param("upgrade", "websocket")
+            .param("", "é")
+    }
+
+    /// An answer as a plugin built with the SDK writes it.
+    fn put_answer(
+        out: &mut Vec<u8>,
+        (consumed, skip, need): (u32, u64, u32),
+        error: Option<&str>,
+        switch: Option<&remora_sdk::ProtocolSwitch>,
+        msgs: &[remora_sdk::Message],
+    ) {
+        remora_sdk::wire::put_answer(out, consumed, skip, need, error, switch, msgs);
+    }
+
+    /// Three answers, written by the SDK: a message, an error and a
+    /// switch, nothing.
     fn answers() -> (Vec<u8>, Vec<u8>) {
-        let mut msgs = Vec::new();
-        encode(&sample(), &mut msgs);
+        let m = remora_sdk::Message {
+            kind: remora_sdk::MessageKind::Response,
+            txn: 7,
+            start: 1 << 40,
+            fields: vec![remora_sdk::Field {
+                id: 513,
+                value: remora_sdk::Value::Pair(
+                    "k".into(),
+                    remora_sdk::Span { offset: 1, len: 2 }.into(),
+                ),
+            }],
+            body: None,
+        };
+        let msgs = remora_sdk::wire::encode(std::slice::from_ref(&m));
         let mut buf = Vec::new();
-        put_answer(&mut buf, 5, 1 << 40, 9, None, None, &msgs);
-        put_answer(&mut buf, 0, 0, 0, Some("bad frame"), Some(&switch()), &[]);
-        put_answer(&mut buf, u32::MAX, 0, 1, None, None, &[]);
+        put_answer(&mut buf, (5, 1 << 40, 9), None, None, &[m]);
+        put_answer(
+            &mut buf,
+            (0, 0, 0),
+            Some("bad frame"),
+            Some(&sdk_switch()),
+            &[],
+        );
+        put_answer(&mut buf, (u32::MAX, 0, 1), None, None, &[]);
         (buf, msgs)
     }
 
@@ -1302,6 +1307,27 @@ mod tests {
         assert_eq!((first.consumed, first.skip, first.need), (5, 1 << 40, 9));
         assert_eq!((first.error, first.switch), (None, None));
         assert_eq!(first.messages, msgs);
+        // What the SDK wrote is what the host reads back.
+        let limits = Limits {
+            data_len: 3,
+            fields: &ALL_DECLARED,
+            max_messages: 1,
+            max_body: 0,
+            max_output: 1 << 10,
+        };
+        let read = Messages::check(first.messages, &limits).unwrap().to_vec();
+        assert_eq!(read.len(), 1);
+        assert_eq!(
+            (read[0].kind, read[0].txn, read[0].start),
+            (MessageKind::Response, 7, 1 << 40)
+        );
+        assert_eq!(
+            read[0].fields[0].value,
+            Value::Pair((
+                Text::Owned("k".into()),
+                Text::Span(Span { offset: 1, len: 2 })
+            ))
+        );
         let second = a.next_answer().unwrap();
         assert_eq!(second.error.as_deref(), Some("bad frame"));
         assert_eq!(second.switch, Some(switch()));
@@ -1340,12 +1366,12 @@ mod tests {
         // Flags beyond error and switch, a parameter count no list could
         // hold, and text that is not UTF-8 are named.
         let mut bad = Vec::new();
-        put_answer(&mut bad, 0, 0, 0, None, None, &[]);
+        put_answer(&mut bad, (0, 0, 0), None, None, &[]);
         bad[16] = 4;
         let e = Answers::new(bad.into()).next_answer().unwrap_err();
         assert_eq!(e, "answers encoding: answer flags 4 at offset 16");
         let mut bad = Vec::new();
-        put_answer(&mut bad, 0, 0, 0, None, Some(&switch()), &[]);
+        put_answer(&mut bad, (0, 0, 0), None, Some(&sdk_switch()), &[]);
         let count_at = 17 + 4 + "WebSocket".len() + 16;
         bad[count_at..count_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
         let e = Answers::new(bad.into()).next_answer().unwrap_err();
@@ -1354,7 +1380,7 @@ mod tests {
             "{e}"
         );
         let mut bad = Vec::new();
-        put_answer(&mut bad, 0, 0, 0, Some("ok"), None, &[]);
+        put_answer(&mut bad, (0, 0, 0), Some("ok"), None, &[]);
         bad[21] = 0xff;
         let e = Answers::new(bad.into()).next_answer().unwrap_err();
         assert_eq!(e, "answers encoding: error at offset 17 is not UTF-8");

@@ -64,6 +64,17 @@ fn runtime_with(cfg: RuntimeConfig, crates: &[&str]) -> (Arc<Runtime>, Vec<Plugi
     (Arc::new(rt), ids)
 }
 
+/// A shard with one plugin whose quarantine after a fault is 1 ms, so a
+/// test can make it fault again and again.
+fn briefly_quarantined(crate_name: &str) -> (Shard, PluginId) {
+    let cfg = RuntimeConfig {
+        quarantine_base: Duration::from_millis(1),
+        ..test_config()
+    };
+    let (rt, ids) = runtime_with(cfg, &[crate_name]);
+    (Shard::new(rt), ids[0])
+}
+
 fn flow(server_port: u16) -> FlowInfo {
     FlowInfo {
         id: 1,
@@ -368,13 +379,7 @@ fn stack_overflow_is_a_stack_fault() {
 #[test]
 fn a_garbled_batch_encoding_is_malformed_output() {
     bounded(300, || {
-        let cfg = RuntimeConfig {
-            quarantine_base: Duration::from_millis(1),
-            ..test_config()
-        };
-        let (rt, ids) = runtime_with(cfg, &["remora-test-garbled"]);
-        let p = ids[0];
-        let mut shard = Shard::new(rt);
+        let (mut shard, p) = briefly_quarantined("remora-test-garbled");
         let s = shard.open(p, &flow(7006)).unwrap();
         assert_eq!(
             shard.feed(&s, Direction::ToServer, 0, b"x"),
@@ -403,13 +408,7 @@ fn a_garbled_batch_encoding_is_malformed_output() {
 #[test]
 fn malformed_output_is_a_fault_and_sessions_go_stale() {
     bounded(300, || {
-        let cfg = RuntimeConfig {
-            quarantine_base: Duration::from_millis(1),
-            ..test_config()
-        };
-        let (rt, ids) = runtime_with(cfg, &["remora-test-malformed"]);
-        let p = ids[0];
-        let mut shard = Shard::new(rt);
+        let (mut shard, p) = briefly_quarantined("remora-test-malformed");
         for (input, expect) in [
             (b"0", "consumed 2 of 1"),
             (b"1", "span 1+1 outside"),
