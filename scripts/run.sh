@@ -8,10 +8,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh libpcap-dev pkg-config
 scripts/build-web.sh
-cargo build --quiet --release -p remora
-scripts/build-plugins.sh release
+# The `dist` profile (fat LTO, one codegen unit): a longer first build,
+# 6-8% less CPU per packet than `--release` (README, Benchmarks).
+cargo build --quiet --profile dist -p remora
+scripts/build-plugins.sh dist
 if [ $# -gt 0 ]; then
-  exec target/release/remora tap "$@"
+  exec target/dist/remora tap "$@"
 fi
 demo=target/demo-store
 rm -rf "$demo"
@@ -19,4 +21,4 @@ args=()
 for f in tests/fixtures/captures/*.pcap tests/fixtures/*/*.pcap; do
   args+=(-r "$f")
 done
-exec target/release/remora tap --data-dir "$demo" "${args[@]}"
+exec target/dist/remora tap --data-dir "$demo" "${args[@]}"

@@ -17,9 +17,8 @@
 # page cache). A command that fails that run is reported as failed and skipped.
 # Every run is bounded by `timeout $BENCH_TIMEOUT` (default 900 s).
 #
-# Env: FILES ("1m 100k"), RUNS (3), BENCH_TIMEOUT (900), REMORA_BIN,
-# REMORA_BENCH_BIN, GEN_BIN (default: $CARGO_TARGET_DIR or <workspace>/target,
-# release profile; built with `cargo build --release` when missing).
+# Env: FILES ("1m 100k"), RUNS (3), BENCH_TIMEOUT (900), PROFILE (dist),
+# REMORA_BIN, REMORA_BENCH_BIN, GEN_BIN (default: built, see lib.sh).
 # Output: a markdown table on stdout; raw hyperfine JSON and logs under
 # tests/out/bench/.
 set -euo pipefail
@@ -31,8 +30,6 @@ mkdir -p "$out"
 RUNS="${RUNS:-3}"
 FILES="${FILES:-1m 100k}"
 BENCH_TIMEOUT="${BENCH_TIMEOUT:-900}"
-target="${CARGO_TARGET_DIR:-$ws/target}"
-case "$target" in /*) ;; *) target="$ws/$target" ;; esac
 
 need() {
     command -v "$1" >/dev/null && return 0
@@ -44,14 +41,7 @@ need hyperfine hyperfine
 need tshark tshark
 need python3 python3
 
-REMORA_BIN="${REMORA_BIN:-$target/release/remora}"
-REMORA_BENCH_BIN="${REMORA_BENCH_BIN:-$target/release/remora-bench}"
-GEN_BIN="${GEN_BIN:-$target/release/gen-http-capture}"
-if [ ! -x "$GEN_BIN" ] || [ ! -x "$REMORA_BIN" ] || [ ! -x "$REMORA_BENCH_BIN" ]; then
-    echo "building release binaries (remora, remora-bench) in $target ..." >&2
-    (cd "$ws" && nice cargo build --release -p remora -p remora-bench >&2) || true
-fi
-[ -x "$GEN_BIN" ] || { echo "gen-http-capture not found at $GEN_BIN" >&2; exit 1; }
+. "$here/lib.sh"
 
 # ------------------------------------------------------------------ inputs
 declare -A PACKETS=([1m]=1000000 [100k]=100000)

@@ -78,11 +78,7 @@ PORT="${PORT:-18899}"
 NICE="${NICE:--20}"
 SEND_TIMEOUT=60
 RUN_TIMEOUT=150
-target="${CARGO_TARGET_DIR:-$ws/target}"
-case "$target" in /*) ;; *) target="$ws/$target" ;; esac
-REMORA_BIN="${REMORA_BIN:-$target/release/remora}"
-GEN_BIN="${GEN_BIN:-$target/release/gen-http-capture}"
-[ -x "$REMORA_BIN" ] || { echo "missing $REMORA_BIN" >&2; exit 1; }
+. "$here/lib.sh"
 command -v tcpreplay >/dev/null && command -v netsniff-ng >/dev/null ||
     "$ws/scripts/setup.sh" tcpreplay netsniff-ng tcpdump
 for c in tcpreplay netsniff-ng tcpdump ip curl python3 capinfos; do

@@ -36,14 +36,7 @@ RUNS="${RUNS:-3}"
 THREADS="${THREADS:-1 2}"
 BENCH_TIMEOUT="${BENCH_TIMEOUT:-600}"
 MIX_PACKETS="${MIX_PACKETS:-1000000}"
-target="${CARGO_TARGET_DIR:-$ws/target}"
-case "$target" in /*) ;; *) target="$ws/$target" ;; esac
-REMORA_BIN="${REMORA_BIN:-$target/release/remora}"
-REMORA_BENCH_BIN="${REMORA_BENCH_BIN:-$target/release/remora-bench}"
-GEN_BIN="${GEN_BIN:-$target/release/gen-http-capture}"
-for b in "$REMORA_BIN" "$REMORA_BENCH_BIN" "$GEN_BIN"; do
-    [ -x "$b" ] || { echo "missing $b (cargo build --release -p remora -p remora-bench)" >&2; exit 1; }
-done
+. "$here/lib.sh"
 for c in hyperfine python3 capinfos; do
     command -v "$c" >/dev/null || { echo "missing $c (apt-get install hyperfine python3 wireshark-common)" >&2; exit 1; }
 done

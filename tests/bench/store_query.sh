@@ -38,11 +38,7 @@ ENTRIES="${ENTRIES:-1000000}"
 RUNS="${RUNS:-3}"
 PORT="${PORT:-18898}"
 WRK_SECONDS="${WRK_SECONDS:-15}"
-target="${CARGO_TARGET_DIR:-$ws/target}"
-case "$target" in /*) ;; *) target="$ws/$target" ;; esac
-REMORA_BIN="${REMORA_BIN:-$target/release/remora}"
-GEN_BIN="${GEN_BIN:-$target/release/gen-http-capture}"
-for b in "$REMORA_BIN" "$GEN_BIN"; do [ -x "$b" ] || { echo "missing $b" >&2; exit 1; }; done
+. "$here/lib.sh"
 for c in hyperfine wrk curl python3; do
     command -v "$c" >/dev/null || { echo "missing $c (apt-get install $c)" >&2; exit 1; }
 done
