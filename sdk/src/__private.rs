@@ -6,7 +6,7 @@ pub use wit_bindgen;
 
 use crate::bindings::exports::remora::plugin::dissector as exp;
 use crate::bindings::remora::plugin::types as w;
-use crate::wire::{RawCall, CALL_BYTES};
+use crate::wire::{CallKind, RawCall, CALL_BYTES};
 use crate::{Direction, Dissector, Input, Output, Session};
 use core::cell::RefCell;
 use core::marker::PhantomData;
@@ -154,15 +154,15 @@ impl<'a> Batch<'a> {
     }
 
     fn call(&mut self, s: &mut dyn Session, c: &RawCall, out: &mut Output) -> crate::Progress {
-        let dir = direction(c.dir);
+        let dir = c.dir;
         match c.kind {
-            FEED => {
+            CallKind::Feed => {
                 let r = self.take(c.len);
                 let p = feed_all(s, dir, c.base, &self.data[r.clone()], out);
                 self.keep(c.session, dir, CarryInput::Data(r), p);
                 p
             }
-            MORE => {
+            CallKind::More => {
                 let r = self.take(c.len);
                 let Some(i) = self
                     .carries
@@ -199,19 +199,18 @@ impl<'a> Batch<'a> {
                 self.keep(c.session, dir, CarryInput::Owned(input), p);
                 p
             }
-            GAP => {
+            CallKind::Gap => {
                 let _ = self.forget(c.session, dir);
                 s.gap(dir, c.len, out);
                 crate::Progress::default()
             }
-            END => {
+            CallKind::End => {
                 let _ = self.forget(c.session, dir);
                 s.end(dir, out);
                 crate::Progress::default()
             }
             // Handled by `run`, which owns the session table.
-            CLOSE => crate::Progress::default(),
-            kind => panic!("remora-sdk: call kind {kind}"),
+            CallKind::Close => crate::Progress::default(),
         }
     }
 
@@ -277,7 +276,7 @@ impl<D: Dissector> exp::Guest for Adapter<D> {
                 let mut batch = Batch::new(&data);
                 let mut answers = Vec::with_capacity(ANSWER_GUESS * calls.len() / CALL_BYTES);
                 for c in crate::wire::calls(&calls) {
-                    let progress = if c.kind == CLOSE {
+                    let progress = if c.kind == CallKind::Close {
                         batch.forget(c.session, Direction::ToServer);
                         batch.forget(c.session, Direction::ToClient);
                         t.remove(c.session);
@@ -296,21 +295,6 @@ impl<D: Dissector> exp::Guest for Adapter<D> {
 /// Bytes reserved per call for the answers: one header and a message or
 /// two of a few fields, so most batches never grow the list.
 const ANSWER_GUESS: usize = 128;
-
-// `call-kind` by its position in the WIT enum.
-const FEED: u8 = 0;
-const MORE: u8 = 1;
-const GAP: u8 = 2;
-const END: u8 = 3;
-const CLOSE: u8 = 4;
-
-fn direction(d: u8) -> Direction {
-    match d {
-        0 => Direction::ToServer,
-        1 => Direction::ToClient,
-        _ => panic!("remora-sdk: direction {d}"),
-    }
-}
 
 fn transport(t: crate::Transport) -> w::Transport {
     match t {

@@ -3,7 +3,7 @@
 //! because lowering and lifting records and strings field by field was the
 //! largest cost of the boundary. The host's side is `remora_runtime::wire`.
 
-use crate::types::{Message, MessageKind, ProtocolSwitch, Text, Value};
+use crate::types::{Direction, Message, MessageKind, ProtocolSwitch, Text, Value};
 
 const TEXT_SPAN: u8 = 0;
 const TEXT_OWNED: u8 = 1;
@@ -89,17 +89,13 @@ impl Writer<'_> {
 
 /// `msgs` in the flat encoding; empty (no allocation) when there are none.
 pub fn encode(msgs: &[Message]) -> Vec<u8> {
-    let mut out = Vec::new();
-    if !msgs.is_empty() {
-        out.reserve_exact(encoded_len(msgs));
-        encode_into(msgs, &mut out);
+    if msgs.is_empty() {
+        return Vec::new();
     }
+    let len = encoded_len(msgs);
+    let mut out = Vec::with_capacity(len);
+    write_messages(msgs, len, &mut out);
     out
-}
-
-/// Appends `msgs` in the flat encoding to `out`, growing it once.
-pub fn encode_into(msgs: &[Message], out: &mut Vec<u8>) {
-    write_messages(msgs, encoded_len(msgs), out);
 }
 
 /// Appends `msgs`, whose encoding is `len` bytes, to `out`.
@@ -169,14 +165,22 @@ fn write_messages(msgs: &[Message], len: usize, out: &mut Vec<u8>) {
 /// Bytes of one call in `run`'s `calls`.
 pub const CALL_BYTES: usize = 24;
 
+/// What one call of a `run` batch does (the WIT `call-kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallKind {
+    Feed,
+    More,
+    Gap,
+    End,
+    Close,
+}
+
 /// One call of a `run` batch, as the host encoded it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RawCall {
     pub session: u32,
-    /// A `call-kind` by its position: feed 0, more 1, gap 2, end 3, close 4.
-    pub kind: u8,
-    /// 0 to-server, 1 to-client.
-    pub dir: u8,
+    pub kind: CallKind,
+    pub dir: Direction,
     pub base: u64,
     pub len: u64,
 }
@@ -193,8 +197,20 @@ pub fn calls(bytes: &[u8]) -> impl Iterator<Item = RawCall> + '_ {
         let u64_at = |i: usize| u64::from_le_bytes(c[i..i + 8].try_into().expect("8 bytes"));
         RawCall {
             session: u32::from_le_bytes(c[..4].try_into().expect("4 bytes")),
-            kind: c[4],
-            dir: c[5],
+            // By position in the WIT enums.
+            kind: match c[4] {
+                0 => CallKind::Feed,
+                1 => CallKind::More,
+                2 => CallKind::Gap,
+                3 => CallKind::End,
+                4 => CallKind::Close,
+                k => panic!("remora-sdk: call kind {k}"),
+            },
+            dir: match c[5] {
+                0 => Direction::ToServer,
+                1 => Direction::ToClient,
+                d => panic!("remora-sdk: direction {d}"),
+            },
             base: u64_at(8),
             len: u64_at(16),
         }
@@ -342,8 +358,8 @@ mod tests {
             got,
             [RawCall {
                 session: 9,
-                kind: 1,
-                dir: 1,
+                kind: CallKind::More,
+                dir: Direction::ToClient,
                 base: 1 << 40,
                 len: 300
             }]

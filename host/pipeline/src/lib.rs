@@ -557,8 +557,9 @@ impl Router {
     }
 }
 
-/// Time remote shards spent waiting for packets (nanoseconds, summed over
-/// shards): what [`Router::rebalance`] reads.
+/// Time spent waiting on a queue, in nanoseconds, summed over the threads
+/// that share the clock: remote shards waiting for packets, or the reading
+/// thread waiting for room. What [`Router::rebalance`] compares.
 #[derive(Default)]
 struct IdleClock(AtomicU64);
 

@@ -740,23 +740,14 @@ impl Answers {
 
     /// The next answer, or what is wrong with the encoding where.
     pub fn next_answer(&mut self) -> Result<RawAnswer, String> {
-        let total = self.bytes.len();
         let mut r = Reader {
             bytes: &self.bytes,
             pos: self.pos,
         };
-        let answer = read_answer(&mut r).map_err(|b| b.message_in("answers encoding", total))?;
-        let (start, len) = answer.messages;
-        let messages = self.bytes.slice(start..start + len);
+        let answer = read_answer(&mut r, &self.bytes)
+            .map_err(|b| b.message_in("answers encoding", self.bytes.len()))?;
         self.pos = r.pos;
-        Ok(RawAnswer {
-            consumed: answer.consumed,
-            skip: answer.skip,
-            need: answer.need,
-            error: answer.error,
-            switch: answer.switch,
-            messages,
-        })
+        Ok(answer)
     }
 
     /// Bytes after the answers read so far.
@@ -765,17 +756,9 @@ impl Answers {
     }
 }
 
-/// An answer with its messages as (offset, length) in the answers.
-struct AnswerAt {
-    consumed: u32,
-    skip: u64,
-    need: u32,
-    error: Option<String>,
-    switch: Option<ProtocolSwitch>,
-    messages: (usize, usize),
-}
-
-fn read_answer(r: &mut Reader<'_>) -> Result<AnswerAt, Bad> {
+/// Reads one answer from `r`, which reads `answers`: the answer's messages
+/// are a slice of that list.
+fn read_answer(r: &mut Reader<'_>, answers: &Bytes) -> Result<RawAnswer, Bad> {
     let consumed = r.u32("consumed")?;
     let skip = r.u64("skip")?;
     let need = r.u32("need")?;
@@ -826,13 +809,13 @@ fn read_answer(r: &mut Reader<'_>) -> Result<AnswerAt, Bad> {
     let len = r.u32("messages length")? as usize;
     let start = r.pos;
     r.take(len, "messages")?;
-    Ok(AnswerAt {
+    Ok(RawAnswer {
         consumed,
         skip,
         need,
         error,
         switch,
-        messages: (start, len),
+        messages: answers.slice(start..start + len),
     })
 }
 
