@@ -125,31 +125,38 @@ impl FlowKey {
     /// A hash that is the same for both directions and stable across runs and
     /// machines, used to shard flows across worker threads.
     pub fn symmetric_hash(&self) -> u64 {
-        // Word-wise multiply-xorshift over the canonical key (the order is
-        // already canonical, so the hash is symmetric), then a 64-bit
-        // finaliser so the low bits that pick a shard are well mixed. Stable,
-        // unlike std's RandomState; the reader runs it on every packet, so
-        // it eats words, not bytes.
-        #[inline]
-        fn mix(h: u64, word: u64) -> u64 {
-            let x = (h ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            x ^ (x >> 32)
-        }
-        let mut h = self.transport as u64;
-        for ep in [self.lo, self.hi] {
-            h = match ep.ip {
-                IpAddr::V4(ip) => mix(h, u64::from(u32::from(ip))),
-                IpAddr::V6(ip) => {
-                    let v = u128::from(ip);
-                    mix(mix(h, v as u64), (v >> 64) as u64)
-                }
-            };
-            h = mix(h, u64::from(ep.port));
-        }
-        h ^= h >> 31;
-        h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        h ^ (h >> 29)
+        symmetric_hash(self.transport, &self.lo, &self.hi)
     }
+}
+
+/// [`FlowKey::symmetric_hash`] of the flow between `a` and `b`, either way
+/// round. Each endpoint is hashed on its own and the two are added, so it
+/// needs no canonical order: the reader runs it on every packet, where
+/// ordering the endpoints (comparing addresses) cost as much as the hash.
+pub fn symmetric_hash(transport: Transport, a: &Endpoint, b: &Endpoint) -> u64 {
+    // Word-wise multiply-xorshift, then a 64-bit finaliser so the low bits
+    // that pick a shard are well mixed. Stable, unlike std's RandomState;
+    // it eats words, not bytes.
+    #[inline]
+    fn mix(h: u64, word: u64) -> u64 {
+        let x = (h ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        x ^ (x >> 32)
+    }
+    #[inline]
+    fn endpoint(ep: &Endpoint) -> u64 {
+        let h = match ep.ip {
+            IpAddr::V4(ip) => mix(4, u64::from(u32::from(ip))),
+            IpAddr::V6(ip) => {
+                let v = u128::from(ip);
+                mix(mix(6, v as u64), (v >> 64) as u64)
+            }
+        };
+        mix(h, u64::from(ep.port))
+    }
+    let mut h = (transport as u64) ^ endpoint(a).wrapping_add(endpoint(b));
+    h ^= h >> 31;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^ (h >> 29)
 }
 
 /// TCP header bits the flow tracker needs.
@@ -200,6 +207,12 @@ impl Packet<'_> {
     pub fn flow_key(&self) -> FlowKey {
         FlowKey::new(self.l4.transport(), self.src, self.dst)
     }
+
+    /// `self.flow_key().symmetric_hash()`, without building the key.
+    #[inline]
+    pub fn flow_hash(&self) -> u64 {
+        symmetric_hash(self.l4.transport(), &self.src, &self.dst)
+    }
 }
 
 #[cfg(test)]
@@ -235,6 +248,27 @@ mod tests {
                 assert!(c.abs_diff(even) < even / 10, "{shards} shards: {count:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_packets_flow_hash_is_its_keys() {
+        let (a, b) = (ep(1, 40000), ep(2, 80));
+        for (src, dst) in [(a, b), (b, a)] {
+            let pkt = Packet {
+                ts: Timestamp::default(),
+                src,
+                dst,
+                l4: L4::Udp,
+                payload: &[],
+                wire_len: 0,
+            };
+            assert_eq!(pkt.flow_hash(), pkt.flow_key().symmetric_hash());
+        }
+        let v6 = Endpoint::new("2001:db8::1".parse().unwrap(), 80);
+        assert_ne!(
+            FlowKey::new(Transport::Tcp, a, v6).symmetric_hash(),
+            FlowKey::new(Transport::Tcp, a, b).symmetric_hash()
+        );
     }
 
     #[test]

@@ -695,37 +695,42 @@ where
             }));
         }
         drop(spare_tx);
-        let collector = scope.spawn(move || {
-            let mut merger = merge::Merger::new(threads);
-            for msg in out_rx {
-                merger.push(msg, &mut *sink);
-            }
-            merger.finish(&mut *sink);
-        });
+        drop(out_tx);
+        // Where the shards' entries meet. Reading a file, the reading thread
+        // merges them between packets and while it waits for room in a
+        // queue: a merging thread of its own was a third busy thread on the
+        // cores the shards use, and woke for every batch. Live, a collector
+        // thread merges, so that the capture thread only reads.
+        let (mut merging, collector) = if local.is_some() {
+            (Some(ReaderMerge::new(threads, out_rx, sink)), None)
+        } else {
+            let collector = scope.spawn(move || {
+                let mut merger = merge::Merger::new(threads);
+                for msg in out_rx {
+                    merger.push(msg, &mut *sink);
+                }
+                merger.finish(&mut *sink);
+            });
+            (None, Some(collector))
+        };
 
         // Remote shard `s` is `inputs[s - first_remote]`.
         let mut batches: Vec<Batch> = (0..threads)
             .map(|_| Batch::with_capacity(BATCH_PACKETS))
             .collect();
-        let send = |batches: &mut Vec<Batch>, shard: usize| {
+        let send = |batches: &mut Vec<Batch>, shard: usize, merging: &mut Option<ReaderMerge>| {
             let spare = spare_rx
                 .try_recv()
                 .unwrap_or_else(|_| Batch::with_capacity(BATCH_PACKETS));
             let b = std::mem::replace(&mut batches[shard], spare);
             if !b.is_empty() {
-                reader_blocked.send(&inputs[shard - first_remote], b);
+                let tx = &inputs[shard - first_remote];
+                match merging {
+                    Some(m) => m.send(tx, b, &reader_blocked),
+                    None => reader_blocked.send(tx, b),
+                }
             }
         };
-        let tick_all =
-            |batches: &mut Vec<Batch>, local: &mut Option<LocalShard<B>>, seq: u64, now| {
-                if let Some(l) = local {
-                    l.tick(seq, now, &out_tx);
-                }
-                for s in first_remote..threads {
-                    batches[s].items.push(Item::Tick { seq, now });
-                    send(batches, s);
-                }
-            };
         let remotes = (threads - first_remote) as u32;
         let mut period = (Instant::now(), Duration::ZERO, Duration::ZERO);
         loop {
@@ -740,57 +745,143 @@ where
             }
             let mut last = None;
             let read = reader.read(source, entries, progress, |pkt, seq| {
-                let shard = router.shard(pkt.flow_key().symmetric_hash());
-                match &mut local {
-                    Some(l) if shard == 0 => l.packet(pkt, seq, &out_tx),
+                let shard = router.shard(pkt.flow_hash());
+                match (&mut local, &mut merging) {
+                    (Some(l), Some(m)) if shard == 0 => l.packet(pkt, seq, m),
                     _ => {
                         batches[shard].push_packet(pkt, seq);
                         if batches[shard].len() >= BATCH_PACKETS {
-                            send(&mut batches, shard);
+                            send(&mut batches, shard, &mut merging);
                         }
                     }
                 }
                 last = Some((seq, pkt.ts));
             });
-            match read {
+            let tick = match read {
                 Read::Stop => break,
                 Read::Packet => {
                     let (seq, ts) = last.expect("a packet was handed over");
-                    if reader.ticker.due(seq, ts) {
-                        tick_all(&mut batches, &mut local, seq, ts);
-                        reader.publish(source);
-                    }
+                    reader.ticker.due(seq, ts).then_some((seq, ts))
                 }
-                Read::Other | Read::Idle => {}
-            }
-            if let Some((seq, now)) = reader.live_flush_due(matches!(read, Read::Idle)) {
-                tick_all(&mut batches, &mut local, seq, now);
+                Read::Other | Read::Idle => None,
+            };
+            for (seq, now) in tick
+                .into_iter()
+                .chain(reader.live_flush_due(matches!(read, Read::Idle)))
+            {
+                if let (Some(l), Some(m)) = (&mut local, &mut merging) {
+                    l.tick(seq, now, m);
+                }
+                for s in first_remote..threads {
+                    batches[s].items.push(Item::Tick { seq, now });
+                    send(&mut batches, s, &mut merging);
+                }
                 reader.publish(source);
             }
         }
         for s in first_remote..threads {
-            send(&mut batches, s);
+            send(&mut batches, s, &mut merging);
         }
         drop(inputs);
         let mut flows = FlowCounters::default();
         let mut dissect = DissectCounters::default();
-        if let Some(l) = local {
-            let (f, d) = l.finish(&out_tx);
+        if let (Some(l), Some(m)) = (local, &mut merging) {
+            let (f, d) = l.finish(m);
             flows.merge(&f);
             dissect.merge(&d);
         }
-        drop(out_tx);
+        // Every shard's entries are taken before any is joined: a shard
+        // blocked on a full output queue only finishes once they are.
+        if let Some(m) = merging {
+            m.finish();
+        }
         for h in handles {
             let (f, d) = h.join().expect("shard thread panicked");
             flows.merge(&f);
             dissect.merge(&d);
         }
-        collector.join().expect("collector thread panicked");
+        if let Some(c) = collector {
+            c.join().expect("collector thread panicked");
+        }
         (flows, dissect)
     })
 }
 
-/// Shard 0 run by the reading thread: its entries go to the collector like
+/// The reading thread merging the shards' entries (see `run_sharded`).
+struct ReaderMerge<'s> {
+    merger: merge::Merger,
+    rx: crossbeam_channel::Receiver<merge::ShardOutput>,
+    sink: &'s mut (dyn FnMut(Entry) + Send),
+}
+
+impl<'s> ReaderMerge<'s> {
+    fn new(
+        threads: usize,
+        rx: crossbeam_channel::Receiver<merge::ShardOutput>,
+        sink: &'s mut (dyn FnMut(Entry) + Send),
+    ) -> Self {
+        ReaderMerge {
+            merger: merge::Merger::new(threads),
+            rx,
+            sink,
+        }
+    }
+
+    fn push(&mut self, msg: merge::ShardOutput) {
+        self.merger.push(msg, &mut *self.sink);
+    }
+
+    /// Merges what the remote shards have sent so far.
+    fn drain(&mut self) {
+        while let Ok(msg) = self.rx.try_recv() {
+            self.push(msg);
+        }
+    }
+
+    /// `batch` into `tx`, merging while the queue is full: the shard it
+    /// waits for may itself be waiting for room in the output queue. Only
+    /// the waits count on `blocked`, not the merging between them.
+    fn send(&mut self, tx: &crossbeam_channel::Sender<Batch>, batch: Batch, blocked: &IdleClock) {
+        let mut batch = match tx.try_send(batch) {
+            Ok(()) | Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
+                self.drain();
+                return;
+            }
+            Err(crossbeam_channel::TrySendError::Full(b)) => b,
+        };
+        loop {
+            let mut select = crossbeam_channel::Select::new();
+            let send = select.send(tx);
+            select.recv(&self.rx);
+            let t0 = Instant::now();
+            let op = select.select();
+            blocked.add(t0.elapsed());
+            if op.index() == send {
+                let _ = op.send(tx, batch);
+                return;
+            }
+            match op.recv(&self.rx) {
+                Ok(msg) => self.push(msg),
+                // Every shard is gone: nothing will take the batch.
+                Err(_) => return,
+            }
+            batch = match tx.try_send(batch) {
+                Ok(()) | Err(crossbeam_channel::TrySendError::Disconnected(_)) => return,
+                Err(crossbeam_channel::TrySendError::Full(b)) => b,
+            };
+        }
+    }
+
+    /// Merges until every remote shard has finished, then the rest.
+    fn finish(mut self) {
+        while let Ok(msg) = self.rx.recv() {
+            self.push(msg);
+        }
+        self.merger.finish(&mut *self.sink);
+    }
+}
+
+/// Shard 0 run by the reading thread: its entries go to the merge like
 /// another shard's, every [`BATCH_PACKETS`] of its items and at ticks.
 struct LocalShard<B: Backend> {
     worker: ShardWorker<B>,
@@ -800,7 +891,7 @@ struct LocalShard<B: Backend> {
 }
 
 impl<B: Backend> LocalShard<B> {
-    fn packet(&mut self, pkt: &remora_core::Packet<'_>, seq: u64, out: &ShardSender) {
+    fn packet(&mut self, pkt: &remora_core::Packet<'_>, seq: u64, out: &mut ReaderMerge) {
         self.step(OrderKey::watermark(seq, 0), |w, o| w.packet(pkt, seq, o));
         self.items += 1;
         if self.items >= BATCH_PACKETS {
@@ -808,12 +899,12 @@ impl<B: Backend> LocalShard<B> {
         }
     }
 
-    fn tick(&mut self, seq: u64, now: Timestamp, out: &ShardSender) {
+    fn tick(&mut self, seq: u64, now: Timestamp, out: &mut ReaderMerge) {
         self.step(OrderKey::watermark(seq, 1), |w, o| w.tick(seq, now, o));
         self.send(out);
     }
 
-    fn finish(mut self, out: &ShardSender) -> (FlowCounters, DissectCounters) {
+    fn finish(mut self, out: &mut ReaderMerge) -> (FlowCounters, DissectCounters) {
         self.step(OrderKey::END, |w, o| w.finish(o));
         self.send(out);
         self.worker.counters()
@@ -827,17 +918,17 @@ impl<B: Backend> LocalShard<B> {
         self.watermark = Some(watermark);
     }
 
-    fn send(&mut self, out: &ShardSender) {
+    /// Hands what it finished to the merge, with what the other shards sent.
+    fn send(&mut self, out: &mut ReaderMerge) {
         self.items = 0;
-        let _ = out.send(merge::ShardOutput {
+        out.push(merge::ShardOutput {
             shard: 0,
             entries: std::mem::take(&mut self.produced),
             watermark: self.watermark,
         });
+        out.drain();
     }
 }
-
-type ShardSender = crossbeam_channel::Sender<merge::ShardOutput>;
 
 #[cfg(test)]
 mod tests {
