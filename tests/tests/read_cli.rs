@@ -365,6 +365,19 @@ fn read_filter_keeps_matching_entries_and_rejects_bad_filters() {
         .collect();
     assert!(!want.is_empty());
     assert_eq!(posts.len(), want.len());
+    // `--format count` counts the matching entries instead of ignoring
+    // the filter, and prints nothing on stdout without one.
+    let file_arg = file.to_str().unwrap();
+    let filtered = ["--filter", "http && method == \"POST\"", "-q"];
+    let counted = common::remora(
+        &[&["read", file_arg, "--format", "count"][..], &filtered[..]].concat(),
+        None,
+    );
+    counted.expect_ok();
+    assert_eq!(counted.stdout.trim(), want.len().to_string());
+    let bare = common::remora(&["read", file_arg, "--format", "count", "-q"], None);
+    bare.expect_ok();
+    assert_eq!(bare.stdout, "");
     // Ids are those of the whole capture.
     for (p, w) in posts.iter().zip(want) {
         assert_eq!(p["id"], w["id"]);

@@ -24,7 +24,8 @@ pub(crate) enum Format {
     Table,
     /// One JSON object per entry (default otherwise); schema in the README.
     Jsonl,
-    /// No entries, only the summary: for measuring.
+    /// No entries, only the summary: for measuring. With --filter, the
+    /// number of matching entries is printed on stdout.
     Count,
 }
 
@@ -141,8 +142,9 @@ pub(crate) fn run(cli: &Cli, args: &ReadArgs) -> anyhow::Result<ExitCode> {
 
     let show_progress = !args.quiet && io::stderr().is_terminal();
     let pb = progress_bar(show_progress, reader.total_bytes());
+    let counting_matches = format == Format::Count && filter.is_some();
     let mut output = match format {
-        Format::Count => None,
+        Format::Count if !counting_matches => None,
         _ => Some(EntryWriter::spawn(
             format,
             catalog.clone(),
@@ -178,10 +180,11 @@ pub(crate) fn run(cli: &Cli, args: &ReadArgs) -> anyhow::Result<ExitCode> {
         &mut sink,
         &mut on_progress,
     );
-    if let Some(out) = output {
-        out.finish();
-    }
+    let matched = output.map(EntryWriter::finish);
     pb.finish_and_clear();
+    if counting_matches {
+        println!("{}", matched.unwrap_or(0));
+    }
     io::stdout().flush().ok();
     let name = args.file.display().to_string();
     if let Some(err) = &summary.source_error {
@@ -200,7 +203,7 @@ pub(crate) fn run(cli: &Cli, args: &ReadArgs) -> anyhow::Result<ExitCode> {
 /// the pipeline down, nothing is dropped.
 struct EntryWriter {
     tx: crossbeam_channel::Sender<remora_entry::Entry>,
-    thread: std::thread::JoinHandle<()>,
+    thread: std::thread::JoinHandle<u64>,
 }
 
 impl EntryWriter {
@@ -216,10 +219,12 @@ impl EntryWriter {
             .name("remora-output".into())
             .spawn(move || {
                 let mut line = Vec::with_capacity(8 << 10);
+                let mut written = 0u64;
                 for e in rx {
                     if filter.as_ref().is_some_and(|f| !f.matches(&catalog, &e)) {
                         continue;
                     }
+                    written += 1;
                     let res = match format {
                         Format::Count => Ok(()),
                         Format::Table => table.write(&catalog, &e),
@@ -236,7 +241,7 @@ impl EntryWriter {
                             tracing::error!("writing output: {err}");
                         }
                         broken_pipe.store(true, Ordering::Relaxed);
-                        return;
+                        return written;
                     }
                 }
                 if let Err(err) = table.get_mut().flush() {
@@ -244,6 +249,7 @@ impl EntryWriter {
                         tracing::error!("writing output: {err}");
                     }
                 }
+                written
             })?;
         Ok(EntryWriter { tx, thread })
     }
@@ -254,12 +260,14 @@ impl EntryWriter {
         let _ = self.tx.send(e);
     }
 
-    /// Waits until every entry sent is written.
-    fn finish(self) {
+    /// Waits until every entry sent is written; returns how many passed
+    /// the filter.
+    fn finish(self) -> u64 {
         drop(self.tx);
-        if self.thread.join().is_err() {
+        self.thread.join().unwrap_or_else(|_| {
             tracing::error!("the output thread panicked");
-        }
+            0
+        })
     }
 }
 
