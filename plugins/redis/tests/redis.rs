@@ -143,6 +143,34 @@ fn split_at_every_byte_position() {
 }
 
 #[test]
+fn keyless_verbs_have_no_key_in_any_case() {
+    let mut h = H::tcp(6379);
+    let cmd = |args: &[&str]| {
+        let mut b = format!("*{}\r\n", args.len());
+        for a in args {
+            b += &format!("${}\r\n{a}\r\n", a.len());
+        }
+        b
+    };
+    let verbs = [
+        (["select", "1"], None),
+        (["AuTh", "secret"], None),
+        (["BGREWRITEAOF", "x"], None),
+        (["get", "k1"], Some("k1")),
+        (["SELECTX", "k2"], Some("k2")),
+        (["AVERYLONGVERBINDEED", "k3"], Some("k3")),
+    ];
+    for (args, _) in &verbs {
+        h.feed(S, cmd(args).as_bytes());
+    }
+    assert!(h.errors.is_empty(), "{:?}", h.errors);
+    assert_eq!(h.messages.len(), verbs.len());
+    for (m, (args, key)) in h.messages.iter().zip(&verbs) {
+        assert_eq!(s(m, F_KEY).as_deref(), *key, "{args:?}");
+    }
+}
+
+#[test]
 fn inline_command() {
     let mut h = H::tcp(6379);
     h.feed(S, b"PING\r\nget  mykey\r\n");
