@@ -701,24 +701,18 @@ where
         // queue: a merging thread of its own was a third busy thread on the
         // cores the shards use, and woke for every batch. Live, a collector
         // thread merges, so that the capture thread only reads.
+        let merging = Merging::new(threads, out_rx, sink);
         let (mut merging, collector) = if local.is_some() {
-            (Some(ReaderMerge::new(threads, out_rx, sink)), None)
+            (Some(merging), None)
         } else {
-            let collector = scope.spawn(move || {
-                let mut merger = merge::Merger::new(threads);
-                for msg in out_rx {
-                    merger.push(msg, &mut *sink);
-                }
-                merger.finish(&mut *sink);
-            });
-            (None, Some(collector))
+            (None, Some(scope.spawn(move || merging.finish())))
         };
 
         // Remote shard `s` is `inputs[s - first_remote]`.
         let mut batches: Vec<Batch> = (0..threads)
             .map(|_| Batch::with_capacity(BATCH_PACKETS))
             .collect();
-        let send = |batches: &mut Vec<Batch>, shard: usize, merging: &mut Option<ReaderMerge>| {
+        let send = |batches: &mut Vec<Batch>, shard: usize, merging: &mut Option<Merging>| {
             let spare = spare_rx
                 .try_recv()
                 .unwrap_or_else(|_| Batch::with_capacity(BATCH_PACKETS));
@@ -807,20 +801,21 @@ where
     })
 }
 
-/// The reading thread merging the shards' entries (see `run_sharded`).
-struct ReaderMerge<'s> {
+/// Merges the shards' entries into the sink: on the reading thread when it
+/// reads a file, on a collector thread live (see `run_sharded`).
+struct Merging<'s> {
     merger: merge::Merger,
     rx: crossbeam_channel::Receiver<merge::ShardOutput>,
     sink: &'s mut (dyn FnMut(Entry) + Send),
 }
 
-impl<'s> ReaderMerge<'s> {
+impl<'s> Merging<'s> {
     fn new(
         threads: usize,
         rx: crossbeam_channel::Receiver<merge::ShardOutput>,
         sink: &'s mut (dyn FnMut(Entry) + Send),
     ) -> Self {
-        ReaderMerge {
+        Merging {
             merger: merge::Merger::new(threads),
             rx,
             sink,
@@ -841,15 +836,17 @@ impl<'s> ReaderMerge<'s> {
     /// `batch` into `tx`, merging while the queue is full: the shard it
     /// waits for may itself be waiting for room in the output queue. Only
     /// the waits count on `blocked`, not the merging between them.
-    fn send(&mut self, tx: &crossbeam_channel::Sender<Batch>, batch: Batch, blocked: &IdleClock) {
-        let mut batch = match tx.try_send(batch) {
-            Ok(()) | Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
-                self.drain();
-                return;
-            }
-            Err(crossbeam_channel::TrySendError::Full(b)) => b,
-        };
+    fn send(
+        &mut self,
+        tx: &crossbeam_channel::Sender<Batch>,
+        mut batch: Batch,
+        blocked: &IdleClock,
+    ) {
         loop {
+            batch = match tx.try_send(batch) {
+                Ok(()) | Err(crossbeam_channel::TrySendError::Disconnected(_)) => break,
+                Err(crossbeam_channel::TrySendError::Full(b)) => b,
+            };
             let mut select = crossbeam_channel::Select::new();
             let send = select.send(tx);
             select.recv(&self.rx);
@@ -858,18 +855,15 @@ impl<'s> ReaderMerge<'s> {
             blocked.add(t0.elapsed());
             if op.index() == send {
                 let _ = op.send(tx, batch);
-                return;
+                break;
             }
             match op.recv(&self.rx) {
                 Ok(msg) => self.push(msg),
                 // Every shard is gone: nothing will take the batch.
-                Err(_) => return,
+                Err(_) => break,
             }
-            batch = match tx.try_send(batch) {
-                Ok(()) | Err(crossbeam_channel::TrySendError::Disconnected(_)) => return,
-                Err(crossbeam_channel::TrySendError::Full(b)) => b,
-            };
         }
+        self.drain();
     }
 
     /// Merges until every remote shard has finished, then the rest.
@@ -891,7 +885,7 @@ struct LocalShard<B: Backend> {
 }
 
 impl<B: Backend> LocalShard<B> {
-    fn packet(&mut self, pkt: &remora_core::Packet<'_>, seq: u64, out: &mut ReaderMerge) {
+    fn packet(&mut self, pkt: &remora_core::Packet<'_>, seq: u64, out: &mut Merging) {
         self.step(OrderKey::watermark(seq, 0), |w, o| w.packet(pkt, seq, o));
         self.items += 1;
         if self.items >= BATCH_PACKETS {
@@ -899,12 +893,12 @@ impl<B: Backend> LocalShard<B> {
         }
     }
 
-    fn tick(&mut self, seq: u64, now: Timestamp, out: &mut ReaderMerge) {
+    fn tick(&mut self, seq: u64, now: Timestamp, out: &mut Merging) {
         self.step(OrderKey::watermark(seq, 1), |w, o| w.tick(seq, now, o));
         self.send(out);
     }
 
-    fn finish(mut self, out: &mut ReaderMerge) -> (FlowCounters, DissectCounters) {
+    fn finish(mut self, out: &mut Merging) -> (FlowCounters, DissectCounters) {
         self.step(OrderKey::END, |w, o| w.finish(o));
         self.send(out);
         self.worker.counters()
@@ -919,7 +913,7 @@ impl<B: Backend> LocalShard<B> {
     }
 
     /// Hands what it finished to the merge, with what the other shards sent.
-    fn send(&mut self, out: &mut ReaderMerge) {
+    fn send(&mut self, out: &mut Merging) {
         self.items = 0;
         out.push(merge::ShardOutput {
             shard: 0,
