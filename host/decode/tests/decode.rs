@@ -22,6 +22,7 @@ fn frame_at(link: LinkType, data: &[u8], ts: i64) -> Frame<'_> {
         ts: Timestamp::from_micros(ts),
         link,
         data,
+        chunk: None,
         wire_len: data.len() as u32,
         file_offset: 0,
     }

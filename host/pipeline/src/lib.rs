@@ -306,7 +306,7 @@ where
         let mut out = |_: OrderKey, e: Entry| numbered(e);
         let flows = cfg.stop_after >= Stage::Flows;
         loop {
-            let read = reader.read(source, &entries, progress, |pkt, seq| {
+            let read = reader.read(source, &entries, progress, |pkt, seq, _| {
                 if flows {
                     worker.packet(pkt, seq, &mut out);
                 }
@@ -393,7 +393,7 @@ impl Reader<'_> {
         source: &mut S,
         entries: &AtomicU64,
         progress: &mut dyn FnMut(&Progress),
-        mut packet: impl FnMut(&remora_core::Packet<'_>, u64),
+        mut packet: impl FnMut(&remora_core::Packet<'_>, u64, Option<&remora_source::Chunk>),
     ) -> Read {
         if cancelled(self.cfg) {
             return Read::Stop;
@@ -414,7 +414,7 @@ impl Reader<'_> {
         if self.cfg.stop_after > Stage::Source {
             if let Decoded::Packet(pkt) = self.decoder.decode(&frame) {
                 self.last_ts = pkt.ts;
-                packet(&pkt, seq);
+                packet(&pkt, seq, frame.chunk);
                 read = Read::Packet;
             }
         }
@@ -668,9 +668,8 @@ where
                     let mut produced = Vec::new();
                     let mut watermark = None;
                     for item in &batch.items {
-                        watermark = Some(
-                            worker.item(item, &batch.bytes, &mut |k, e| produced.push((k, e))),
-                        );
+                        watermark =
+                            Some(worker.item(item, &batch, &mut |k, e| produced.push((k, e))));
                     }
                     batch.clear();
                     // Full: the reader has spares enough; this one is freed.
@@ -738,12 +737,12 @@ where
                 period = (Instant::now(), idle, blocked);
             }
             let mut last = None;
-            let read = reader.read(source, entries, progress, |pkt, seq| {
+            let read = reader.read(source, entries, progress, |pkt, seq, chunk| {
                 let shard = router.shard(pkt.flow_hash());
                 match (&mut local, &mut merging) {
                     (Some(l), Some(m)) if shard == 0 => l.packet(pkt, seq, m),
                     _ => {
-                        batches[shard].push_packet(pkt, seq);
+                        batches[shard].push_packet(pkt, seq, chunk);
                         if batches[shard].len() >= BATCH_PACKETS {
                             send(&mut batches, shard, &mut merging);
                         }

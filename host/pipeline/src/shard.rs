@@ -6,6 +6,7 @@ use remora_core::{Endpoint, Packet, Timestamp, L4};
 use remora_dissect::{Backend, DissectCounters, DissectStage};
 use remora_entry::{Catalog, Entry};
 use remora_flow::{FlowCounters, FlowEvent, FlowTable};
+use remora_source::Chunk;
 
 use crate::recent::{RecentFlows, RECENT_FLOWS_PER_SHARD};
 use crate::stats::ShardPublisher;
@@ -42,7 +43,8 @@ impl OrderKey {
     }
 }
 
-/// A decoded packet travelling to a shard; its payload is in the batch's bytes.
+/// A decoded packet travelling to a shard; its payload is in one of the
+/// batch's chunks, or in its own bytes.
 pub(crate) struct PacketRec {
     seq: u64,
     ts: Timestamp,
@@ -50,20 +52,29 @@ pub(crate) struct PacketRec {
     dst: Endpoint,
     l4: L4,
     wire_len: u32,
+    /// Index into the batch's chunks, or [`OWN_BYTES`].
+    source: u32,
     payload: std::ops::Range<usize>,
 }
+
+/// A payload copied into the batch's own bytes.
+const OWN_BYTES: u32 = u32::MAX;
 
 pub(crate) enum Item {
     Packet(PacketRec),
     Tick { seq: u64, now: Timestamp },
 }
 
-/// Packets and ticks for one shard, payloads packed into one buffer so that
-/// sending a packet across threads allocates nothing per packet.
+/// Packets and ticks for one shard. A payload read from a file stays where
+/// the reader read it: the batch holds that chunk of the file (a reference
+/// count per chunk, not a copy per packet). Other payloads (live capture,
+/// reassembled IP fragments) are packed into one buffer, so sending a packet
+/// across threads allocates nothing per packet either way.
 #[derive(Default)]
 pub(crate) struct Batch {
     pub items: Vec<Item>,
     pub bytes: Vec<u8>,
+    pub chunks: Vec<Chunk>,
 }
 
 impl Batch {
@@ -72,13 +83,29 @@ impl Batch {
             items: Vec::with_capacity(packets),
             // A typical packet's payload; a batch of jumbo frames grows once
             // and keeps its size when recycled.
-            bytes: Vec::with_capacity(packets * 1536),
+            // Payloads of files stay in their chunks; what a live capture
+            // copies here grows the buffer once, kept when recycled.
+            bytes: Vec::new(),
+            chunks: Vec::new(),
         }
     }
 
-    pub(crate) fn push_packet(&mut self, pkt: &Packet<'_>, seq: u64) {
-        let start = self.bytes.len();
-        self.bytes.extend_from_slice(pkt.payload);
+    /// `pkt`, whose frame was read into `chunk` if that is `Some`.
+    pub(crate) fn push_packet(&mut self, pkt: &Packet<'_>, seq: u64, chunk: Option<&Chunk>) {
+        let shared = chunk.and_then(|c| Some((c, c.range_of(pkt.payload)?)));
+        let (source, payload) = match shared {
+            Some((c, range)) => {
+                if !self.chunks.last().is_some_and(|l| l.same(c)) {
+                    self.chunks.push(c.clone());
+                }
+                ((self.chunks.len() - 1) as u32, range)
+            }
+            None => {
+                let start = self.bytes.len();
+                self.bytes.extend_from_slice(pkt.payload);
+                (OWN_BYTES, start..self.bytes.len())
+            }
+        };
         self.items.push(Item::Packet(PacketRec {
             seq,
             ts: pkt.ts,
@@ -86,8 +113,17 @@ impl Batch {
             dst: pkt.dst,
             l4: pkt.l4,
             wire_len: pkt.wire_len,
-            payload: start..self.bytes.len(),
+            source,
+            payload,
         }));
+    }
+
+    /// The bytes a packet's payload range refers to.
+    fn source(&self, p: &PacketRec) -> &[u8] {
+        match p.source {
+            OWN_BYTES => &self.bytes,
+            i => self.chunks[i as usize].as_slice(),
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -98,6 +134,8 @@ impl Batch {
     pub(crate) fn clear(&mut self) {
         self.items.clear();
         self.bytes.clear();
+        // Lets the reader write into them again.
+        self.chunks.clear();
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -278,8 +316,8 @@ impl<B: Backend> ShardWorker<B> {
         }
     }
 
-    /// Process one item from the reader; returns the watermark after it.
-    pub(crate) fn item(&mut self, item: &Item, bytes: &[u8], out: &mut Out<'_>) -> OrderKey {
+    /// Process one item of `batch`; returns the watermark after it.
+    pub(crate) fn item(&mut self, item: &Item, batch: &Batch, out: &mut Out<'_>) -> OrderKey {
         match item {
             Item::Packet(p) => {
                 let pkt = Packet {
@@ -287,7 +325,7 @@ impl<B: Backend> ShardWorker<B> {
                     src: p.src,
                     dst: p.dst,
                     l4: p.l4,
-                    payload: &bytes[p.payload.clone()],
+                    payload: &batch.source(p)[p.payload.clone()],
                     wire_len: p.wire_len,
                 };
                 self.packet(&pkt, p.seq, out);

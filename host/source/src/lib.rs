@@ -2,10 +2,12 @@
 //! interfaces (libpcap, [`LiveCapture`]) into frames; both are a
 //! [`FrameSource`].
 //!
-//! pcap-parser does the parsing: its streaming readers (`LegacyPcapReader`,
-//! `PcapNGReader`) parse file headers, records and blocks (sections,
-//! interfaces, enhanced and simple packets) over the possibly
-//! gzip-decompressing stream, which flate2 provides.
+//! pcap-parser does the parsing: its parsers read file headers, records and
+//! blocks (sections, interfaces, enhanced and simple packets) from a buffer
+//! filled from the possibly gzip-decompressing stream, which flate2
+//! provides. The buffer is ours (`chunk`): pcap-parser's streaming readers
+//! own theirs, and a frame read into it could not leave the reading thread
+//! without a copy.
 //!
 //! Hand-written, and why:
 //! - format sniffing and the "not a capture" descriptions (`sniff`), so the
@@ -21,10 +23,13 @@
 //!   which pcap-parser reads little-endian only) and the obsolete packet
 //!   block (type 2), which pcap-parser does not know.
 //!
-//! Frames borrow from pcap-parser's buffer (lending iteration): a record is
-//! only consumed when the next one is asked for, so reading costs no copy and
-//! no allocation per frame; the decoder copies nothing either.
+//! Frames borrow from that buffer (lending iteration): a record is only
+//! consumed when the next one is asked for, so reading costs no copy and no
+//! allocation per frame; the decoder copies nothing either. A frame also
+//! names the reference-counted [`Chunk`] it lies in, which a consumer on
+//! another thread can hold instead of copying the bytes.
 
+mod chunk;
 mod compression;
 mod error;
 mod frame_source;
@@ -42,15 +47,17 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+pub use chunk::Chunk;
 pub use error::SourceError;
 pub use frame_source::{FrameSource, Next, SourceStats};
 pub use link::LinkType;
 pub use live::{interface_names, LiveCapture, LiveConfig};
 use pcap_parser::traits::PcapReaderIterator;
-use pcap_parser::{Block, LegacyPcapReader, PcapBlockOwned, PcapError, PcapNGReader};
+use pcap_parser::{parse_sectionheaderblock, Block, PcapBlockOwned, PcapError};
 use remora_core::Timestamp;
 pub use write::PcapWriter;
 
+use chunk::{ChunkReader, Records};
 use compression::{maybe_gunzip, Counting};
 use input::{read_up_to, Stashing};
 use pcapng::{Framing, Interface};
@@ -59,9 +66,9 @@ use pcapng::{Framing, Interface};
 /// link types use more); anything beyond this is a corrupt length field.
 pub const MAX_RECORD_LEN: usize = 16 << 20;
 
-/// pcap-parser's buffer to start with (it zero-fills it on creation). 64 KiB
-/// measured ~1.5x slower than the hand-written reader; at 256 KiB reading is
-/// on par. It grows, as data arrives, for records that do not fit.
+/// The read buffer's chunk size (zero-filled on creation). 64 KiB measured
+/// ~1.5x slower than 256 KiB. It grows, as data arrives, for records that
+/// do not fit.
 const INITIAL_BUF: usize = 256 << 10;
 
 /// One captured frame, borrowed from the reader until the next call.
@@ -70,6 +77,9 @@ pub struct Frame<'a> {
     pub ts: Timestamp,
     pub link: LinkType,
     pub data: &'a [u8],
+    /// The shared buffer `data` lies in, when there is one (files): a
+    /// consumer on another thread can hold it instead of copying `data`.
+    pub chunk: Option<&'a Chunk>,
     /// Length on the wire; larger than `data.len()` when the snaplen cut it.
     pub wire_len: u32,
     /// Offset of the record in the uncompressed stream, for pointing at a
@@ -77,8 +87,8 @@ pub struct Frame<'a> {
     pub file_offset: u64,
 }
 
-/// The stream pcap-parser reads: the bytes already read for sniffing, then
-/// the rest.
+/// The stream the chunks are read from: the bytes already read for
+/// sniffing, then the rest.
 type Stream = io::Chain<Cursor<Vec<u8>>, Stashing>;
 
 enum Format {
@@ -103,7 +113,7 @@ pub struct CaptureReader {
     name: String,
     /// `None` when the pcapng section header could not be handed over; the
     /// reason is in `failed`.
-    reader: Option<Box<dyn PcapReaderIterator + Send>>,
+    reader: Option<ChunkReader>,
     format: Format,
     /// The read error behind a `PcapError::ReadError`.
     read_error: Arc<Mutex<Option<io::Error>>>,
@@ -247,8 +257,9 @@ impl CaptureReader {
             if head.len() < pcap::FILE_HEADER_LEN {
                 return Err(truncated(&r, "pcap file header", head.len()));
             }
-            let source = Cursor::new(head).chain(stream);
-            let mut reader = LegacyPcapReader::new(r.capacity, source)
+            let source: Stream = Cursor::new(head).chain(stream);
+            let records = Records::Pcap { big_endian };
+            let mut reader = ChunkReader::new(r.capacity, Box::new(source), records)
                 .map_err(|e| r.corrupt(0, format!("pcap file header not accepted: {e}")))?;
             match reader.next() {
                 Ok((len, PcapBlockOwned::LegacyHeader(h))) => {
@@ -262,7 +273,7 @@ impl CaptureReader {
                 }
                 _ => return Err(r.corrupt(0, "pcap file header not accepted".into())),
             }
-            r.reader = Some(Box::new(reader));
+            r.reader = Some(reader);
             return Ok(r);
         }
         if pcapng::is_shb(&head) {
@@ -299,7 +310,7 @@ impl CaptureReader {
         &mut self,
         mut head: Vec<u8>,
         mut stream: Stashing,
-    ) -> Result<Box<dyn PcapReaderIterator + Send>, SourceError> {
+    ) -> Result<ChunkReader, SourceError> {
         let Format::PcapNg { big_endian, .. } = self.format else {
             unreachable!("first_section on a pcap file");
         };
@@ -319,10 +330,20 @@ impl CaptureReader {
         }
         self.capacity = self.capacity.max(need + 1);
         let source: Stream = Cursor::new(head).chain(stream);
-        match PcapNGReader::new(self.capacity, source) {
-            Ok(reader) => Ok(Box::new(reader)),
-            Err(e) => Err(self.corrupt(0, format!("malformed section header block: {e}"))),
+        let records = Records::PcapNg { big_endian: false };
+        let reader = ChunkReader::new(self.capacity, Box::new(source), records)
+            .map_err(|e| self.corrupt(0, format!("malformed section header block: {e}")))?;
+        // What pcap-parser checks before it reads any block.
+        if let Err(e) = parse_sectionheaderblock(reader.data()) {
+            use pcap_parser::nom::{Err as NomErr, Needed};
+            let e = match e {
+                NomErr::Error(e) | NomErr::Failure(e) => e,
+                NomErr::Incomplete(Needed::Size(n)) => PcapError::Incomplete(n.into()),
+                NomErr::Incomplete(Needed::Unknown) => PcapError::Incomplete(0),
+            };
+            return Err(self.corrupt(0, format!("malformed section header block: {e}")));
         }
+        Ok(reader)
     }
 
     /// Frames returned so far.
@@ -375,6 +396,7 @@ impl CaptureReader {
                     ts: raw.ts,
                     link: raw.link,
                     data,
+                    chunk: Some(reader.chunk()),
                     wire_len: raw.wire_len,
                     file_offset: raw.file_offset,
                 }))

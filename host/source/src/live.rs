@@ -208,6 +208,7 @@ impl FrameSource for LiveCapture {
                     ts: Timestamp::from_secs_frac(p.header.ts.tv_sec, p.header.ts.tv_usec),
                     link: self.link,
                     data: p.data,
+                    chunk: None,
                     wire_len: p.header.len,
                     file_offset: number,
                 })
