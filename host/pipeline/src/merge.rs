@@ -15,7 +15,10 @@ pub(crate) struct ShardOutput {
 }
 
 pub(crate) struct Merger {
-    queues: Vec<VecDeque<(OrderKey, Entry)>>,
+    /// Per shard, what it sent and is not out yet: its messages' entry
+    /// lists as they came (none empty), so an entry moves once, when it
+    /// leaves, rather than into a queue and out again.
+    queues: Vec<VecDeque<std::vec::IntoIter<(OrderKey, Entry)>>>,
     watermarks: Vec<Option<OrderKey>>,
 }
 
@@ -28,7 +31,9 @@ impl Merger {
     }
 
     pub(crate) fn push(&mut self, msg: ShardOutput, sink: &mut (dyn FnMut(Entry) + Send)) {
-        self.queues[msg.shard].extend(msg.entries);
+        if !msg.entries.is_empty() {
+            self.queues[msg.shard].push_back(msg.entries.into_iter());
+        }
         if msg.watermark.is_some() {
             self.watermarks[msg.shard] = msg.watermark;
         }
@@ -46,11 +51,16 @@ impl Merger {
                 .queues
                 .iter()
                 .enumerate()
-                .filter_map(|(i, q)| q.front().map(|(k, _)| (*k, i)))
+                .filter_map(|(i, q)| Some((q.front()?.as_slice().first()?.0, i)))
                 .min();
             match next {
                 Some((k, i)) if k <= low => {
-                    let (_, e) = self.queues[i].pop_front().expect("front exists");
+                    let q = &mut self.queues[i];
+                    let list = q.front_mut().expect("front exists");
+                    let (_, e) = list.next().expect("lists in the queue are not empty");
+                    if list.as_slice().is_empty() {
+                        q.pop_front();
+                    }
                     sink(e);
                 }
                 _ => return,
