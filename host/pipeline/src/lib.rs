@@ -303,12 +303,15 @@ where
     if !sharded {
         let publisher = publishers.pop().flatten();
         let mut worker = ShardWorker::new(cfg, &make_backend, catalog, publisher);
-        let mut out = |_: OrderKey, e: Entry| numbered(e);
+        let mut out: shard::Out = Vec::new();
+        // Entries leave as soon as the worker call that finished them returns.
+        let mut emit = |out: &mut shard::Out| out.drain(..).for_each(|(_, e)| numbered(e));
         let flows = cfg.stop_after >= Stage::Flows;
         loop {
             let read = reader.read(source, &entries, progress, |pkt, seq, _| {
                 if flows {
                     worker.packet(pkt, seq, &mut out);
+                    emit(&mut out);
                 }
             });
             match read {
@@ -317,6 +320,7 @@ where
                     let (seq, ts) = (reader.seq - 1, reader.last_ts);
                     if flows && reader.ticker.due(seq, ts) {
                         worker.tick(seq, ts, &mut out);
+                        emit(&mut out);
                         reader.publish(source);
                     }
                 }
@@ -325,11 +329,13 @@ where
             if let Some((tick_seq, now)) = reader.live_flush_due(matches!(read, Read::Idle)) {
                 if flows {
                     worker.tick(tick_seq, now, &mut out);
+                    emit(&mut out);
                 }
                 reader.publish(source);
             }
         }
         worker.finish(&mut out);
+        emit(&mut out);
         let (flows, dissect) = worker.counters();
         summary.flows = flows;
         summary.dissect = dissect;
@@ -668,8 +674,7 @@ where
                     let mut produced = Vec::new();
                     let mut watermark = None;
                     for item in &batch.items {
-                        watermark =
-                            Some(worker.item(item, &batch, &mut |k, e| produced.push((k, e))));
+                        watermark = Some(worker.item(item, &batch, &mut produced));
                     }
                     batch.clear();
                     // Full: the reader has spares enough; this one is freed.
@@ -684,7 +689,7 @@ where
                     }
                 }
                 let mut produced = Vec::new();
-                worker.finish(&mut |k, e| produced.push((k, e)));
+                worker.finish(&mut produced);
                 let _ = out_tx.send(merge::ShardOutput {
                     shard,
                     entries: produced,
@@ -905,9 +910,8 @@ impl<B: Backend> LocalShard<B> {
 
     /// Runs one event on the worker, keeping what it finished; afterwards
     /// the shard has got as far as `watermark`.
-    fn step(&mut self, watermark: OrderKey, event: impl FnOnce(&mut ShardWorker<B>, &mut Out<'_>)) {
-        let produced = &mut self.produced;
-        event(&mut self.worker, &mut |k, e| produced.push((k, e)));
+    fn step(&mut self, watermark: OrderKey, event: impl FnOnce(&mut ShardWorker<B>, &mut Out)) {
+        event(&mut self.worker, &mut self.produced);
         self.watermark = Some(watermark);
     }
 

@@ -143,7 +143,9 @@ impl Batch {
     }
 }
 
-pub(crate) type Out<'a> = dyn FnMut(OrderKey, Entry) + 'a;
+/// Where a shard's finished entries go, keyed; each event's entries are
+/// appended in key order.
+pub(crate) type Out = Vec<(OrderKey, Entry)>;
 
 /// Packets per batch window: the dissect stage's queued calls run when a
 /// shard first sees a packet of a later window. Windows are cut by the
@@ -154,15 +156,20 @@ const WINDOW_PACKETS: u64 = 64;
 /// Phase of the entries a window's batch finished.
 const PHASE_WINDOW: u8 = 3;
 
+/// Sorts what was appended to `out` since `start` by key.
+fn sort_from(out: &mut Out, start: usize) {
+    out[start..].sort_by_key(|(k, _)| *k);
+}
+
 /// Keys an entry that event (`seq`, `phase`) finished as its `n`-th.
-fn push_keyed(sorted: &mut Vec<(OrderKey, Entry)>, seq: u64, phase: u8, n: &mut u64, e: Entry) {
+fn push_keyed(out: &mut Out, seq: u64, phase: u8, n: &mut u64, e: Entry) {
     let key = OrderKey {
         seq,
         phase,
         flow: e.flow_id,
         n: *n,
     };
-    sorted.push((key, e));
+    out.push((key, e));
     *n += 1;
 }
 
@@ -170,9 +177,6 @@ pub(crate) struct ShardWorker<B: Backend> {
     flows: FlowTable,
     dissect: DissectStage<B>,
     stop_after: Stage,
-    /// Entries of one tick or of the end, sorted by key before they leave so
-    /// that the order never depends on how the flow table iterates.
-    sorted: Vec<(OrderKey, Entry)>,
     /// Both present only when someone reads live stats.
     recent: Option<RecentFlows>,
     publisher: Option<ShardPublisher>,
@@ -191,7 +195,6 @@ impl<B: Backend> ShardWorker<B> {
             flows: FlowTable::new(cfg.flow.clone()),
             dissect: DissectStage::new(make_backend(), catalog, cfg.dissect.clone()),
             stop_after: cfg.stop_after,
-            sorted: Vec::new(),
             recent: publisher
                 .as_ref()
                 .map(|_| RecentFlows::new(RECENT_FLOWS_PER_SHARD)),
@@ -200,7 +203,7 @@ impl<B: Backend> ShardWorker<B> {
         }
     }
 
-    pub(crate) fn packet(&mut self, pkt: &Packet<'_>, seq: u64, out: &mut Out<'_>) {
+    pub(crate) fn packet(&mut self, pkt: &Packet<'_>, seq: u64, out: &mut Out) {
         let mut n = 0u64;
         if self.stop_after < Stage::Dissect {
             match &mut self.recent {
@@ -225,15 +228,13 @@ impl<B: Backend> ShardWorker<B> {
                 r.on_event(&ev);
             }
             dissect.on_event(ev, &mut |e| {
-                out(
-                    OrderKey {
-                        seq,
-                        phase: 0,
-                        flow: 0,
-                        n,
-                    },
-                    e,
-                );
+                let key = OrderKey {
+                    seq,
+                    phase: 0,
+                    flow: 0,
+                    n,
+                };
+                out.push((key, e));
                 n += 1;
             })
         });
@@ -244,45 +245,43 @@ impl<B: Backend> ShardWorker<B> {
 
     /// Run the dissect stage's queued calls; their entries leave sorted,
     /// keyed as finished by event (`seq`, `phase`).
-    fn flush_window(&mut self, seq: u64, phase: u8, out: &mut Out<'_>) {
-        self.flush_into_sorted(seq, phase, 0);
-        self.sorted.sort_by_key(|(k, _)| *k);
-        for (k, e) in self.sorted.drain(..) {
-            out(k, e);
-        }
+    fn flush_window(&mut self, seq: u64, phase: u8, out: &mut Out) {
+        let start = out.len();
+        self.flush_into(out, seq, phase, 0);
+        sort_from(out, start);
     }
 
-    /// Returns the next `n` after the entries it keyed from `n`.
-    fn flush_into_sorted(&mut self, seq: u64, phase: u8, mut n: u64) -> u64 {
-        let sorted = &mut self.sorted;
+    /// Appends the entries of the queued calls, keyed from `n`; returns the
+    /// next `n`.
+    fn flush_into(&mut self, out: &mut Out, seq: u64, phase: u8, mut n: u64) -> u64 {
         self.dissect
-            .flush(&mut |e: Entry| push_keyed(sorted, seq, phase, &mut n, e));
+            .flush(&mut |e: Entry| push_keyed(out, seq, phase, &mut n, e));
         n
     }
 
-    fn timed(&mut self, seq: u64, phase: u8, now: Option<Timestamp>, out: &mut Out<'_>) {
+    fn timed(&mut self, seq: u64, phase: u8, now: Option<Timestamp>, out: &mut Out) {
         let full = self.stop_after == Stage::Dissect;
         // Queued calls first: their bytes came before this event. Those of
         // a window already over are its batch, keyed as such (a shard that
         // saw every packet ran them at the window's end).
         let mut n = 0;
+        if full && self.window_end > 0 && seq >= self.window_end {
+            self.flush_window(self.window_end - 1, PHASE_WINDOW, out);
+        }
+        // The event's entries, sorted by key before they leave so that the
+        // order never depends on how the flow table iterates.
+        let start = out.len();
         if full {
-            if self.window_end > 0 && seq >= self.window_end {
-                self.flush_window(self.window_end - 1, PHASE_WINDOW, out);
-            }
-            n = self.flush_into_sorted(seq, phase, 0);
+            n = self.flush_into(out, seq, phase, 0);
         }
         let dissect = &mut self.dissect;
-        let sorted = &mut self.sorted;
         let recent = &mut self.recent;
         let mut sink = |ev: FlowEvent<'_>| {
             if let Some(r) = recent.as_mut() {
                 r.on_event(&ev);
             }
             if full {
-                dissect.on_event(ev, &mut |e: Entry| {
-                    push_keyed(sorted, seq, phase, &mut n, e)
-                })
+                dissect.on_event(ev, &mut |e: Entry| push_keyed(out, seq, phase, &mut n, e))
             }
         };
         match now {
@@ -292,20 +291,17 @@ impl<B: Backend> ShardWorker<B> {
         // What those events queued (ends and closes of idle flows; all of
         // them at the end) runs now, under the same event.
         if full {
-            self.flush_into_sorted(seq, phase, n);
+            self.flush_into(out, seq, phase, n);
         }
-        self.sorted.sort_by_key(|(k, _)| *k);
-        for (k, e) in self.sorted.drain(..) {
-            out(k, e);
-        }
+        sort_from(out, start);
     }
 
-    pub(crate) fn tick(&mut self, seq: u64, now: Timestamp, out: &mut Out<'_>) {
+    pub(crate) fn tick(&mut self, seq: u64, now: Timestamp, out: &mut Out) {
         self.timed(seq, 1, Some(now), out);
         self.publish();
     }
 
-    pub(crate) fn finish(&mut self, out: &mut Out<'_>) {
+    pub(crate) fn finish(&mut self, out: &mut Out) {
         self.timed(u64::MAX, 2, None, out);
         self.publish();
     }
@@ -317,7 +313,7 @@ impl<B: Backend> ShardWorker<B> {
     }
 
     /// Process one item of `batch`; returns the watermark after it.
-    pub(crate) fn item(&mut self, item: &Item, batch: &Batch, out: &mut Out<'_>) -> OrderKey {
+    pub(crate) fn item(&mut self, item: &Item, batch: &Batch, out: &mut Out) -> OrderKey {
         match item {
             Item::Packet(p) => {
                 let pkt = Packet {
