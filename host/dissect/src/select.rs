@@ -24,6 +24,9 @@ pub(crate) struct Chunk {
     pub data: Vec<u8>,
 }
 
+/// The highest probe confidence the contract allows.
+const CERTAIN: u8 = 100;
+
 pub(crate) enum Verdict {
     Undecided,
     Raw,
@@ -192,7 +195,10 @@ impl Selection {
                         }
                         // A port-hinted protocol that recognises the bytes
                         // wins outright: the other plugins are not asked.
-                        if c.hinted {
+                        // Nor are they after a certain answer: nothing can
+                        // beat it (ties go to the earlier candidate), so the
+                        // choice is the one asking everyone would make.
+                        if c.hinted || conf == CERTAIN {
                             break 'dirs;
                         }
                     }

@@ -30,6 +30,8 @@ struct Lines {
     fed_bytes: usize,
     calls: usize,
     probes: usize,
+    /// Each plugin's confidence in a line (50 when absent).
+    confidence: HashMap<u16, u8>,
     takeovers: Vec<Takeover>,
     /// The feeds of each `run` batch, in order.
     batches: Vec<Vec<Fed>>,
@@ -40,14 +42,15 @@ impl Backend for Lines {
 
     fn probe(
         &mut self,
-        _: u16,
+        plugin: u16,
         _: &wit::FlowInfo,
         _: Direction,
         data: &[u8],
     ) -> Result<wit::ProbeResult, BackendFault> {
         self.probes += 1;
+        let confidence = self.confidence.get(&plugin).copied().unwrap_or(50);
         Ok(match data.first() {
-            Some(b) if b.is_ascii_alphabetic() => wit::ProbeResult::Yes(50),
+            Some(b) if b.is_ascii_alphabetic() => wit::ProbeResult::Yes(confidence),
             Some(_) => wit::ProbeResult::No,
             None => wit::ProbeResult::NeedMore,
         })
@@ -535,6 +538,40 @@ fn a_port_hinted_plugin_that_says_yes_is_chosen_without_asking_the_others() {
         1,
         "only the hinted plugin was probed"
     );
+}
+
+/// Four copies of the line plugin, none hinting the flow's port, with these
+/// confidences: (the plugin chosen, probes made).
+fn choose_among_unhinted(confidences: [u8; 4]) -> (u16, usize) {
+    let mut plugins = catalog(Transport::Tcp).plugins.clone();
+    plugins[0].protocols[0].ports = vec![1];
+    let plugins = vec![plugins[0].clone(); 4];
+    let catalog = Arc::new(Catalog { plugins });
+    let backend = Lines {
+        confidence: (0..).zip(confidences).collect(),
+        ..Lines::default()
+    };
+    let mut stage = DissectStage::new(backend, catalog, DissectConfig::default());
+    let mut h = Harness::new();
+    std::mem::swap(&mut h.stage, &mut stage);
+    let flow = h.flow.clone();
+    h.event(FlowEvent::Open { flow: &flow });
+    h.send(Direction::ToServer, 1, b"hello\n");
+    h.close();
+    assert_eq!(h.entries.len(), 1);
+    (h.entries[0].plugin, h.stage.backend().probes)
+}
+
+#[test]
+fn without_a_hint_the_most_confident_plugin_wins_and_certainty_ends_the_probing() {
+    // Everyone is asked; the highest confidence wins, ties the earlier one.
+    assert_eq!(choose_among_unhinted([50, 90, 95, 95]), (2, 4));
+    assert_eq!(choose_among_unhinted([50, 50, 50, 50]), (0, 4));
+    // A certain answer cannot be beaten: the plugins after it are not asked,
+    // and the choice is the same as asking them would make.
+    assert_eq!(choose_among_unhinted([50, 100, 100, 95]), (1, 2));
+    assert_eq!(choose_among_unhinted([100, 50, 50, 50]), (0, 1));
+    assert_eq!(choose_among_unhinted([99, 50, 50, 100]), (3, 4));
 }
 
 #[test]

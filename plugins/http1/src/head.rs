@@ -47,7 +47,9 @@ const METHODS: &[&[u8]] = &[
     b"QUERY",
 ];
 
-/// The probe: a known method and a space to the server, `HTTP/1.` to the client.
+/// The probe: a known method and a space to the server, `HTTP/1.` to the
+/// client (90); certain (100) once the whole request line with its
+/// `HTTP/1.x` version, or a status line's version and code, is there.
 pub fn probe_bytes(dir: Direction, data: &[u8]) -> Probe {
     match dir {
         Direction::ToServer => {
@@ -55,7 +57,7 @@ pub fn probe_bytes(dir: Direction, data: &[u8]) -> Probe {
             for m in METHODS {
                 if data.len() > m.len() {
                     if data.starts_with(m) && data[m.len()] == b' ' {
-                        return Probe::Yes(90);
+                        return Probe::Yes(if request_line_complete(data) { 100 } else { 90 });
                     }
                 } else if m.starts_with(data) {
                     // `data` is a proper prefix of "METHOD ".
@@ -72,7 +74,7 @@ pub fn probe_bytes(dir: Direction, data: &[u8]) -> Probe {
             const P: &[u8] = b"HTTP/1.";
             if data.len() >= P.len() {
                 if data.starts_with(P) {
-                    Probe::Yes(90)
+                    Probe::Yes(if status_line_start(data) { 100 } else { 90 })
                 } else {
                     Probe::No
                 }
@@ -84,6 +86,29 @@ pub fn probe_bytes(dir: Direction, data: &[u8]) -> Probe {
         }
     }
 }
+
+/// `data` (starting with a method and a space) holds a request line ending
+/// in ` HTTP/1.<digit>`.
+fn request_line_complete(data: &[u8]) -> bool {
+    let Some(nl) = memchr::memchr(b'\n', &data[..data.len().min(MAX_PROBE_LINE)]) else {
+        return false;
+    };
+    let line = &data[..nl];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    matches!(line.len().checked_sub(9).map(|i| &line[i..]),
+        Some([b' ', b'H', b'T', b'T', b'P', b'/', b'1', b'.', d]) if d.is_ascii_digit())
+}
+
+/// `data` (starting with `HTTP/1.`) goes on with a version digit, a space
+/// and a three-digit status code.
+fn status_line_start(data: &[u8]) -> bool {
+    matches!(data.get(7..12), Some([d, b' ', a, b, c])
+        if [d, a, b, c].iter().all(|x| x.is_ascii_digit()))
+}
+
+/// Request lines longer than this are not searched for their version by
+/// the probe (they still count as HTTP/1 at 90).
+const MAX_PROBE_LINE: usize = 8192;
 
 fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
@@ -151,7 +176,7 @@ fn find_head_end(rest: &[u8], from: usize) -> Option<usize> {
 fn find_resync(dir: Direction, rest: &[u8]) -> Option<usize> {
     (0..rest.len())
         .filter(|&i| i == 0 || rest[i - 1] == b'\n')
-        .find(|&i| probe_bytes(dir, &rest[i..]) == Probe::Yes(90))
+        .find(|&i| matches!(probe_bytes(dir, &rest[i..]), Probe::Yes(_)))
 }
 
 pub(crate) enum HeadStep {

@@ -120,14 +120,24 @@ fn info_declares_fields_and_protocol() {
 #[test]
 fn probe() {
     let f = FlowInfo::tcp_test(1, 80);
-    assert_eq!(Http1::probe(&f, S, b"GET / HTTP/1.1\r\n"), Probe::Yes(90));
+    // Certain once the request line is whole, with its HTTP/1 version.
+    assert_eq!(Http1::probe(&f, S, b"GET / HTTP/1.1\r\n"), Probe::Yes(100));
+    assert_eq!(
+        Http1::probe(&f, S, b"GET / HTTP/1.0\nHost"),
+        Probe::Yes(100)
+    );
     assert_eq!(Http1::probe(&f, S, b"PROPFIND /x HTTP/1.1"), Probe::Yes(90));
+    assert_eq!(Http1::probe(&f, S, b"GET / HTTP/1.1"), Probe::Yes(90));
+    assert_eq!(Http1::probe(&f, S, b"GET / RTSP/1.0\r\n"), Probe::Yes(90));
+    assert_eq!(Http1::probe(&f, S, b"GET / HTTP/2.0\r\n"), Probe::Yes(90));
     assert_eq!(Http1::probe(&f, S, b"GE"), Probe::NeedMore);
     assert_eq!(Http1::probe(&f, S, b"GET"), Probe::NeedMore);
     assert_eq!(Http1::probe(&f, S, b""), Probe::NeedMore);
     assert_eq!(Http1::probe(&f, S, b"GETX / HTTP/1.1"), Probe::No);
     assert_eq!(Http1::probe(&f, S, b"\x16\x03\x01\x02\x00"), Probe::No);
-    assert_eq!(Http1::probe(&f, C, b"HTTP/1.1 200 OK"), Probe::Yes(90));
+    assert_eq!(Http1::probe(&f, C, b"HTTP/1.1 200 OK"), Probe::Yes(100));
+    assert_eq!(Http1::probe(&f, C, b"HTTP/1.1 20"), Probe::Yes(90));
+    assert_eq!(Http1::probe(&f, C, b"HTTP/1.x 200 OK"), Probe::Yes(90));
     assert_eq!(Http1::probe(&f, C, b"HTTP/"), Probe::NeedMore);
     assert_eq!(Http1::probe(&f, C, b"HTTP/2.0 200"), Probe::No);
     assert_eq!(Http1::probe(&f, C, b"SSH-2.0"), Probe::No);

@@ -225,7 +225,7 @@ impl Dissector for Http2 {
 
 remora_sdk::export_dissector!(Http2);
 
-/// Probe: the client preface (95); a server's opening SETTINGS frame (90),
+/// Probe: the client preface (100, certain); a server's opening SETTINGS frame (90),
 /// which servers such as gRPC's may send before the client has spoken; on a
 /// hinted port without either, a plausible sequence of frame headers (20).
 pub fn probe_bytes(hinted: bool, dir: Direction, data: &[u8]) -> Probe {
@@ -233,7 +233,7 @@ pub fn probe_bytes(hinted: bool, dir: Direction, data: &[u8]) -> Probe {
         let n = data.len().min(PREFACE.len());
         if data[..n] == PREFACE[..n] {
             return if n == PREFACE.len() {
-                Probe::Yes(95)
+                Probe::Yes(100)
             } else {
                 Probe::NeedMore
             };

@@ -479,7 +479,7 @@ fn midstream_pickup_marks_unknown() {
 
 #[test]
 fn probe_preface() {
-    assert_eq!(probe_bytes(false, C, PREFACE), Probe::Yes(95));
+    assert_eq!(probe_bytes(false, C, PREFACE), Probe::Yes(100));
     assert_eq!(probe_bytes(false, C, &PREFACE[..5]), Probe::NeedMore);
     assert_eq!(probe_bytes(false, C, b"GET / HTTP/1.1\r\n"), Probe::No);
     assert_eq!(probe_bytes(true, C, b"GET / HTTP/1.1\r\n"), Probe::No);
