@@ -310,10 +310,19 @@ fn flow_info(f: w::FlowInfo) -> crate::FlowInfo {
             w::Transport::Tcp => crate::Transport::Tcp,
             w::Transport::Udp => crate::Transport::Udp,
         },
-        client_ip: f.client_ip,
+        client_ip: ip_addr(f.client_ip),
         client_port: f.client_port,
-        server_ip: f.server_ip,
+        server_ip: ip_addr(f.server_ip),
         server_port: f.server_port,
+    }
+}
+
+fn ip_addr(a: w::IpAddress) -> std::net::IpAddr {
+    match a {
+        w::IpAddress::V4(v) => std::net::Ipv4Addr::from_bits(v).into(),
+        w::IpAddress::V6((hi, lo)) => {
+            std::net::Ipv6Addr::from_bits((u128::from(hi) << 64) | u128::from(lo)).into()
+        }
     }
 }
 

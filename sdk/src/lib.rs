@@ -3,7 +3,7 @@
 //! Write a Remora protocol dissector in Rust: implement [`Dissector`] and
 //! [`Session`] with the plain-Rust types of this crate, then invoke
 //! [`export_dissector!`] once. Built for `wasm32-wasip2` the crate is a
-//! component exporting `remora:plugin/dissector@0.6.0`; built natively the same
+//! component exporting `remora:plugin/dissector@0.7.0`; built natively the same
 //! code runs in unit tests and benchmarks through [`native::Harness`].
 //!
 //! See `README.md` for the feed/consumed/skip/need contract.

@@ -1,7 +1,9 @@
 //! Plain-Rust mirrors of the records in `wit/plugin.wit` (package
-//! `remora:plugin@0.6.0`, interface `types`). They compile on every target, so a
+//! `remora:plugin@0.7.0`, interface `types`). They compile on every target, so a
 //! dissector, its unit tests and a native benchmark need no Wasm at all; the
 //! export adapter converts them to the generated binding types on wasm32.
+
+pub use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Which way bytes travel within a flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -41,9 +43,9 @@ pub enum Transport {
 pub struct FlowInfo {
     pub id: u64,
     pub transport: Transport,
-    pub client_ip: String,
+    pub client_ip: IpAddr,
     pub client_port: u16,
-    pub server_ip: String,
+    pub server_ip: IpAddr,
     pub server_port: u16,
 }
 
@@ -53,9 +55,9 @@ impl FlowInfo {
         FlowInfo {
             id,
             transport: Transport::Tcp,
-            client_ip: "10.0.0.1".into(),
+            client_ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
             client_port: 40000,
-            server_ip: "10.0.0.2".into(),
+            server_ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
             server_port,
         }
     }

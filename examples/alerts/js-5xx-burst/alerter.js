@@ -6,7 +6,7 @@
 // After firing, a destination stays quiet for one window so a sustained
 // outage yields one alert per window, not one per batch.
 
-import { log, config } from "remora:plugin/host@0.6.0";
+import { log, config } from "remora:plugin/host@0.7.0";
 
 const NAME = "http-5xx-burst";
 const VERSION = "0.1.0";

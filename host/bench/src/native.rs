@@ -36,9 +36,9 @@ fn flow(f: &wit::FlowInfo) -> remora_sdk::FlowInfo {
             wit::Transport::Tcp => remora_sdk::Transport::Tcp,
             wit::Transport::Udp => remora_sdk::Transport::Udp,
         },
-        client_ip: f.client_ip.clone(),
+        client_ip: f.client_ip.into(),
         client_port: f.client_port,
-        server_ip: f.server_ip.clone(),
+        server_ip: f.server_ip.into(),
         server_port: f.server_port,
     }
 }

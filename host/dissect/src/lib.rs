@@ -282,9 +282,9 @@ impl<B: Backend> DissectStage<B> {
                 Transport::Tcp => wit::Transport::Tcp,
                 Transport::Udp => wit::Transport::Udp,
             },
-            client_ip: flow.client.ip.to_string(),
+            client_ip: flow.client.ip.into(),
             client_port: flow.client.port,
-            server_ip: flow.server.ip.to_string(),
+            server_ip: flow.server.ip.into(),
             server_port: flow.server.port,
         };
         let selection = Selection::new(&self.catalog, flow);

@@ -39,9 +39,9 @@ fn bench(c: &mut Criterion) {
     let flow = FlowInfo {
         id: 1,
         transport: Transport::Tcp,
-        client_ip: "10.0.0.1".into(),
+        client_ip: std::net::IpAddr::from([10, 0, 0, 1]).into(),
         client_port: 40000,
-        server_ip: "10.0.0.2".into(),
+        server_ip: std::net::IpAddr::from([10, 0, 0, 2]).into(),
         server_port: 7777,
     };
     let s = shard.open(p, &flow).expect("open");

@@ -1,5 +1,5 @@
 //! The Wasm runtime: loads dissector plugins (WebAssembly components speaking
-//! `remora:plugin@0.6.x`) and alert plugins (see [`alert`]), and runs them with limits and fault containment.
+//! `remora:plugin@0.7.x`) and alert plugins (see [`alert`]), and runs them with limits and fault containment.
 //!
 //! * [`Runtime`] owns the wasmtime `Engine`, the `Linker` and the loaded plugins
 //!   (compiled once, cached on disk, validated). It is `Send + Sync` and shared
@@ -54,18 +54,41 @@ pub mod wit {
     pub use crate::bindings::exports::remora::plugin::dissector::CallKind;
     pub use crate::bindings::remora::plugin::host::Level;
     pub use crate::bindings::remora::plugin::types::{
-        Direction, FieldDecl, FieldType, FlowInfo, PluginInfo, ProbeResult, ProtocolDecl,
-        ProtocolSwitch, Transport,
+        Direction, FieldDecl, FieldType, FlowInfo, IpAddress, PluginInfo, ProbeResult,
+        ProtocolDecl, ProtocolSwitch, Transport,
     };
     pub use crate::wire::{
         Body, FeedResult, Field, Message, MessageKind, Messages, Span, Text, Value,
     };
 }
 
+impl From<std::net::IpAddr> for wit::IpAddress {
+    fn from(a: std::net::IpAddr) -> Self {
+        match a {
+            std::net::IpAddr::V4(v) => wit::IpAddress::V4(v.to_bits()),
+            std::net::IpAddr::V6(v) => {
+                let bits = v.to_bits();
+                wit::IpAddress::V6(((bits >> 64) as u64, bits as u64))
+            }
+        }
+    }
+}
+
+impl From<wit::IpAddress> for std::net::IpAddr {
+    fn from(a: wit::IpAddress) -> Self {
+        match a {
+            wit::IpAddress::V4(v) => std::net::Ipv4Addr::from_bits(v).into(),
+            wit::IpAddress::V6((hi, lo)) => {
+                std::net::Ipv6Addr::from_bits((u128::from(hi) << 64) | u128::from(lo)).into()
+            }
+        }
+    }
+}
+
 /// The contract version this host speaks (major.minor; any patch is accepted).
 pub const WIT_PACKAGE: &str = "remora:plugin";
 const HOST_WIT_MAJOR: u64 = 0;
-const HOST_WIT_MINOR: u64 = 6;
+const HOST_WIT_MINOR: u64 = 7;
 
 /// Period of the epoch ticker: the granularity of the CPU deadline.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -1168,7 +1191,7 @@ impl Shard {
     ) -> Result<wit::ProbeResult, Fault> {
         let r = self.call(p, None, |store, b| {
             b.remora_plugin_dissector()
-                .call_probe(store, flow, dir, data)
+                .call_probe(store, *flow, dir, data)
         })?;
         if let wit::ProbeResult::Yes(c) = r {
             if !(1..=100).contains(&c) {
@@ -1181,7 +1204,7 @@ impl Shard {
     /// Creates a session (one per flow).
     pub fn open(&mut self, p: PluginId, flow: &wit::FlowInfo) -> Result<SessionId, Fault> {
         let handle = self.call(p, None, |store, b| {
-            b.remora_plugin_dissector().call_open(store, flow)
+            b.remora_plugin_dissector().call_open(store, *flow)
         })?;
         let slot = &mut self.slots[p.0 as usize];
         slot.sessions_open += 1;
@@ -1402,6 +1425,26 @@ const _: () = {
 mod tests {
     use super::*;
     use wit::*;
+
+    #[test]
+    fn addresses_cross_as_big_endian_numbers_and_come_back_the_same() {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        let v4 = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(IpAddress::from(v4), IpAddress::V4(0x0a00_0001));
+        let v6: IpAddr = "2001:db8::1".parse::<Ipv6Addr>().unwrap().into();
+        assert_eq!(
+            IpAddress::from(v6),
+            IpAddress::V6((0x2001_0db8_0000_0000, 1))
+        );
+        for a in [
+            v4,
+            v6,
+            Ipv6Addr::UNSPECIFIED.into(),
+            Ipv6Addr::from_bits(u128::MAX).into(),
+        ] {
+            assert_eq!(IpAddr::from(IpAddress::from(a)), a);
+        }
+    }
 
     fn info(fields: &[(u16, &str)]) -> PluginInfo {
         PluginInfo {

@@ -66,9 +66,9 @@ fn random_and_truncated_input_never_faults_a_builtin_plugin() {
                     let flow = FlowInfo {
                         id: (case * 100 + round) as u64,
                         transport: proto.transport,
-                        client_ip: "10.0.0.1".into(),
+                        client_ip: std::net::IpAddr::from([10, 0, 0, 1]).into(),
                         client_port: 40000,
-                        server_ip: "10.0.0.2".into(),
+                        server_ip: std::net::IpAddr::from([10, 0, 0, 2]).into(),
                         server_port: port,
                     };
                     let mut data = prefix.to_vec();

@@ -79,9 +79,9 @@ fn flow(server_port: u16) -> FlowInfo {
     FlowInfo {
         id: 1,
         transport: Transport::Tcp,
-        client_ip: "10.0.0.1".into(),
+        client_ip: std::net::IpAddr::from([10, 0, 0, 1]).into(),
         client_port: 40000,
-        server_ip: "10.0.0.2".into(),
+        server_ip: std::net::IpAddr::from([10, 0, 0, 2]).into(),
         server_port,
     }
 }
@@ -93,6 +93,50 @@ fn span_text<'a>(v: &Value, data: &'a [u8]) -> &'a str {
         }
         other => panic!("expected a span, got {other:?}"),
     }
+}
+
+#[test]
+fn a_plugin_gets_the_flows_addresses_as_they_are() {
+    bounded(300, || {
+        let (rt, ids) = runtime_with(test_config(), &["remora-test-lines"]);
+        let p = ids[0];
+        let mut shard = Shard::new(rt);
+        let v6 = |s: &str| std::net::IpAddr::from(s.parse::<std::net::Ipv6Addr>().unwrap()).into();
+        let flows = [
+            (flow(7777), "10.0.0.1:40000 > 10.0.0.2:7777"),
+            (
+                FlowInfo {
+                    client_ip: std::net::IpAddr::from([192, 168, 255, 7]).into(),
+                    server_ip: std::net::IpAddr::from([0, 0, 0, 0]).into(),
+                    ..flow(7777)
+                },
+                "192.168.255.7:40000 > 0.0.0.0:7777",
+            ),
+            (
+                FlowInfo {
+                    client_ip: v6("2001:db8::8a2e:370:7334"),
+                    server_ip: v6("::ffff:10.1.2.3"),
+                    ..flow(7777)
+                },
+                "2001:db8::8a2e:370:7334:40000 > ::ffff:10.1.2.3:7777",
+            ),
+            (
+                FlowInfo {
+                    client_ip: v6("fe80::1"),
+                    server_ip: v6("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe"),
+                    ..flow(7777)
+                },
+                "fe80::1:40000 > ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe:7777",
+            ),
+        ];
+        for (f, want) in flows {
+            let s = shard.open(p, &f).unwrap();
+            let r = shard.feed(&s, Direction::ToServer, 0, b"WHO\n").unwrap();
+            let m = &r.messages.to_vec()[0];
+            assert_eq!(m.fields[0].value, Value::Str(Text::Owned(want.into())));
+            shard.close(&s);
+        }
+    });
 }
 
 #[test]
@@ -576,7 +620,7 @@ fn wit_version_mismatch_is_a_clear_error() {
         let err = format!("{:#}", rt.load_file(&path).unwrap_err());
         assert!(err.contains(&path.display().to_string()), "{err}");
         assert!(
-            err.contains("targets remora:plugin@0.7.0, host speaks remora:plugin@0.6.x"),
+            err.contains("targets remora:plugin@0.8.0, host speaks remora:plugin@0.7.x"),
             "{err}"
         );
         assert!(rt.plugins().is_empty());
@@ -592,7 +636,7 @@ fn a_plugin_built_for_the_0_1_contract_is_refused_by_name_and_versions() {
         let err = format!("{:#}", rt.load_file(&path).unwrap_err());
         assert!(err.contains(&path.display().to_string()), "{err}");
         assert!(
-            err.contains("targets remora:plugin@0.1.0, host speaks remora:plugin@0.6.x"),
+            err.contains("targets remora:plugin@0.1.0, host speaks remora:plugin@0.7.x"),
             "{err}"
         );
         assert!(rt.plugins().is_empty());

@@ -3,6 +3,8 @@
 //! Protocol `LINES` on TCP port 7777: every `\n`-terminated line sent to the
 //! server is a request, every line sent to the client a response; the n-th
 //! line of each direction has `txn` n, so request n pairs with response n.
+//! The line `WHO` is answered, in its message, by the flow's addresses as the
+//! plugin got them (`client_ip:port > server_ip:port`).
 
 use remora_sdk::prelude::*;
 
@@ -14,6 +16,8 @@ pub struct Lines;
 pub struct LinesSession {
     /// Next txn per direction (indexed by `Direction::index`).
     next_txn: [u64; 2],
+    /// What `WHO` is answered with.
+    who: String,
 }
 
 impl Dissector for Lines {
@@ -44,8 +48,15 @@ impl Dissector for Lines {
         }
     }
 
-    fn session(_flow: &FlowInfo) -> LinesSession {
-        LinesSession { next_txn: [0; 2] }
+    fn session(flow: &FlowInfo) -> LinesSession {
+        let who = format!(
+            "{}:{} > {}:{}",
+            flow.client_ip, flow.client_port, flow.server_ip, flow.server_port
+        );
+        LinesSession {
+            next_txn: [0; 2],
+            who,
+        }
     }
 }
 
@@ -59,8 +70,13 @@ impl Session for LinesSession {
         let mut start = 0;
         // The line keeps a `\r` before its `\n` (no `Cursor::line`, which strips it).
         while let Some(nl) = input.cursor(start).find(b'\n') {
+            let line: Text = if &input.data[start..nl] == b"WHO" {
+                self.who.as_str().into()
+            } else {
+                input.span(start..nl).into()
+            };
             out.message(kind, *txn, input.offset(start))
-                .field(F_LINE, input.span(start..nl));
+                .field(F_LINE, line);
             *txn += 1;
             start = nl + 1;
         }
