@@ -80,9 +80,8 @@ fn feed_all(
     let mut off = 0usize;
     let mut p = crate::Progress::default();
     for _ in 0..MAX_FEEDS_PER_CALL {
-        let mark = out.messages().len();
+        out.set_span_shift(off);
         p = s.feed(dir, &Input::new(base + off as u64, &data[off..]), out);
-        out.shift_spans(mark, off);
         let left = len - off;
         if p.consumed > left {
             p.consumed = p.consumed.saturating_add(off);

@@ -2,6 +2,7 @@
 
 use crate::types::*;
 use core::ops::Range;
+use std::borrow::Cow;
 
 /// The bytes of one `feed` call: `data[0]` is at stream offset `base`.
 ///
@@ -118,8 +119,8 @@ impl Progress {
     }
 }
 
-/// Spare field lists an `Output` keeps for its next messages: enough for a
-/// call's worth of pipelined messages, so a steady stream allocates none.
+/// Spare field lists an `Output` keeps for detached messages: enough for a
+/// call's worth of them, so a steady stream allocates none.
 const SPARE_FIELD_LISTS: usize = 64;
 /// A field list that grew beyond this many fields is freed, not kept.
 const SPARE_FIELDS_MAX: usize = 64;
@@ -127,13 +128,20 @@ const SPARE_FIELDS_MAX: usize = 64;
 const FIELDS_INITIAL: usize = 8;
 
 /// Collects the messages and the error of one call.
+///
+/// Messages are encoded as they are built, in the contract's flat encoding
+/// (see `wire`), so a field costs a few bytes written and nothing else.
 #[derive(Debug, Default)]
 pub struct Output {
-    messages: Vec<Message>,
+    /// This call's messages, encoded.
+    encoded: Vec<u8>,
+    count: usize,
+    /// Added to span offsets as they are encoded: the input of the current
+    /// feed starts this many bytes into the call's data.
+    shift: u32,
     error: Option<String>,
     switch: Option<ProtocolSwitch>,
-    /// Cleared field lists of messages already encoded; the guest allocator
-    /// was a visible share of every call before they were reused.
+    /// Cleared field lists of detached messages already encoded.
     spare_fields: Vec<Vec<Field>>,
 }
 
@@ -151,11 +159,15 @@ impl Output {
     pub fn standalone(&mut self, txn: u64, start: u64) -> MessageBuilder<'_> {
         self.message(MessageKind::Standalone, txn, start)
     }
+    /// Start a message; it is complete when the builder is dropped.
     pub fn message(&mut self, kind: MessageKind, txn: u64, start: u64) -> MessageBuilder<'_> {
-        let msg = self.detached(kind, txn, start);
-        self.messages.push(msg);
+        let count_at = crate::wire::put_head(&mut self.encoded, kind, txn, start);
+        self.count += 1;
         MessageBuilder {
-            msg: self.messages.last_mut().expect("just pushed"),
+            out: self,
+            count_at,
+            fields: 0,
+            body: None,
         }
     }
     /// A message to fill in and hand over later with [`Output::push`] (e.g.
@@ -174,9 +186,16 @@ impl Output {
             body: None,
         }
     }
-    /// Emit a message built elsewhere (e.g. kept across calls, with owned texts).
+    /// Emit a message built elsewhere (e.g. kept across calls, with owned
+    /// texts); its spans name the current input.
     pub fn push(&mut self, msg: Message) {
-        self.messages.push(msg);
+        crate::wire::put_message(&mut self.encoded, &msg, self.shift);
+        self.count += 1;
+        let mut fields = msg.fields;
+        if self.spare_fields.len() < SPARE_FIELD_LISTS && fields.capacity() <= SPARE_FIELDS_MAX {
+            fields.clear();
+            self.spare_fields.push(fields);
+        }
     }
     /// Report a parse error for this call. The first error of a call wins.
     pub fn error(&mut self, reason: impl Into<String>) {
@@ -198,59 +217,34 @@ impl Output {
     pub fn has_switch(&self) -> bool {
         self.switch.is_some()
     }
-    /// Move the spans of messages `from..` by `by` bytes: they were made
-    /// against an input that started `by` bytes into the call's data.
+    /// Messages emitted so far in this call.
+    pub fn message_count(&self) -> usize {
+        self.count
+    }
+    /// Spans of messages from now on were made against an input that
+    /// started `by` bytes into the call's data.
     #[cfg_attr(
         not(all(target_arch = "wasm32", feature = "dissector")),
         allow(dead_code)
     )]
-    pub(crate) fn shift_spans(&mut self, from: usize, by: usize) {
-        if by == 0 {
-            return;
-        }
-        let by = u32::try_from(by).unwrap_or(u32::MAX);
-        let shift = |t: &mut Text| {
-            if let Text::Span(s) = t {
-                s.offset = s.offset.saturating_add(by);
-            }
-        };
-        for m in self.messages.iter_mut().skip(from) {
-            for f in &mut m.fields {
-                match &mut f.value {
-                    Value::Str(t) => shift(t),
-                    Value::Pair(k, v) => {
-                        shift(k);
-                        shift(v);
-                    }
-                    _ => {}
-                }
-            }
-        }
+    pub(crate) fn set_span_shift(&mut self, by: usize) {
+        self.shift = u32::try_from(by).unwrap_or(u32::MAX);
     }
-    pub fn messages(&self) -> &[Message] {
-        &self.messages
-    }
-    /// Take what was collected, leaving the output empty (allocation kept).
+    /// Take what was collected, decoded, leaving the output empty (its
+    /// allocations kept). For native harnesses and tests.
     pub fn take(&mut self) -> (Vec<Message>, Option<String>) {
-        let messages = if self.messages.is_empty() {
-            Vec::new()
-        } else {
-            core::mem::take(&mut self.messages)
-        };
+        let messages = crate::wire::decode(&self.encoded);
+        self.encoded.clear();
+        self.count = 0;
         (messages, self.error.take())
     }
     /// Take the protocol switch requested by this call, if any.
     pub fn take_switch(&mut self) -> Option<ProtocolSwitch> {
         self.switch.take()
     }
-    /// Like [`Output::finish`], but appends the call's answer to `out` in
-    /// the contract's encoding (a `run`'s answers), and the message list
-    /// keeps its allocation for the next call.
-    #[cfg_attr(
-        not(all(target_arch = "wasm32", feature = "dissector")),
-        allow(dead_code)
-    )]
-    pub(crate) fn finish_into(&mut self, progress: Progress, out: &mut Vec<u8>) {
+    /// Appends the call's answer to `out` in the contract's encoding (a
+    /// `run`'s answers) and leaves the output empty for the next call.
+    pub fn finish_into(&mut self, progress: Progress, out: &mut Vec<u8>) {
         crate::wire::put_answer(
             out,
             u32::try_from(progress.consumed).unwrap_or(u32::MAX),
@@ -258,27 +252,27 @@ impl Output {
             u32::try_from(progress.need).unwrap_or(u32::MAX),
             self.error.as_deref(),
             self.switch.as_ref(),
-            &self.messages,
+            &self.encoded,
         );
-        self.recycle();
+        self.encoded.clear();
+        self.count = 0;
+        self.shift = 0;
         self.error = None;
         self.switch = None;
     }
-    /// Drop the collected messages, keeping their field lists (bounded) for
-    /// the next ones.
-    #[cfg_attr(
-        not(all(target_arch = "wasm32", feature = "dissector")),
-        allow(dead_code)
-    )]
-    fn recycle(&mut self) {
-        for m in self.messages.drain(..) {
-            let mut fields = m.fields;
-            if self.spare_fields.len() < SPARE_FIELD_LISTS && fields.capacity() <= SPARE_FIELDS_MAX
-            {
-                fields.clear();
-                self.spare_fields.push(fields);
-            }
-        }
+    /// The call's messages still encoded (into `into`), and how many there
+    /// are, leaving the output empty; with [`Output::take_error`] and
+    /// [`Output::take_switch`], what a native backend hands the host
+    /// without decoding.
+    pub fn take_encoded(&mut self, into: &mut Vec<u8>) -> usize {
+        // The buffers trade places: neither is copied nor freed.
+        into.clear();
+        core::mem::swap(&mut self.encoded, into);
+        core::mem::take(&mut self.count)
+    }
+    /// Take the error reported by this call, if any.
+    pub fn take_error(&mut self) -> Option<String> {
+        self.error.take()
     }
     /// Take what was collected as a WIT-shaped result with `progress`.
     pub fn finish(&mut self, progress: Progress) -> FeedResult {
@@ -294,38 +288,180 @@ impl Output {
     }
 }
 
-/// Adds fields and a body to a message that `Output` already holds.
+/// Adds fields and a body to a message `Output` is encoding; the message
+/// is complete when the builder is dropped.
 pub struct MessageBuilder<'a> {
-    msg: &'a mut Message,
+    out: &'a mut Output,
+    count_at: usize,
+    fields: u32,
+    body: Option<Body>,
 }
 
 impl MessageBuilder<'_> {
-    /// Add a field value (`Span`, `Text`, `&str`, `String`, ints, bool, f64, bytes).
-    pub fn field(&mut self, id: u16, value: impl Into<Value>) -> &mut Self {
-        self.msg.fields.push(Field {
-            id,
-            value: value.into(),
-        });
+    /// Add a field value (`Span`, `Text`, `&str`, `String`, ints, bool, f64,
+    /// bytes, `Value`).
+    pub fn field(&mut self, id: u16, value: impl FieldValue) -> &mut Self {
+        value.put(&mut self.out.encoded, id, self.out.shift);
+        self.fields += 1;
         self
     }
     /// Add one member of a map field.
-    pub fn pair(&mut self, id: u16, name: impl Into<Text>, value: impl Into<Text>) -> &mut Self {
-        self.msg.fields.push(Field {
-            id,
-            value: Value::Pair(name.into(), value.into()),
-        });
+    pub fn pair(&mut self, id: u16, name: impl TextValue, value: impl TextValue) -> &mut Self {
+        let (out, shift) = (&mut self.out.encoded, self.out.shift);
+        crate::wire::put_pair_head(out, id);
+        name.put(out, shift);
+        value.put(out, shift);
+        self.fields += 1;
         self
     }
     pub fn int(&mut self, id: u16, v: i64) -> &mut Self {
-        self.field(id, Value::Int(v))
-    }
-    pub fn body(&mut self, body: Body) -> &mut Self {
-        self.msg.body = Some(body);
+        crate::wire::put_int_field(&mut self.out.encoded, id, v);
+        self.fields += 1;
         self
     }
-    /// The message being built.
-    pub fn message(&mut self) -> &mut Message {
-        self.msg
+    /// The message's body (the last one given counts).
+    pub fn body(&mut self, body: Body) -> &mut Self {
+        self.body = Some(body);
+        self
+    }
+}
+
+impl Drop for MessageBuilder<'_> {
+    fn drop(&mut self) {
+        let out = &mut self.out.encoded;
+        crate::wire::set_field_count(out, self.count_at, self.fields);
+        crate::wire::put_body(out, self.body.as_ref());
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// What [`MessageBuilder::field`] takes: encoded on the spot, so a `&str`
+/// is copied once into the output and never allocated.
+pub trait FieldValue: sealed::Sealed {
+    #[doc(hidden)]
+    fn put(self, out: &mut Vec<u8>, id: u16, shift: u32);
+}
+
+/// What [`MessageBuilder::pair`] takes for a name or a value.
+pub trait TextValue: sealed::Sealed {
+    #[doc(hidden)]
+    fn put(self, out: &mut Vec<u8>, shift: u32);
+}
+
+macro_rules! int_values {
+    ($($t:ty),*) => {$(
+        impl sealed::Sealed for $t {}
+        impl FieldValue for $t {
+            #[inline]
+            fn put(self, out: &mut Vec<u8>, id: u16, _: u32) {
+                crate::wire::put_int_field(out, id, i64::try_from(self).unwrap_or(i64::MAX));
+            }
+        }
+    )*};
+}
+int_values!(i64, u64, u32, u16, usize);
+
+impl sealed::Sealed for bool {}
+impl FieldValue for bool {
+    #[inline]
+    fn put(self, out: &mut Vec<u8>, id: u16, _: u32) {
+        crate::wire::put_bool_field(out, id, self);
+    }
+}
+impl sealed::Sealed for f64 {}
+impl FieldValue for f64 {
+    #[inline]
+    fn put(self, out: &mut Vec<u8>, id: u16, _: u32) {
+        crate::wire::put_float_field(out, id, self);
+    }
+}
+impl sealed::Sealed for Vec<u8> {}
+impl FieldValue for Vec<u8> {
+    #[inline]
+    fn put(self, out: &mut Vec<u8>, id: u16, _: u32) {
+        crate::wire::put_bytes_field(out, id, &self);
+    }
+}
+impl sealed::Sealed for &[u8] {}
+impl FieldValue for &[u8] {
+    #[inline]
+    fn put(self, out: &mut Vec<u8>, id: u16, _: u32) {
+        crate::wire::put_bytes_field(out, id, self);
+    }
+}
+impl sealed::Sealed for Value {}
+impl FieldValue for Value {
+    #[inline]
+    fn put(self, out: &mut Vec<u8>, id: u16, shift: u32) {
+        crate::wire::put_value(out, id, &self, shift);
+    }
+}
+impl sealed::Sealed for &Value {}
+impl FieldValue for &Value {
+    #[inline]
+    fn put(self, out: &mut Vec<u8>, id: u16, shift: u32) {
+        crate::wire::put_value(out, id, self, shift);
+    }
+}
+
+/// Texts are values too: a string field.
+macro_rules! text_values {
+    ($($t:ty),*) => {$(
+        impl sealed::Sealed for $t {}
+        impl FieldValue for $t {
+            #[inline]
+            fn put(self, out: &mut Vec<u8>, id: u16, shift: u32) {
+                crate::wire::put_field_head(out, id, crate::wire::VALUE_STR);
+                TextValue::put(self, out, shift);
+            }
+        }
+    )*};
+}
+text_values!(Span, Text, &Text, String, &String, &str, Cow<'_, str>);
+
+impl TextValue for Span {
+    #[inline]
+    fn put(self, out: &mut Vec<u8>, shift: u32) {
+        crate::wire::put_span(out, self, shift);
+    }
+}
+impl TextValue for Text {
+    #[inline]
+    fn put(self, out: &mut Vec<u8>, shift: u32) {
+        crate::wire::put_text(out, &self, shift);
+    }
+}
+impl TextValue for &Text {
+    #[inline]
+    fn put(self, out: &mut Vec<u8>, shift: u32) {
+        crate::wire::put_text(out, self, shift);
+    }
+}
+impl TextValue for String {
+    #[inline]
+    fn put(self, out: &mut Vec<u8>, _: u32) {
+        crate::wire::put_owned(out, &self);
+    }
+}
+impl TextValue for &String {
+    #[inline]
+    fn put(self, out: &mut Vec<u8>, _: u32) {
+        crate::wire::put_owned(out, self);
+    }
+}
+impl TextValue for &str {
+    #[inline]
+    fn put(self, out: &mut Vec<u8>, _: u32) {
+        crate::wire::put_owned(out, self);
+    }
+}
+impl TextValue for Cow<'_, str> {
+    #[inline]
+    fn put(self, out: &mut Vec<u8>, _: u32) {
+        crate::wire::put_owned(out, &self);
     }
 }
 
@@ -435,17 +571,70 @@ impl<'a> Cursor<'a> {
 mod tests {
     use super::*;
 
-    fn emit(out: &mut Output, fields: usize) {
-        let mut m = out.request(0, 0);
-        for i in 0..fields {
-            m.int(i as u16, 1);
+    fn body() -> Body {
+        Body {
+            data: b"xy".to_vec(),
+            original_len: 9,
+            truncated: true,
+            decoded_from: Some("gzip".into()),
         }
     }
 
     #[test]
-    fn field_lists_are_reused_and_bounded() {
+    fn built_and_pushed_messages_encode_alike_with_spans_shifted() {
+        let span = Span { offset: 4, len: 5 };
         let mut out = Output::new();
-        emit(&mut out, 20);
+        out.set_span_shift(10);
+        out.request(1, 2)
+            .field(3, span)
+            .pair(6, "k", span)
+            .int(7, -1)
+            .field(8, true)
+            .field(9, 2.5)
+            .field(10, b"\x00\x01".as_slice())
+            .field(11, String::from("owned"))
+            .body(body());
+        let mut m = out.detached(MessageKind::Request, 1, 2);
+        let values = [
+            (3, Value::Str(Text::Span(span))),
+            (6, Value::Pair(Text::Owned("k".into()), Text::Span(span))),
+            (7, Value::Int(-1)),
+            (8, Value::Boolean(true)),
+            (9, Value::Float(2.5)),
+            (10, Value::Bytes(vec![0, 1])),
+            (11, Value::Str(Text::Owned("owned".into()))),
+        ];
+        for (id, value) in values {
+            m.fields.push(Field { id, value });
+        }
+        m.body = Some(body());
+        out.push(m);
+        out.set_span_shift(0);
+        out.standalone(5, 6);
+        assert_eq!(out.message_count(), 3);
+        let (msgs, _) = out.take();
+        assert_eq!(msgs.len(), 3);
+        assert_eq!(msgs[0], msgs[1]);
+        let shifted = Text::Span(Span { offset: 14, len: 5 });
+        assert_eq!(msgs[0].value(3), Some(&Value::Str(shifted)));
+        assert_eq!(msgs[0].body, Some(body()));
+        assert_eq!(
+            (msgs[2].kind, msgs[2].txn, msgs[2].start),
+            (MessageKind::Standalone, 5, 6)
+        );
+        assert!(msgs[2].fields.is_empty() && msgs[2].body.is_none());
+        assert_eq!(out.message_count(), 0);
+    }
+
+    #[test]
+    fn detached_field_lists_are_reused_and_bounded() {
+        let mut out = Output::new();
+        let mut m = out.detached(MessageKind::Request, 0, 0);
+        m.fields.extend((0..20).map(|id| Field {
+            id,
+            value: Value::Int(1),
+        }));
+        out.push(m);
         let mut encoded = Vec::new();
         out.finish_into(Progress::default(), &mut encoded);
         assert!(encoded.len() > 21, "an answer with a message");
@@ -456,14 +645,23 @@ mod tests {
         out.push(m);
 
         // Only SPARE_FIELD_LISTS lists are kept, none above SPARE_FIELDS_MAX.
-        for _ in 0..SPARE_FIELD_LISTS + 10 {
-            emit(&mut out, 3);
+        let lists: Vec<Message> = (0..SPARE_FIELD_LISTS + 10)
+            .map(|_| out.detached(MessageKind::Request, 0, 0))
+            .collect();
+        for m in lists {
+            out.push(m);
         }
-        emit(&mut out, SPARE_FIELDS_MAX + 1);
+        out.push(Message {
+            kind: MessageKind::Request,
+            txn: 0,
+            start: 0,
+            fields: Vec::with_capacity(SPARE_FIELDS_MAX + 1),
+            body: None,
+        });
         let mut answer = Vec::new();
         out.finish_into(Progress::consumed(7), &mut answer);
         assert_eq!(answer[..4], 7u32.to_le_bytes());
-        assert!(out.messages().is_empty());
+        assert_eq!(out.message_count(), 0);
         assert_eq!(out.spare_fields.len(), SPARE_FIELD_LISTS);
         assert!(out
             .spare_fields

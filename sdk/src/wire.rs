@@ -3,163 +3,275 @@
 //! because lowering and lifting records and strings field by field was the
 //! largest cost of the boundary. The host's side is `remora_runtime::wire`.
 
-use crate::types::{Direction, Message, MessageKind, ProtocolSwitch, Text, Value};
+use crate::types::{
+    Body, Direction, Field, Message, MessageKind, ProtocolSwitch, Span, Text, Value,
+};
 
 const TEXT_SPAN: u8 = 0;
 const TEXT_OWNED: u8 = 1;
+const VALUE_BOOLEAN: u8 = 0;
+const VALUE_INT: u8 = 1;
+const VALUE_FLOAT: u8 = 2;
+pub(crate) const VALUE_STR: u8 = 3;
+const VALUE_BYTES: u8 = 4;
+const VALUE_PAIR: u8 = 5;
 
-fn text_len(t: &Text) -> usize {
+// Messages are encoded as they are built (`Output`, `MessageBuilder`): no
+// field list is materialised, walked for its size, walked again to write
+// and dropped, which was most of what emitting a message cost a plugin.
+// Span offsets get `shift` added: spans are made against a feed's input,
+// which may start `shift` bytes into the call's data.
+
+#[inline(always)]
+fn put_len(out: &mut Vec<u8>, n: usize) {
+    // Lengths beyond u32 cannot occur: a wasm32 plugin's memory is smaller.
+    out.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
+}
+
+#[inline(always)]
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_len(out, b.len());
+    out.extend_from_slice(b);
+}
+
+#[inline(always)]
+pub(crate) fn put_span(out: &mut Vec<u8>, s: Span, shift: u32) {
+    let mut b = [TEXT_SPAN, 0, 0, 0, 0, 0, 0, 0, 0];
+    b[1..5].copy_from_slice(&s.offset.saturating_add(shift).to_le_bytes());
+    b[5..9].copy_from_slice(&s.len.to_le_bytes());
+    out.extend_from_slice(&b);
+}
+
+#[inline(always)]
+pub(crate) fn put_owned(out: &mut Vec<u8>, s: &str) {
+    out.push(TEXT_OWNED);
+    put_bytes(out, s.as_bytes());
+}
+
+#[inline(always)]
+pub(crate) fn put_text(out: &mut Vec<u8>, t: &Text, shift: u32) {
     match t {
-        Text::Span(_) => 9,
-        Text::Owned(s) => 5 + s.len(),
+        Text::Span(s) => put_span(out, *s, shift),
+        Text::Owned(s) => put_owned(out, s),
     }
 }
 
-/// Exact size of the encoding, so the buffer handed to the host is
-/// allocated once at its final size.
-fn encoded_len(msgs: &[Message]) -> usize {
-    msgs.iter()
-        .map(|m| {
-            let fields: usize = m
-                .fields
-                .iter()
-                .map(|f| {
-                    3 + match &f.value {
-                        Value::Boolean(_) => 1,
-                        Value::Int(_) | Value::Float(_) => 8,
-                        Value::Str(t) => text_len(t),
-                        Value::Bytes(b) => 4 + b.len(),
-                        Value::Pair(k, v) => text_len(k) + text_len(v),
-                    }
-                })
-                .sum();
-            let body = m.body.as_ref().map_or(0, |b| {
-                8 + 1 + 1 + b.decoded_from.as_ref().map_or(0, |d| 4 + d.len()) + 4 + b.data.len()
-            });
-            1 + 8 + 8 + 4 + fields + 1 + body
-        })
-        .sum()
+/// A field's id and the tag of its value.
+#[inline(always)]
+pub(crate) fn put_field_head(out: &mut Vec<u8>, id: u16, tag: u8) {
+    let [a, b] = id.to_le_bytes();
+    out.extend_from_slice(&[a, b, tag]);
 }
 
-/// Writes the encoding into a buffer of its exact final size, keeping the
-/// position in a register: growing a `Vec` a few bytes at a time (a length
-/// and capacity check per field) was most of the encoding's cost.
-struct Writer<'a> {
-    buf: &'a mut [u8],
-    pos: usize,
+#[inline(always)]
+pub(crate) fn put_bool_field(out: &mut Vec<u8>, id: u16, v: bool) {
+    let [a, b] = id.to_le_bytes();
+    out.extend_from_slice(&[a, b, VALUE_BOOLEAN, v as u8]);
 }
 
-impl Writer<'_> {
-    #[inline(always)]
-    fn array<const N: usize>(&mut self, b: [u8; N]) {
-        self.buf[self.pos..self.pos + N].copy_from_slice(&b);
-        self.pos += N;
-    }
-    #[inline(always)]
-    fn u8(&mut self, b: u8) {
-        self.buf[self.pos] = b;
-        self.pos += 1;
-    }
-    #[inline(always)]
-    fn len(&mut self, n: usize) {
-        // Lengths beyond u32 cannot occur: a wasm32 plugin's memory is smaller.
-        self.array(u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
-    }
-    #[inline(always)]
-    fn bytes(&mut self, b: &[u8]) {
-        self.len(b.len());
-        self.buf[self.pos..self.pos + b.len()].copy_from_slice(b);
-        self.pos += b.len();
-    }
-    #[inline(always)]
-    fn text(&mut self, t: &Text) {
-        match t {
-            Text::Span(s) => {
-                self.u8(TEXT_SPAN);
-                self.array(s.offset.to_le_bytes());
-                self.array(s.len.to_le_bytes());
-            }
-            Text::Owned(s) => {
-                self.u8(TEXT_OWNED);
-                self.bytes(s.as_bytes());
-            }
+#[inline(always)]
+pub(crate) fn put_int_field(out: &mut Vec<u8>, id: u16, v: i64) {
+    let mut b = [0u8; 11];
+    b[..2].copy_from_slice(&id.to_le_bytes());
+    b[2] = VALUE_INT;
+    b[3..].copy_from_slice(&v.to_le_bytes());
+    out.extend_from_slice(&b);
+}
+
+#[inline(always)]
+pub(crate) fn put_float_field(out: &mut Vec<u8>, id: u16, v: f64) {
+    put_field_head(out, id, VALUE_FLOAT);
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+#[inline(always)]
+pub(crate) fn put_span_field(out: &mut Vec<u8>, id: u16, s: Span, shift: u32) {
+    let mut b = [0u8; 12];
+    b[..2].copy_from_slice(&id.to_le_bytes());
+    b[2] = VALUE_STR;
+    b[3] = TEXT_SPAN;
+    b[4..8].copy_from_slice(&s.offset.saturating_add(shift).to_le_bytes());
+    b[8..12].copy_from_slice(&s.len.to_le_bytes());
+    out.extend_from_slice(&b);
+}
+
+#[inline(always)]
+pub(crate) fn put_str_field(out: &mut Vec<u8>, id: u16, s: &str) {
+    put_field_head(out, id, VALUE_STR);
+    put_owned(out, s);
+}
+
+#[inline(always)]
+pub(crate) fn put_bytes_field(out: &mut Vec<u8>, id: u16, b: &[u8]) {
+    put_field_head(out, id, VALUE_BYTES);
+    put_bytes(out, b);
+}
+
+/// The tag of a map member; its name and value follow as texts.
+#[inline(always)]
+pub(crate) fn put_pair_head(out: &mut Vec<u8>, id: u16) {
+    put_field_head(out, id, VALUE_PAIR);
+}
+
+pub(crate) fn put_value(out: &mut Vec<u8>, id: u16, v: &Value, shift: u32) {
+    match v {
+        Value::Boolean(b) => put_bool_field(out, id, *b),
+        Value::Int(i) => put_int_field(out, id, *i),
+        Value::Float(x) => put_float_field(out, id, *x),
+        Value::Str(Text::Span(s)) => put_span_field(out, id, *s, shift),
+        Value::Str(Text::Owned(s)) => put_str_field(out, id, s),
+        Value::Bytes(b) => put_bytes_field(out, id, b),
+        Value::Pair(k, v) => {
+            put_pair_head(out, id);
+            put_text(out, k, shift);
+            put_text(out, v, shift);
         }
     }
+}
+
+/// A message's kind, txn, start and a field count of 0; returns where the
+/// count is, for [`set_field_count`].
+#[inline]
+pub(crate) fn put_head(out: &mut Vec<u8>, kind: MessageKind, txn: u64, start: u64) -> usize {
+    let mut b = [0u8; 21];
+    b[0] = match kind {
+        MessageKind::Request => 0,
+        MessageKind::Response => 1,
+        MessageKind::Standalone => 2,
+    };
+    b[1..9].copy_from_slice(&txn.to_le_bytes());
+    b[9..17].copy_from_slice(&start.to_le_bytes());
+    out.extend_from_slice(&b);
+    out.len() - 4
+}
+
+#[inline]
+pub(crate) fn set_field_count(out: &mut [u8], at: usize, n: u32) {
+    out[at..at + 4].copy_from_slice(&n.to_le_bytes());
+}
+
+/// A message's end: its body, if any.
+pub(crate) fn put_body(out: &mut Vec<u8>, body: Option<&Body>) {
+    let Some(b) = body else {
+        out.push(0);
+        return;
+    };
+    out.push(1);
+    out.extend_from_slice(&b.original_len.to_le_bytes());
+    out.push(b.truncated as u8);
+    match &b.decoded_from {
+        None => out.push(0),
+        Some(d) => {
+            out.push(1);
+            put_bytes(out, d.as_bytes());
+        }
+    }
+    put_bytes(out, &b.data);
+}
+
+/// Appends `m` in the flat encoding.
+pub(crate) fn put_message(out: &mut Vec<u8>, m: &Message, shift: u32) {
+    let at = put_head(out, m.kind, m.txn, m.start);
+    set_field_count(out, at, u32::try_from(m.fields.len()).unwrap_or(u32::MAX));
+    for f in &m.fields {
+        put_value(out, f.id, &f.value, shift);
+    }
+    put_body(out, m.body.as_ref());
 }
 
 /// `msgs` in the flat encoding; empty (no allocation) when there are none.
 pub fn encode(msgs: &[Message]) -> Vec<u8> {
-    if msgs.is_empty() {
-        return Vec::new();
+    let mut out = Vec::new();
+    for m in msgs {
+        put_message(&mut out, m, 0);
     }
-    let len = encoded_len(msgs);
-    let mut out = Vec::with_capacity(len);
-    write_messages(msgs, len, &mut out);
     out
 }
 
-/// Appends `msgs`, whose encoding is `len` bytes, to `out`.
-fn write_messages(msgs: &[Message], len: usize, out: &mut Vec<u8>) {
-    let at = out.len();
-    out.resize(at + len, 0);
-    let mut w = Writer {
-        buf: &mut out[at..],
-        pos: 0,
-    };
-    for m in msgs {
-        w.u8(match m.kind {
-            MessageKind::Request => 0,
-            MessageKind::Response => 1,
-            MessageKind::Standalone => 2,
-        });
-        w.array(m.txn.to_le_bytes());
-        w.array(m.start.to_le_bytes());
-        w.len(m.fields.len());
-        for f in &m.fields {
-            w.array(f.id.to_le_bytes());
-            match &f.value {
-                Value::Boolean(b) => w.array([0, *b as u8]),
-                Value::Int(i) => {
-                    w.u8(1);
-                    w.array(i.to_le_bytes());
-                }
-                Value::Float(x) => {
-                    w.u8(2);
-                    w.array(x.to_le_bytes());
-                }
-                Value::Str(t) => {
-                    w.u8(3);
-                    w.text(t);
-                }
-                Value::Bytes(b) => {
-                    w.u8(4);
-                    w.bytes(b);
-                }
-                Value::Pair(k, v) => {
-                    w.u8(5);
-                    w.text(k);
-                    w.text(v);
-                }
-            }
+/// Messages back from their encoding (native harnesses and tests; the host
+/// has its own, checking reader). Panics on what `encode` never writes.
+#[cfg_attr(all(target_arch = "wasm32", feature = "dissector"), allow(dead_code))]
+pub(crate) fn decode(bytes: &[u8]) -> Vec<Message> {
+    struct R<'a>(&'a [u8]);
+    impl<'a> R<'a> {
+        fn take(&mut self, n: usize) -> &'a [u8] {
+            let (a, b) = self.0.split_at(n);
+            self.0 = b;
+            a
         }
-        match &m.body {
-            None => w.u8(0),
-            Some(b) => {
-                w.u8(1);
-                w.array(b.original_len.to_le_bytes());
-                w.u8(b.truncated as u8);
-                match &b.decoded_from {
-                    None => w.u8(0),
-                    Some(d) => {
-                        w.u8(1);
-                        w.bytes(d.as_bytes());
-                    }
-                }
-                w.bytes(&b.data);
+        fn u8(&mut self) -> u8 {
+            self.take(1)[0]
+        }
+        fn u32(&mut self) -> u32 {
+            u32::from_le_bytes(self.take(4).try_into().expect("4 bytes"))
+        }
+        fn u64(&mut self) -> u64 {
+            u64::from_le_bytes(self.take(8).try_into().expect("8 bytes"))
+        }
+        fn bytes(&mut self) -> &'a [u8] {
+            let n = self.u32() as usize;
+            self.take(n)
+        }
+        fn string(&mut self) -> String {
+            String::from_utf8(self.bytes().to_vec()).expect("encoded from a str")
+        }
+        fn text(&mut self) -> Text {
+            match self.u8() {
+                TEXT_SPAN => Text::Span(Span {
+                    offset: self.u32(),
+                    len: self.u32(),
+                }),
+                TEXT_OWNED => Text::Owned(self.string()),
+                t => panic!("text tag {t}"),
             }
         }
     }
-    debug_assert_eq!(w.pos, len);
+    let mut r = R(bytes);
+    let mut msgs = Vec::new();
+    while !r.0.is_empty() {
+        let kind = match r.u8() {
+            0 => MessageKind::Request,
+            1 => MessageKind::Response,
+            2 => MessageKind::Standalone,
+            k => panic!("message kind {k}"),
+        };
+        let (txn, start) = (r.u64(), r.u64());
+        let n = r.u32();
+        let fields = (0..n)
+            .map(|_| {
+                let id = u16::from_le_bytes(r.take(2).try_into().expect("2 bytes"));
+                let value = match r.u8() {
+                    VALUE_BOOLEAN => Value::Boolean(r.u8() != 0),
+                    VALUE_INT => Value::Int(r.u64() as i64),
+                    VALUE_FLOAT => Value::Float(f64::from_bits(r.u64())),
+                    VALUE_STR => Value::Str(r.text()),
+                    VALUE_BYTES => Value::Bytes(r.bytes().to_vec()),
+                    VALUE_PAIR => Value::Pair(r.text(), r.text()),
+                    t => panic!("value tag {t}"),
+                };
+                Field { id, value }
+            })
+            .collect();
+        let body = (r.u8() == 1).then(|| {
+            let original_len = r.u64();
+            let truncated = r.u8() != 0;
+            let decoded_from = (r.u8() == 1).then(|| r.string());
+            Body {
+                data: r.bytes().to_vec(),
+                original_len,
+                truncated,
+                decoded_from,
+            }
+        });
+        msgs.push(Message {
+            kind,
+            txn,
+            start,
+            fields,
+            body,
+        });
+    }
+    msgs
 }
 
 /// Bytes of one call in `run`'s `calls`.
@@ -224,7 +336,7 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Appends one answer of a `run` to `out`: what the call did and its
-/// messages.
+/// messages, `msgs` already encoded.
 pub fn put_answer(
     out: &mut Vec<u8>,
     consumed: u32,
@@ -232,7 +344,7 @@ pub fn put_answer(
     need: u32,
     error: Option<&str>,
     switch: Option<&ProtocolSwitch>,
-    msgs: &[Message],
+    msgs: &[u8],
 ) {
     out.extend_from_slice(&consumed.to_le_bytes());
     out.extend_from_slice(&skip.to_le_bytes());
@@ -255,11 +367,7 @@ pub fn put_answer(
             put_str(out, v);
         }
     }
-    let len = encoded_len(msgs);
-    out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
-    if len > 0 {
-        write_messages(msgs, len, out);
-    }
+    put_bytes(out, msgs);
 }
 
 #[cfg(test)]
@@ -310,7 +418,7 @@ mod tests {
         want.extend_from_slice(&[1, 0, 0, 0, 9]);
         let got = encode(std::slice::from_ref(&m));
         assert_eq!(got, want);
-        assert_eq!(got.capacity(), got.len());
+        assert_eq!(decode(&got), std::slice::from_ref(&m));
 
         let two = encode(&[m.clone(), m]);
         assert_eq!(two.len(), 2 * want.len());
@@ -335,7 +443,7 @@ mod tests {
             7,
             Some("e"),
             Some(&switch),
-            std::slice::from_ref(&m),
+            &encode(std::slice::from_ref(&m)),
         );
         let mut want = vec![5, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 3];
         want.extend_from_slice(&[1, 0, 0, 0, b'e']);

@@ -3,21 +3,35 @@
 
 use remora_core::Direction;
 use remora_dissect::{Backend, BackendFault};
-use remora_runtime::wit;
+use remora_runtime::{wire, wit, RuntimeConfig};
 use remora_sdk::{Dissector, Input, Output, Session};
+
+use bytes::Bytes;
 
 pub struct Native<D: Dissector> {
     sessions: Vec<Option<D::Session>>,
     free: Vec<usize>,
     out: Output,
+    /// A call's encoded messages, between the SDK and the host's check.
+    encoded: Vec<u8>,
+    /// Bitset of declared field ids, as the runtime keeps it per plugin.
+    fields: Box<[u64; 1024]>,
+    limits: RuntimeConfig,
 }
 
 impl<D: Dissector> Default for Native<D> {
     fn default() -> Self {
+        let mut fields = Box::new([0u64; 1024]);
+        for f in D::info().fields {
+            fields[usize::from(f.id) / 64] |= 1 << (f.id % 64);
+        }
         Native {
             sessions: Vec::new(),
             free: Vec::new(),
             out: Output::new(),
+            encoded: Vec::new(),
+            fields,
+            limits: RuntimeConfig::default(),
         }
     }
 }
@@ -43,76 +57,45 @@ fn flow(f: &wit::FlowInfo) -> remora_sdk::FlowInfo {
     }
 }
 
-fn text(t: remora_sdk::Text) -> wit::Text {
-    match t {
-        remora_sdk::Text::Span(s) => wit::Text::Span(wit::Span {
-            offset: s.offset,
-            len: s.len,
-        }),
-        remora_sdk::Text::Owned(s) => wit::Text::Owned(s),
-    }
-}
-
-fn value(v: remora_sdk::Value) -> wit::Value {
-    match v {
-        remora_sdk::Value::Boolean(b) => wit::Value::Boolean(b),
-        remora_sdk::Value::Int(i) => wit::Value::Int(i),
-        remora_sdk::Value::Float(f) => wit::Value::Float(f),
-        remora_sdk::Value::Str(t) => wit::Value::Str(text(t)),
-        remora_sdk::Value::Bytes(b) => wit::Value::Bytes(b),
-        remora_sdk::Value::Pair(k, v) => wit::Value::Pair((text(k), text(v))),
-    }
-}
-
-/// The same conversion the component adapter does on the guest side.
-fn result(r: remora_sdk::FeedResult) -> wit::FeedResult {
-    wit::FeedResult {
-        consumed: r.consumed,
-        skip: r.skip,
-        need: r.need,
-        messages: r
-            .messages
-            .into_iter()
-            .map(|m| wit::Message {
-                kind: match m.kind {
-                    remora_sdk::MessageKind::Request => wit::MessageKind::Request,
-                    remora_sdk::MessageKind::Response => wit::MessageKind::Response,
-                    remora_sdk::MessageKind::Standalone => wit::MessageKind::Standalone,
-                },
-                txn: m.txn,
-                start: m.start,
-                fields: m
-                    .fields
-                    .into_iter()
-                    .map(|f| wit::Field {
-                        id: f.id,
-                        value: value(f.value),
-                    })
-                    .collect(),
-                body: m.body.map(|b| wit::Body {
-                    data: b.data,
-                    original_len: b.original_len,
-                    truncated: b.truncated,
-                    decoded_from: b.decoded_from,
-                }),
-            })
-            .collect(),
-        error: r.error,
-        switch: r.switch.map(|s| wit::ProtocolSwitch {
-            protocol: s.protocol,
-            to_server: s.offsets[0],
-            to_client: s.offsets[1],
-            params: s.params,
-        }),
-    }
-}
-
 impl<D: Dissector> Native<D> {
     fn session(&mut self, s: &usize) -> Result<&mut D::Session, BackendFault> {
         self.sessions
             .get_mut(*s)
             .and_then(|s| s.as_mut())
             .ok_or_else(|| BackendFault::new("stale session"))
+    }
+
+    /// The call's answer as the runtime makes it from a plugin's: the
+    /// encoded messages checked against the same limits (only the crossing
+    /// of the boundary is left out).
+    fn answer(
+        &mut self,
+        progress: remora_sdk::Progress,
+        data_len: usize,
+    ) -> Result<wit::FeedResult, BackendFault> {
+        self.out.take_encoded(&mut self.encoded);
+        let limits = wire::Limits {
+            data_len,
+            fields: &self.fields,
+            max_messages: self.limits.max_messages_per_call,
+            max_body: self.limits.max_body_bytes,
+            max_output: self.limits.max_output_bytes,
+        };
+        let messages = wire::Messages::check(Bytes::copy_from_slice(&self.encoded), &limits)
+            .map_err(BackendFault::new)?;
+        Ok(wit::FeedResult {
+            consumed: u32::try_from(progress.consumed).unwrap_or(u32::MAX),
+            skip: progress.skip,
+            need: u32::try_from(progress.need).unwrap_or(u32::MAX),
+            messages,
+            error: self.out.take_error(),
+            switch: self.out.take_switch().map(|s| wit::ProtocolSwitch {
+                protocol: s.protocol,
+                to_server: s.offsets[0],
+                to_client: s.offsets[1],
+                params: s.params,
+            }),
+        })
     }
 }
 
@@ -168,9 +151,8 @@ impl<D: Dissector> Backend for Native<D> {
         let progress = self
             .session(s)?
             .feed(sdk_dir(dir), &Input::new(base, data), &mut out);
-        let r = out.finish(progress);
         self.out = out;
-        Ok(result(r))
+        self.answer(progress, data.len())
     }
 
     fn gap(
@@ -181,17 +163,15 @@ impl<D: Dissector> Backend for Native<D> {
     ) -> Result<wit::FeedResult, BackendFault> {
         let mut out = std::mem::take(&mut self.out);
         self.session(s)?.gap(sdk_dir(dir), len, &mut out);
-        let r = out.finish(remora_sdk::Progress::consumed(0));
         self.out = out;
-        Ok(result(r))
+        self.answer(remora_sdk::Progress::consumed(0), 0)
     }
 
     fn end(&mut self, s: &usize, dir: Direction) -> Result<wit::FeedResult, BackendFault> {
         let mut out = std::mem::take(&mut self.out);
         self.session(s)?.end(sdk_dir(dir), &mut out);
-        let r = out.finish(remora_sdk::Progress::consumed(0));
         self.out = out;
-        Ok(result(r))
+        self.answer(remora_sdk::Progress::consumed(0), 0)
     }
 
     fn close(&mut self, s: &usize) {

@@ -886,14 +886,14 @@ impl Session for AmqpSession {
                     let payload = &rest[7..7 + size];
                     match t {
                         1 => {
-                            let before = out.messages().len();
+                            let before = out.message_count();
                             if let Err(e) =
                                 self.method(dir, channel, payload, input.offset(pos), out)
                             {
                                 self.fail(dir, e, out);
                                 return Progress::consumed(data.len());
                             }
-                            n += out.messages().len() - before;
+                            n += out.message_count() - before;
                         }
                         2 => self.content_header(dir, channel, payload, out),
                         _ => {}

@@ -908,7 +908,7 @@ impl Session for MysqlSession {
         let i = dir.index();
         let mut pos = 0usize;
         loop {
-            if out.messages().len() >= MAX_MESSAGES_PER_CALL {
+            if out.message_count() >= MAX_MESSAGES_PER_CALL {
                 return Progress::consumed(pos);
             }
             let avail = data.len() - pos;
