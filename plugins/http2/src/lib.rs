@@ -606,22 +606,21 @@ impl Http2Session {
         let mut m = out.request(u64::from(id), start);
         m.int(F_STREAM_ID, id.into()).field(F_HTTP_VERSION, "2");
         if let Some(v) = h.get(":method") {
-            m.field(F_METHOD, v.to_owned());
+            m.field(F_METHOD, v);
         }
         if let Some(v) = h.get(":path") {
-            m.field(F_URL, v.to_owned());
+            m.field(F_URL, v);
             let path = v.split('?').next().unwrap_or(v);
-            m.field(F_PATH, path.to_owned());
+            m.field(F_PATH, path);
             if grpc {
                 let mut parts = path.trim_start_matches('/').splitn(2, '/');
                 if let (Some(svc), Some(meth)) = (parts.next(), parts.next()) {
-                    m.field(F_GRPC_SERVICE, svc.to_owned())
-                        .field(F_GRPC_METHOD, meth.to_owned());
+                    m.field(F_GRPC_SERVICE, svc).field(F_GRPC_METHOD, meth);
                 }
             }
         }
         if let Some(v) = h.get(":authority").or_else(|| h.get("host")) {
-            m.field(F_AUTHORITY, v.to_owned());
+            m.field(F_AUTHORITY, v);
         }
         pairs(&mut m, F_HEADERS, &mut h.headers, how);
         pairs(&mut m, F_TRAILERS, &mut h.trailers, how);

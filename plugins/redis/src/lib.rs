@@ -558,26 +558,24 @@ fn cased_text(input: &Input<'_>, s: &str, max: usize, upper: bool) -> Text {
     }
 }
 
-/// `prefix` and `s`, cut to [`MAX_REPLY`] bytes.
-fn prefixed(prefix: &str, s: &str, suffix: &str) -> Text {
-    let mut r = String::with_capacity(prefix.len() + s.len() + suffix.len());
+/// `prefix`, `s` and `suffix` into `r`, cut to [`MAX_REPLY`] bytes.
+fn prefixed(r: &mut String, prefix: &str, s: &str, suffix: &str) {
+    r.clear();
     r.push_str(prefix);
     r.push_str(s);
     r.push_str(suffix);
-    truncate(&mut r, MAX_REPLY);
-    Text::Owned(r)
+    truncate(r, MAX_REPLY);
 }
 
-/// `(<what> <n>)`, as a reply rendering.
-fn counted(what: &str, n: i64) -> Text {
-    let mut r = String::with_capacity(what.len() + 22);
+/// `(<what> <n>)` into `r`, as a reply rendering.
+fn counted(r: &mut String, what: &str, n: i64) {
+    r.clear();
     r.push('(');
     r.push_str(what);
     r.push(' ');
-    push_int(&mut r, n);
+    push_int(r, n);
     r.push(')');
-    truncate(&mut r, MAX_REPLY);
-    Text::Owned(r)
+    truncate(r, MAX_REPLY);
 }
 
 /// Decimal `n`, without the formatting machinery (one call per reply).
@@ -1001,6 +999,9 @@ struct Pairing {
     /// Further confirmations expected for the last paired (un)subscribe.
     confirm_kind: &'static str,
     confirm_left: u64,
+    /// A reply's rendering, when it is not a span of the input: reused, so
+    /// a reply allocates nothing.
+    rendered: String,
 }
 
 /// One Redis connection, both directions.
@@ -1066,7 +1067,7 @@ impl Pairing {
         let txn = self.req_txn;
         self.req_txn += 1;
         // An exact-size copy: the frame's buffer stays for the next command.
-        let command = cut(&f.command, MAX_COMMAND).to_owned();
+        let command = cut(&f.command, MAX_COMMAND);
         let mut m = out.request(txn, f.start);
         m.field(F_TYPE, upper_text(input, &verb, MAX_ARG))
             .field(F_COMMAND, command)
@@ -1097,29 +1098,54 @@ impl Pairing {
             .top_text
             .as_ref()
             .map_or(Cow::Borrowed(""), |k| k.render(data));
+        /// Where the reply's text is.
+        enum Reply {
+            Text(Text),
+            Fixed(&'static str),
+            Rendered,
+        }
+        let r = &mut self.rendered;
         let (rtype, reply) = if f.top_null {
-            ("null", Text::from("(nil)"))
+            ("null", Reply::Fixed("(nil)"))
         } else {
             match t {
-                b'+' => ("simple", input.text_of(cut(&text, MAX_REPLY))),
-                b'-' | b'!' => ("error", input.text_of(cut(&text, MAX_REPLY))),
-                b':' => ("integer", prefixed("(integer) ", &text, "")),
-                b'$' => ("bulk", prefixed("\"", cut(&text, MAX_REPLY), "\"")),
-                b'*' => ("array", counted("array", f.top_count)),
-                b'%' => ("map", counted("map", f.top_count)),
-                b'~' => ("set", counted("set", f.top_count)),
-                b'>' => ("push", counted("push", f.top_count)),
-                b',' => ("double", prefixed("(double) ", &text, "")),
+                b'+' => ("simple", Reply::Text(input.text_of(cut(&text, MAX_REPLY)))),
+                b'-' | b'!' => ("error", Reply::Text(input.text_of(cut(&text, MAX_REPLY)))),
+                b':' => {
+                    prefixed(r, "(integer) ", &text, "");
+                    ("integer", Reply::Rendered)
+                }
+                b'$' => {
+                    prefixed(r, "\"", cut(&text, MAX_REPLY), "\"");
+                    ("bulk", Reply::Rendered)
+                }
+                b'*' | b'%' | b'~' | b'>' => {
+                    let what = match t {
+                        b'*' => "array",
+                        b'%' => "map",
+                        b'~' => "set",
+                        _ => "push",
+                    };
+                    counted(r, what, f.top_count);
+                    (what, Reply::Rendered)
+                }
+                b',' => {
+                    prefixed(r, "(double) ", &text, "");
+                    ("double", Reply::Rendered)
+                }
                 b'#' => (
                     "boolean",
-                    Text::from(if text == "t" {
+                    Reply::Fixed(if text == "t" {
                         "(boolean) true"
                     } else {
                         "(boolean) false"
                     }),
                 ),
-                b'(' => ("big_number", prefixed("(big number) ", &text, "")),
-                _ => ("unknown", Text::Owned(String::new())),
+                b'(' => {
+                    prefixed(r, "(big number) ", &text, "");
+                    ("big_number", Reply::Rendered)
+                }
+                _ => ("unknown", Reply::Fixed("")),
             }
         };
         let error = matches!(t, b'-' | b'!');
@@ -1161,8 +1187,12 @@ impl Pairing {
             self.resp_txn += 1;
             out.response(txn, f.start)
         };
-        m.field(F_REPLY, reply)
-            .field(F_REPLY_TYPE, rtype)
+        match reply {
+            Reply::Text(t) => m.field(F_REPLY, t),
+            Reply::Fixed(s) => m.field(F_REPLY, s),
+            Reply::Rendered => m.field(F_REPLY, self.rendered.as_str()),
+        };
+        m.field(F_REPLY_TYPE, rtype)
             .field(F_ERROR, error)
             .int(F_RESPONSE_SIZE, f.size as i64);
         if let Some(k) = kind.filter(|_| pubsub) {
