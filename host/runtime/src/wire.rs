@@ -1249,7 +1249,15 @@ mod tests {
         switch: Option<&remora_sdk::ProtocolSwitch>,
         msgs: &[remora_sdk::Message],
     ) {
-        remora_sdk::wire::put_answer(out, consumed, skip, need, error, switch, msgs);
+        remora_sdk::wire::put_answer(
+            out,
+            consumed,
+            skip,
+            need,
+            error,
+            switch,
+            &remora_sdk::wire::encode(msgs),
+        );
     }
 
     /// Three answers, written by the SDK: a message, an error and a
