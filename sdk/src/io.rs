@@ -364,34 +364,23 @@ macro_rules! int_values {
 }
 int_values!(i64, u64, u32, u16, usize);
 
-impl sealed::Sealed for bool {}
-impl FieldValue for bool {
-    #[inline]
-    fn put(self, out: &mut Vec<u8>, id: u16, _: u32) {
-        crate::wire::put_bool_field(out, id, self);
-    }
+/// `FieldValue` for types whose field is one `wire::put_*_field` call on
+/// the value as `$as` gives it.
+macro_rules! field_values {
+    ($put:ident, $as:expr, $($t:ty),*) => {$(
+        impl sealed::Sealed for $t {}
+        impl FieldValue for $t {
+            #[inline]
+            fn put(self, out: &mut Vec<u8>, id: u16, _: u32) {
+                crate::wire::$put(out, id, $as(&self));
+            }
+        }
+    )*};
 }
-impl sealed::Sealed for f64 {}
-impl FieldValue for f64 {
-    #[inline]
-    fn put(self, out: &mut Vec<u8>, id: u16, _: u32) {
-        crate::wire::put_float_field(out, id, self);
-    }
-}
-impl sealed::Sealed for Vec<u8> {}
-impl FieldValue for Vec<u8> {
-    #[inline]
-    fn put(self, out: &mut Vec<u8>, id: u16, _: u32) {
-        crate::wire::put_bytes_field(out, id, &self);
-    }
-}
-impl sealed::Sealed for &[u8] {}
-impl FieldValue for &[u8] {
-    #[inline]
-    fn put(self, out: &mut Vec<u8>, id: u16, _: u32) {
-        crate::wire::put_bytes_field(out, id, self);
-    }
-}
+field_values!(put_bool_field, |v: &bool| *v, bool);
+field_values!(put_float_field, |v: &f64| *v, f64);
+field_values!(put_bytes_field, <[u8]>::as_ref, Vec<u8>, &[u8]);
+
 impl sealed::Sealed for Value {}
 impl FieldValue for Value {
     #[inline]
@@ -440,30 +429,19 @@ impl TextValue for &Text {
         crate::wire::put_text(out, self, shift);
     }
 }
-impl TextValue for String {
-    #[inline]
-    fn put(self, out: &mut Vec<u8>, _: u32) {
-        crate::wire::put_owned(out, &self);
-    }
+
+/// Owned texts: whatever the type, its `str` is copied into the encoding.
+macro_rules! owned_texts {
+    ($($t:ty),*) => {$(
+        impl TextValue for $t {
+            #[inline]
+            fn put(self, out: &mut Vec<u8>, _: u32) {
+                crate::wire::put_owned(out, AsRef::<str>::as_ref(&self));
+            }
+        }
+    )*};
 }
-impl TextValue for &String {
-    #[inline]
-    fn put(self, out: &mut Vec<u8>, _: u32) {
-        crate::wire::put_owned(out, self);
-    }
-}
-impl TextValue for &str {
-    #[inline]
-    fn put(self, out: &mut Vec<u8>, _: u32) {
-        crate::wire::put_owned(out, self);
-    }
-}
-impl TextValue for Cow<'_, str> {
-    #[inline]
-    fn put(self, out: &mut Vec<u8>, _: u32) {
-        crate::wire::put_owned(out, &self);
-    }
-}
+owned_texts!(String, &String, &str, Cow<'_, str>);
 
 /// A small forward cursor over bytes: the usual helpers for text and binary
 /// protocols. Never panics; reads past the end return `None`.

@@ -515,6 +515,19 @@ fn a_first_packet_larger_than_the_probe_limit_is_replayed_whole() {
     );
 }
 
+/// One flow sending one line, dissected with these plugins on `backend`.
+fn one_line_with(plugins: Vec<PluginSchema>, backend: Lines) -> Harness {
+    let catalog = Arc::new(Catalog { plugins });
+    let mut stage = DissectStage::new(backend, catalog, DissectConfig::default());
+    let mut h = Harness::new();
+    std::mem::swap(&mut h.stage, &mut stage);
+    let flow = h.flow.clone();
+    h.event(FlowEvent::Open { flow: &flow });
+    h.send(Direction::ToServer, 1, b"hello\n");
+    h.close();
+    h
+}
+
 #[test]
 fn a_port_hinted_plugin_that_says_yes_is_chosen_without_asking_the_others() {
     // Two copies of the line plugin: the first has no port hint, the second
@@ -523,14 +536,7 @@ fn a_port_hinted_plugin_that_says_yes_is_chosen_without_asking_the_others() {
     let mut unhinted = plugins[0].clone();
     unhinted.protocols[0].ports = vec![1];
     plugins.insert(0, unhinted);
-    let catalog = Arc::new(Catalog { plugins });
-    let mut stage = DissectStage::new(Lines::default(), catalog, DissectConfig::default());
-    let mut h = Harness::new();
-    std::mem::swap(&mut h.stage, &mut stage);
-    let flow = h.flow.clone();
-    h.event(FlowEvent::Open { flow: &flow });
-    h.send(Direction::ToServer, 1, b"hello\n");
-    h.close();
+    let h = one_line_with(plugins, Lines::default());
     assert_eq!(h.entries.len(), 1);
     assert_eq!(h.entries[0].plugin, 1, "the hinted plugin");
     assert_eq!(
@@ -546,18 +552,11 @@ fn choose_among_unhinted(confidences: [u8; 4]) -> (u16, usize) {
     let mut plugins = catalog(Transport::Tcp).plugins.clone();
     plugins[0].protocols[0].ports = vec![1];
     let plugins = vec![plugins[0].clone(); 4];
-    let catalog = Arc::new(Catalog { plugins });
     let backend = Lines {
         confidence: (0..).zip(confidences).collect(),
         ..Lines::default()
     };
-    let mut stage = DissectStage::new(backend, catalog, DissectConfig::default());
-    let mut h = Harness::new();
-    std::mem::swap(&mut h.stage, &mut stage);
-    let flow = h.flow.clone();
-    h.event(FlowEvent::Open { flow: &flow });
-    h.send(Direction::ToServer, 1, b"hello\n");
-    h.close();
+    let h = one_line_with(plugins, backend);
     assert_eq!(h.entries.len(), 1);
     (h.entries[0].plugin, h.stage.backend().probes)
 }
