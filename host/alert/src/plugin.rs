@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use remora_core::Timestamp;
-use remora_entry::{Catalog, Entry, Message, Value};
+use remora_entry::{Catalog, Entry, Message, ValueRef};
 use remora_filter::{Filter, Variables};
 use remora_runtime::alert::{wit, AlertCounters, AlertInstance, LoadedAlertPlugin};
 use remora_runtime::Runtime;
@@ -400,13 +400,13 @@ fn fields(
             let name = names.field(catalog, entry.plugin, f.id)?;
             Some(wit::EntryField {
                 name,
-                value: match &f.value {
-                    Value::Bool(b) => wit::EntryValue::Boolean(*b),
-                    Value::Int(i) => wit::EntryValue::Int(*i),
-                    Value::Float(x) => wit::EntryValue::Float(*x),
-                    Value::Str(s) => wit::EntryValue::Str(s.to_string()),
-                    Value::Bytes(b) => wit::EntryValue::Bytes(b.clone()),
-                    Value::Pair(k, v) => wit::EntryValue::Pair((k.to_string(), v.to_string())),
+                value: match f.value {
+                    ValueRef::Bool(b) => wit::EntryValue::Boolean(b),
+                    ValueRef::Int(i) => wit::EntryValue::Int(i),
+                    ValueRef::Float(x) => wit::EntryValue::Float(x),
+                    ValueRef::Str(s) => wit::EntryValue::Str(s.to_owned()),
+                    ValueRef::Bytes(b) => wit::EntryValue::Bytes(b.to_vec()),
+                    ValueRef::Pair(k, v) => wit::EntryValue::Pair((k.to_owned(), v.to_owned())),
                 },
             })
         })

@@ -61,11 +61,13 @@ fn entry(c: &Arc<Catalog>, id: u64, secs: i64, dst: &str, status: i64) -> Arc<St
             request: Some(msg(vec![Field {
                 id: 0,
                 value: Value::Str("GET".into()),
-            }])),
+            }]
+            .into())),
             response: Some(msg(vec![Field {
                 id: 1,
                 value: Value::Int(status),
-            }])),
+            }]
+            .into())),
             standalone: false,
         },
     })

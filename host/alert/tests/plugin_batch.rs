@@ -54,11 +54,13 @@ fn entry(c: &Arc<Catalog>, id: u64, path: &str, status: i64) -> Arc<StoredEntry>
                     id: 3,
                     value: Value::Pair("accept".into(), "*/*".into()),
                 },
-            ])),
+            ]
+            .into())),
             response: Some(msg(vec![Field {
                 id: 2,
                 value: Value::Int(status),
-            }])),
+            }]
+            .into())),
             standalone: false,
         },
     })
@@ -98,7 +100,7 @@ fn entries_of_different_catalogs_share_a_name_and_unnamed_fields_stay_out() {
         .as_mut()
         .unwrap()
         .fields
-        .push(Field {
+        .push_field(&Field {
             id: 9,
             value: Value::Int(7),
         });

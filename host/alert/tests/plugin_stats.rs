@@ -41,7 +41,8 @@ fn entry(c: &Arc<Catalog>, id: u64, fault: &str) -> Arc<StoredEntry> {
                 fields: vec![Field {
                     id: 1,
                     value: Value::Str(fault.into()),
-                }],
+                }]
+                .into(),
                 body: None,
             }),
             response: None,

@@ -7,7 +7,7 @@ use async_graphql::{Json, Object, SimpleObject, ID};
 use base64::Engine as _;
 use remora_entry::{
     entry_vars, message_fields_json, render_summary, rfc3339_micros, Body, Message, PluginSchema,
-    ProtocolSchema, Value,
+    ProtocolSchema, ValueRef,
 };
 use remora_store::StoredEntry;
 
@@ -52,7 +52,7 @@ pub fn status_of(schema: &PluginSchema, stored: &StoredEntry) -> Option<i64> {
         .into_iter()
         .flatten()
         .find_map(|m| match m.get(decl.id) {
-            Some(Value::Int(i)) => Some(*i),
+            Some(ValueRef::Int(i)) => Some(i),
             _ => None,
         })
 }

@@ -90,8 +90,9 @@ fn entry(n: u64) -> Entry {
                 ts,
                 fields: vec![Field {
                     id: 0,
-                    value: Value::Str(format!("host{n}.example.com").into()),
-                }],
+                    value: Value::Str(format!("host{n}.example.com")),
+                }]
+                .into(),
                 body: None,
             }),
             response: Some(Message {
@@ -99,7 +100,8 @@ fn entry(n: u64) -> Entry {
                 fields: vec![Field {
                     id: 1,
                     value: Value::Int(if n % 8 == 7 { 3 } else { 0 }),
-                }],
+                }]
+                .into(),
                 body: None,
             }),
             standalone: false,
@@ -122,13 +124,14 @@ fn entry(n: u64) -> Entry {
                 },
                 Field {
                     id: 1,
-                    value: Value::Str(format!("/item/{n}").into()),
+                    value: Value::Str(format!("/item/{n}")),
                 },
                 Field {
                     id: 3,
                     value: Value::Pair("Content-Type".into(), "application/json".into()),
                 },
-            ],
+            ]
+            .into(),
             body: None,
         }),
         response: Some(Message {
@@ -136,7 +139,8 @@ fn entry(n: u64) -> Entry {
             fields: vec![Field {
                 id: 2,
                 value: Value::Int(if n.is_multiple_of(10) { 500 } else { 200 }),
-            }],
+            }]
+            .into(),
             body: Some(Body {
                 data: format!("{{\"n\":{n}}}").into_bytes(),
                 original_len: 7,

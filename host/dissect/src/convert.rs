@@ -1,41 +1,37 @@
 //! Plugin output (a call's encoded messages, spans into the input) to owned
 //! entry messages, in one pass over the encoding.
 
+use std::borrow::Cow;
+
 use remora_core::Direction;
-use remora_entry::{Body, Field, Message, Text, Value};
+use remora_entry::{Body, Fields, Message};
 use remora_runtime::wire::{utf8, BodyRef, Head, TextRef, ValueRef, Visit};
 use remora_runtime::wit::{self, MessageKind};
 
-use crate::pairing::{value_bytes, Pairing};
+use crate::pairing::Pairing;
 use crate::stream::Marks;
 
 /// A span's text; bytes that are not UTF-8 are replaced, since the capture
 /// decides what they are, not the plugin.
-fn text(t: TextRef<'_>, input: &[u8]) -> Text {
+#[inline]
+fn text<'a>(t: TextRef<'a>, input: &'a [u8]) -> Cow<'a, str> {
     match t {
-        TextRef::Owned(s) => Text::from(s),
+        TextRef::Owned(s) => Cow::Borrowed(s),
         TextRef::Span(s) => {
             let start = (s.offset as usize).min(input.len());
             let end = start.saturating_add(s.len as usize).min(input.len());
             let bytes = &input[start..end];
             match utf8(bytes) {
-                Some(s) => Text::from(s),
-                None => Text::from(String::from_utf8_lossy(bytes).as_ref()),
+                Some(s) => Cow::Borrowed(s),
+                None => String::from_utf8_lossy(bytes),
             }
         }
     }
 }
 
-fn value(v: ValueRef<'_>, input: &[u8]) -> Value {
-    match v {
-        ValueRef::Boolean(b) => Value::Bool(b),
-        ValueRef::Int(i) => Value::Int(i),
-        ValueRef::Float(f) => Value::Float(f),
-        ValueRef::Str(t) => Value::Str(text(t, input)),
-        ValueRef::Bytes(b) => Value::Bytes(b.to_vec()),
-        ValueRef::Pair(k, v) => Value::Pair(text(k, input), text(v, input)),
-    }
-}
+/// Encoded bytes a message's fields take per field, besides their texts:
+/// what a message's buffer starts with, so that most never grow.
+const FIELD_BYTES_GUESS: usize = 24;
 
 /// Builds each message as the encoding is read and hands it to the pairing.
 struct ToPairing<'c> {
@@ -57,7 +53,7 @@ impl<'a> Visit<'a> for ToPairing<'_> {
             head.txn,
             Message {
                 ts: self.marks.at(head.start),
-                fields: Vec::with_capacity(head.fields),
+                fields: Fields::with_capacity(head.fields * FIELD_BYTES_GUESS),
                 body: None,
             },
         ));
@@ -66,11 +62,39 @@ impl<'a> Visit<'a> for ToPairing<'_> {
 
     #[inline]
     fn field(&mut self, id: u16, v: ValueRef<'a>) {
-        if let Some((_, _, m)) = &mut self.current {
-            let value = value(v, self.input);
-            self.held += value_bytes(&value);
-            m.fields.push(Field { id, value });
-        }
+        let Some((_, _, m)) = &mut self.current else {
+            return;
+        };
+        let input = self.input;
+        let f = &mut m.fields;
+        self.held += match v {
+            ValueRef::Boolean(b) => {
+                f.push_bool(id, b);
+                8
+            }
+            ValueRef::Int(i) => {
+                f.push_int(id, i);
+                8
+            }
+            ValueRef::Float(x) => {
+                f.push_float(id, x);
+                8
+            }
+            ValueRef::Str(t) => {
+                let t = text(t, input);
+                f.push_str(id, &t);
+                t.len()
+            }
+            ValueRef::Bytes(b) => {
+                f.push_bytes(id, b);
+                b.len()
+            }
+            ValueRef::Pair(k, v) => {
+                let (k, v) = (text(k, input), text(v, input));
+                f.push_pair(id, &k, &v);
+                k.len() + v.len()
+            }
+        };
     }
 
     #[inline]
@@ -114,7 +138,7 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
     use remora_core::{Endpoint, Timestamp, Transport};
-    use remora_entry::Entry;
+    use remora_entry::{Entry, Field, Value};
 
     use super::*;
     use crate::DissectCounters;
@@ -207,7 +231,7 @@ mod tests {
         assert_eq!(got.len(), 1);
         let q = got[0].request.as_ref().expect("request");
         assert_eq!(
-            q.fields,
+            q.fields.to_vec(),
             vec![
                 Field {
                     id: 0,
@@ -243,7 +267,7 @@ mod tests {
         assert_eq!(q.ts, Timestamp::default());
         let r = got[0].response.as_ref().expect("response");
         assert_eq!(
-            r.fields,
+            r.fields.to_vec(),
             vec![Field {
                 id: 5,
                 value: Value::Int(-2)

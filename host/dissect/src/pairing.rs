@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 
 use remora_core::Direction;
-use remora_entry::{Entry, Message, Value};
+use remora_entry::{Entry, Message};
 use remora_runtime::wit::MessageKind;
 
 use crate::{DissectCounters, EntrySink};
@@ -15,17 +15,6 @@ enum Ready {
         response: Option<Message>,
         standalone: bool,
     },
-}
-
-/// Bytes a field value holds, for the bound on what waits unpaired.
-#[inline]
-pub(crate) fn value_bytes(v: &Value) -> usize {
-    match v {
-        Value::Str(s) => s.len(),
-        Value::Bytes(b) => b.len(),
-        Value::Pair(k, v) => k.len() + v.len(),
-        _ => 8,
-    }
 }
 
 /// A message waiting for its partner.
@@ -49,7 +38,8 @@ pub(crate) struct Pairing {
 
 impl Pairing {
     /// Takes a converted message; `bytes`: what it holds (its fields'
-    /// [`value_bytes`] and its body's data), counted while it was built.
+    /// `remora_entry::ValueRef::held_bytes` and its body's data), counted
+    /// while it was built.
     pub(crate) fn push(
         &mut self,
         kind: MessageKind,

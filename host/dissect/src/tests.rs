@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use remora_core::{Direction, Endpoint, FlowKey, Timestamp, Transport};
-use remora_entry::{Catalog, Entry, FieldSchema, FieldType, PluginSchema, ProtocolSchema, Value};
+use remora_entry::{
+    Catalog, Entry, FieldSchema, FieldType, PluginSchema, ProtocolSchema, ValueRef,
+};
 use remora_flow::{CloseReason, FlowEvent, FlowInfo, FlowStats};
 use remora_runtime::wit;
 
@@ -323,7 +325,7 @@ impl Harness {
     fn lines(&self) -> Vec<(Option<String>, Option<String>)> {
         let text = |m: &Option<remora_entry::Message>| {
             m.as_ref().map(|m| match m.get(0) {
-                Some(Value::Str(s)) => s.to_string(),
+                Some(ValueRef::Str(s)) => s.to_string(),
                 other => panic!("unexpected {other:?}"),
             })
         };

@@ -1,11 +1,11 @@
 //! Fold a message's flat field list into one value per declared field.
 
-use crate::{FieldSchema, FieldType, Message, PluginSchema, Value};
+use crate::{FieldSchema, FieldType, Message, PluginSchema, ValueRef};
 
 /// One declared field's value(s) in a message.
 pub(crate) enum Grouped<'a> {
-    Scalar(&'a Value),
-    List(Vec<&'a Value>),
+    Scalar(ValueRef<'a>),
+    List(Vec<ValueRef<'a>>),
     /// Members in wire order, duplicates kept.
     Map(Vec<(&'a str, &'a str)>),
 }
@@ -24,7 +24,7 @@ pub(crate) fn group<'a>(
         let slot = out.iter_mut().position(|(d, _)| d.id == f.id);
         match (decl.ty, slot) {
             (FieldType::StrMap, slot) => {
-                let Value::Pair(k, v) = &f.value else {
+                let ValueRef::Pair(k, v) = f.value else {
                     continue;
                 };
                 match slot {
@@ -39,14 +39,14 @@ pub(crate) fn group<'a>(
             (FieldType::StrList | FieldType::IntList, slot) => match slot {
                 Some(i) => {
                     if let Grouped::List(l) = &mut out[i].1 {
-                        l.push(&f.value);
+                        l.push(f.value);
                     }
                 }
-                None => out.push((decl, Grouped::List(vec![&f.value]))),
+                None => out.push((decl, Grouped::List(vec![f.value]))),
             },
             // A repeated scalar: the last value wins.
-            (_, Some(i)) => out[i].1 = Grouped::Scalar(&f.value),
-            (_, None) => out.push((decl, Grouped::Scalar(&f.value))),
+            (_, Some(i)) => out[i].1 = Grouped::Scalar(f.value),
+            (_, None) => out.push((decl, Grouped::Scalar(f.value))),
         }
     }
     out

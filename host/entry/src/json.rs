@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value as Json};
 
 use crate::grouping::{group, Grouped};
 use crate::vars::entry_vars;
-use crate::{Body, Catalog, Entry, Message, PluginSchema, Value};
+use crate::{Body, Catalog, Entry, Message, PluginSchema, ValueRef};
 use remora_core::{Endpoint, Timestamp};
 
 /// `2026-11-25T18:14:03.123456Z`
@@ -59,16 +59,16 @@ pub(crate) fn endpoint_json(e: &Endpoint) -> Json {
     json!({ "ip": e.ip.to_string(), "port": e.port })
 }
 
-pub(crate) fn value_json(v: &Value) -> Json {
+pub(crate) fn value_json(v: ValueRef<'_>) -> Json {
     match v {
-        Value::Bool(b) => Json::Bool(*b),
-        Value::Int(i) => Json::from(*i),
-        Value::Float(f) => serde_json::Number::from_f64(*f)
+        ValueRef::Bool(b) => Json::Bool(b),
+        ValueRef::Int(i) => Json::from(i),
+        ValueRef::Float(f) => serde_json::Number::from_f64(f)
             .map(Json::Number)
             .unwrap_or(Json::Null),
-        Value::Str(s) => Json::String(s.to_string()),
-        Value::Bytes(b) => Json::String(base64::engine::general_purpose::STANDARD.encode(b)),
-        Value::Pair(k, v) => json!([k.as_str(), v.as_str()]),
+        ValueRef::Str(s) => Json::String(s.to_owned()),
+        ValueRef::Bytes(b) => Json::String(base64::engine::general_purpose::STANDARD.encode(b)),
+        ValueRef::Pair(k, v) => json!([k, v]),
     }
 }
 

@@ -17,7 +17,7 @@ use remora_core::Timestamp;
 
 use crate::grouping::{group, Grouped};
 use crate::vars::{settings, HostTexts, VarValue};
-use crate::{Body, Catalog, Entry, FieldSchema, Message, PluginSchema, Value};
+use crate::{Body, Catalog, Entry, FieldSchema, Message, PluginSchema, ValueRef};
 
 /// Appends `e`'s JSONL record and a newline to `out`.
 pub fn write_jsonl(catalog: &Catalog, e: &Entry, out: &mut Vec<u8>) {
@@ -135,13 +135,13 @@ enum MapForm {
 
 fn grouped(out: &mut Vec<u8>, g: &Grouped<'_>, form: MapForm) {
     match g {
-        Grouped::Scalar(v) => value(out, v),
+        Grouped::Scalar(v) => value(out, *v),
         Grouped::List(l) => {
             out.push(b'[');
             let mut first = true;
             for v in l {
                 comma(out, &mut first);
-                value(out, v);
+                value(out, *v);
             }
             out.push(b']');
         }
@@ -194,22 +194,22 @@ fn lowercased_object(out: &mut Vec<u8>, members: &[(&str, &str)]) {
     out.push(b'}');
 }
 
-fn value(out: &mut Vec<u8>, v: &Value) {
+fn value(out: &mut Vec<u8>, v: ValueRef<'_>) {
     match v {
-        Value::Bool(b) => bool(out, *b),
-        Value::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
+        ValueRef::Bool(b) => bool(out, b),
+        ValueRef::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
         // Rare; serde_json's own float form (and null when not finite),
         // whichever formatter it uses. Writing to a Vec cannot fail.
-        Value::Float(f) => {
-            let _ = serde_json::to_writer(&mut *out, f);
+        ValueRef::Float(f) => {
+            let _ = serde_json::to_writer(&mut *out, &f);
         }
-        Value::Str(s) => string(out, s),
-        Value::Bytes(b) => {
+        ValueRef::Str(s) => string(out, s),
+        ValueRef::Bytes(b) => {
             out.push(b'"');
             base64(out, b);
             out.push(b'"');
         }
-        Value::Pair(k, v) => pair(out, k, v),
+        ValueRef::Pair(k, v) => pair(out, k, v),
     }
 }
 

@@ -10,6 +10,7 @@
 //! only as names and types a plugin declared.
 
 mod catalog;
+mod fields;
 mod grouping;
 mod json;
 mod jsonl;
@@ -17,6 +18,7 @@ mod table;
 mod vars;
 
 pub use catalog::{Catalog, FieldSchema, FieldType, PluginSchema, ProtocolSchema};
+pub use fields::{FieldRef, Fields, ValueRef};
 pub use json::{body_json, entry_to_json, message_fields_json, rfc3339_micros};
 pub use jsonl::write_jsonl;
 pub use table::{render_summary, TableWriter};
@@ -24,14 +26,13 @@ pub use vars::{entry_var, entry_vars};
 
 use remora_core::{Endpoint, Timestamp, Transport};
 
-/// A field's text. Most (header names, methods, short values) fit inline,
-/// so an entry is a few allocations rather than one per text: entries are
-/// built on shard threads and dropped elsewhere, where every freed block
-/// costs a cross-thread free.
-pub type Text = compact_str::CompactString;
+/// An owned field's text.
+pub type Text = String;
 
-/// A field value as a plugin emitted it. Map members arrive as one `Pair` each,
-/// list elements as one scalar each; [`FieldType`] says how to group them.
+/// A field value as a plugin emitted it, owned: for building messages by
+/// hand ([`Fields`] holds them encoded, and hands out [`ValueRef`]s). Map
+/// members arrive as one `Pair` each, list elements as one scalar each;
+/// [`FieldType`] says how to group them.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     Bool(bool),
@@ -64,14 +65,14 @@ pub struct Body {
 pub struct Message {
     /// Capture time of the packet that carried the message's first byte.
     pub ts: Timestamp,
-    pub fields: Vec<Field>,
+    pub fields: Fields,
     pub body: Option<Body>,
 }
 
 impl Message {
     /// The first value of field `id`, if present.
-    pub fn get(&self, id: u16) -> Option<&Value> {
-        self.fields.iter().find(|f| f.id == id).map(|f| &f.value)
+    pub fn get(&self, id: u16) -> Option<ValueRef<'_>> {
+        self.fields.get(id)
     }
 }
 

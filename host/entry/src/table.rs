@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use crate::{Catalog, Entry, Message, PluginSchema, Value};
+use crate::{Catalog, Entry, Message, PluginSchema, ValueRef};
 
 /// Fill a summary template like `"{method} {url}"` from a message's fields.
 /// A placeholder whose field is absent renders as nothing.
@@ -21,12 +21,12 @@ pub fn render_summary(template: &str, schema: &PluginSchema, m: Option<&Message>
             m.get(decl.id)
         }) {
             match v {
-                Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-                Value::Int(i) => out.push_str(&i.to_string()),
-                Value::Float(f) => out.push_str(&f.to_string()),
-                Value::Str(s) => out.push_str(s),
-                Value::Bytes(b) => out.push_str(&format!("<{} bytes>", b.len())),
-                Value::Pair(k, v) => out.push_str(&format!("{k}={v}")),
+                ValueRef::Bool(b) => out.push_str(if b { "true" } else { "false" }),
+                ValueRef::Int(i) => out.push_str(&i.to_string()),
+                ValueRef::Float(f) => out.push_str(&f.to_string()),
+                ValueRef::Str(s) => out.push_str(s),
+                ValueRef::Bytes(b) => out.push_str(&format!("<{} bytes>", b.len())),
+                ValueRef::Pair(k, v) => out.push_str(&format!("{k}={v}")),
             }
         }
         rest = &rest[open + close + 1..];

@@ -78,7 +78,8 @@ fn entry() -> Entry {
                     id: 2,
                     value: Value::Pair("accept".into(), "b".into()),
                 },
-            ],
+            ]
+            .into(),
             body: None,
         }),
         response: Some(Message {
@@ -86,7 +87,8 @@ fn entry() -> Entry {
             fields: vec![Field {
                 id: 3,
                 value: Value::Int(404),
-            }],
+            }]
+            .into(),
             body: Some(Body {
                 data: b"nope".to_vec(),
                 original_len: 4,
@@ -300,8 +302,8 @@ fn random_value(r: &mut Rng) -> Value {
         1 => Value::Int(*r.pick(&[0, -1, 42, i64::MIN, i64::MAX]) ^ r.below(3) as i64),
         2 => Value::Float(*r.pick(FLOATS)),
         3 => Value::Bytes((0..r.below(9)).map(|_| r.next() as u8).collect()),
-        4 => Value::Pair(r.text().into(), r.text().into()),
-        _ => Value::Str(r.text().into()),
+        4 => Value::Pair(r.text(), r.text()),
+        _ => Value::Str(r.text()),
     }
 }
 
@@ -312,8 +314,8 @@ fn random_message(r: &mut Rng) -> Message {
             // and now and then an id the schema does not know.
             let id = r.below(17) as u16;
             let value = match id {
-                1 | 12 if r.below(4) > 0 => Value::Pair(r.text().into(), r.text().into()),
-                3 | 0 | 9 | 11 if r.below(4) > 0 => Value::Str(r.text().into()),
+                1 | 12 if r.below(4) > 0 => Value::Pair(r.text(), r.text()),
+                3 | 0 | 9 | 11 if r.below(4) > 0 => Value::Str(r.text()),
                 _ => random_value(r),
             };
             Field { id, value }

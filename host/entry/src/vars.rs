@@ -33,7 +33,7 @@ fn map_json(members: &[(&str, &str)]) -> Json {
 
 fn grouped_json(g: &Grouped<'_>) -> Json {
     match g {
-        Grouped::Scalar(v) => value_json(v),
+        Grouped::Scalar(v) => value_json(*v),
         Grouped::List(l) => Json::Array(l.iter().copied().map(value_json).collect()),
         Grouped::Map(m) => map_json(m),
     }

@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use remora_entry::{Catalog, Entry, Value};
+use remora_entry::{Catalog, Entry, Value, ValueRef};
 use remora_filter::{Filter, Variables};
 
 #[path = "../src/testdata.rs"]
@@ -58,7 +58,7 @@ fn bench(c: &mut Criterion) {
             && e.response
                 .as_ref()
                 .and_then(|m| m.get(status_id))
-                .is_some_and(|v| matches!(v, Value::Int(c) if *c >= 500))
+                .is_some_and(|v| matches!(v, ValueRef::Int(c) if c >= 500))
     };
     let want = es.iter().filter(|e| baseline(e)).count();
     assert!(want > 0);

@@ -9,7 +9,7 @@ use cel::objects::{Key, Map};
 use cel::Value;
 use chrono::{DateTime, FixedOffset};
 use remora_core::{Endpoint, Transport};
-use remora_entry::{Catalog, Entry, FieldType, Message, PluginSchema, Value as FieldValue};
+use remora_entry::{Catalog, Entry, FieldType, Message, PluginSchema, ValueRef as FieldValue};
 
 use crate::check::Reference;
 use crate::vars::FLAGS;
@@ -168,7 +168,7 @@ fn field_value(m: &Message, id: u16, ty: FieldType) -> Option<Value> {
                 .fields
                 .iter()
                 .filter(|f| f.id == id)
-                .map(|f| scalar(&f.value))
+                .map(|f| scalar(f.value))
                 .collect();
             (!l.is_empty()).then(|| Value::List(Arc::new(l)))
         }
@@ -176,7 +176,7 @@ fn field_value(m: &Message, id: u16, ty: FieldType) -> Option<Value> {
             let mut map: HashMap<Key, Value> = HashMap::new();
             let mut any = false;
             for f in m.fields.iter().filter(|f| f.id == id) {
-                let FieldValue::Pair(k, v) = &f.value else {
+                let FieldValue::Pair(k, v) = f.value else {
                     continue;
                 };
                 any = true;
@@ -193,22 +193,17 @@ fn field_value(m: &Message, id: u16, ty: FieldType) -> Option<Value> {
             }
             any.then(|| Value::Map(Map { map: Arc::new(map) }))
         }
-        _ => m
-            .fields
-            .iter()
-            .rev()
-            .find(|f| f.id == id)
-            .map(|f| scalar(&f.value)),
+        _ => m.fields.last(id).map(scalar),
     }
 }
 
-fn scalar(v: &FieldValue) -> Value {
+fn scalar(v: FieldValue<'_>) -> Value {
     match v {
-        FieldValue::Bool(b) => Value::Bool(*b),
-        FieldValue::Int(i) => Value::Int(*i),
-        FieldValue::Float(f) => Value::Float(*f),
-        FieldValue::Str(s) => Value::String(Arc::new(s.to_string())),
-        FieldValue::Bytes(b) => Value::Bytes(Arc::new(b.clone())),
+        FieldValue::Bool(b) => Value::Bool(b),
+        FieldValue::Int(i) => Value::Int(i),
+        FieldValue::Float(f) => Value::Float(f),
+        FieldValue::Str(s) => Value::String(Arc::new(s.to_owned())),
+        FieldValue::Bytes(b) => Value::Bytes(Arc::new(b.to_vec())),
         FieldValue::Pair(k, v) => Value::List(Arc::new(vec![
             Value::String(Arc::new(k.to_string())),
             Value::String(Arc::new(v.to_string())),

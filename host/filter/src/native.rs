@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use cel::common::ast::{Expr, IdedExpr, LiteralValue};
 use regex::Regex;
 use remora_core::Transport;
-use remora_entry::{Catalog, Entry, FieldType, Message, Value as FieldValue};
+use remora_entry::{Catalog, Entry, FieldType, Message, ValueRef as FieldValue};
 
 use crate::eval::{Bound, Plan, Side, Source};
 
@@ -250,7 +250,7 @@ fn scalar<'a>(e: &'a Entry, side: Option<Side>, id: u16, ty: FieldType) -> Nativ
     if ty.is_collection() {
         return Native::Other;
     }
-    let find = |m: &'a Message| m.fields.iter().rev().find(|f| f.id == id);
+    let find = |m: &'a Message| m.fields.last(id);
     let f = match side {
         Some(s) => message(e, s).and_then(find),
         None => e
@@ -259,10 +259,10 @@ fn scalar<'a>(e: &'a Entry, side: Option<Side>, id: u16, ty: FieldType) -> Nativ
             .and_then(find)
             .or_else(|| e.response.as_ref().and_then(find)),
     };
-    match f.map(|f| &f.value) {
+    match f {
         None => Native::Missing,
-        Some(FieldValue::Bool(b)) => Native::Bool(*b),
-        Some(FieldValue::Int(i)) => Native::Int(*i),
+        Some(FieldValue::Bool(b)) => Native::Bool(b),
+        Some(FieldValue::Int(i)) => Native::Int(i),
         Some(FieldValue::Str(s)) => Native::Str(Cow::Borrowed(s)),
         Some(_) => Native::Other,
     }
@@ -362,7 +362,7 @@ fn member<'a>(b: &Bound, e: &'a Entry, key: &str) -> Native<'a> {
     }
     let mut out: Option<Cow<'a, str>> = None;
     for f in m.fields.iter().filter(|f| f.id == id) {
-        let FieldValue::Pair(k, v) = &f.value else {
+        let FieldValue::Pair(k, v) = f.value else {
             continue;
         };
         if !k.eq_ignore_ascii_case(key) {
@@ -388,9 +388,9 @@ fn list_contains(b: &Bound, e: &Entry, l: &Lit) -> Option<bool> {
     let (id, _) = b.fields.get(e.plugin as usize).copied().flatten()?;
     let mut found = false;
     for f in m.fields.iter().filter(|f| f.id == id) {
-        match (&f.value, l) {
-            (FieldValue::Str(v), Lit::Str(x)) => found |= v == x,
-            (FieldValue::Int(v), Lit::Int(x)) => found |= v == x,
+        match (f.value, l) {
+            (FieldValue::Str(v), Lit::Str(x)) => found |= v == x.as_str(),
+            (FieldValue::Int(v), Lit::Int(x)) => found |= v == *x,
             // A mixed list: CEL's cross-type equality decides.
             _ => return None,
         }

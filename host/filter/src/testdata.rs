@@ -269,11 +269,11 @@ impl<'c> EntryBuilder<'c> {
         };
         slot.get_or_insert_with(|| Message {
             ts,
-            fields: vec![],
+            fields: vec![].into(),
             body: None,
         })
         .fields
-        .push(Field { id, value });
+        .push_field(&Field { id, value });
         self
     }
 

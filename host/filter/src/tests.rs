@@ -80,7 +80,10 @@ fn example_post_api_elapsed() {
         false,
     );
     let mut get = slow.clone();
-    get.request.as_mut().unwrap().fields[0].value = s("GET");
+    let req = get.request.as_mut().unwrap();
+    let mut fields = req.fields.to_vec();
+    fields[0].value = s("GET");
+    req.fields = fields.into();
     check(&cat, f, &get, false);
 }
 

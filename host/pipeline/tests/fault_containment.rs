@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use remora_dissect::catalog_from_runtime;
-use remora_entry::{Catalog, Entry, Value};
+use remora_entry::{Catalog, Entry, ValueRef};
 use remora_pipeline::{PipelineConfig, Summary};
 use remora_runtime::testing::plugin_path;
 use remora_runtime::{Runtime, RuntimeConfig, Shard};
@@ -92,8 +92,12 @@ fn run(rt: &Arc<Runtime>, threads: usize) -> (Vec<Entry>, Summary, Arc<Catalog>)
 
 fn line(e: &Entry, req: bool) -> String {
     let m = if req { &e.request } else { &e.response };
-    match m.as_ref().and_then(|m| m.fields.first()).map(|f| &f.value) {
-        Some(Value::Str(s)) => s.to_string(),
+    match m
+        .as_ref()
+        .and_then(|m| m.fields.iter().next())
+        .map(|f| f.value)
+    {
+        Some(ValueRef::Str(s)) => s.to_string(),
         other => panic!("no line in {e:?}: {other:?}"),
     }
 }

@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use remora_dissect::catalog_from_runtime;
-use remora_entry::{Catalog, Entry, Value};
+use remora_entry::{Catalog, Entry, ValueRef};
 use remora_flow::CloseReason;
 use remora_pipeline::{LiveStats, PipelineConfig, Summary};
 use remora_runtime::testing::builtin_plugins;
@@ -162,9 +162,9 @@ impl LiveRun {
 fn has_str(e: &Entry, needle: &str) -> bool {
     [&e.request, &e.response].iter().any(|m| {
         m.as_ref().is_some_and(|m| {
-            m.fields.iter().any(|f| match &f.value {
-                Value::Str(s) => s.contains(needle),
-                Value::Pair(a, b) => a.contains(needle) || b.contains(needle),
+            m.fields.iter().any(|f| match f.value {
+                ValueRef::Str(s) => s.contains(needle),
+                ValueRef::Pair(a, b) => a.contains(needle) || b.contains(needle),
                 _ => false,
             })
         })

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use remora_dissect::catalog_from_runtime;
-use remora_entry::{Entry, Value};
+use remora_entry::{Entry, ValueRef};
 use remora_pipeline::PipelineConfig;
 use remora_runtime::testing::plugin_path;
 use remora_runtime::{Runtime, RuntimeConfig, Shard};
@@ -55,10 +55,10 @@ fn lines(threads: usize, rt: &Arc<Runtime>, stall_every: usize) -> Vec<String> {
         }
         let text = |m: &Option<remora_entry::Message>| match m
             .as_ref()
-            .and_then(|m| m.fields.first())
-            .map(|f| &f.value)
+            .and_then(|m| m.fields.iter().next())
+            .map(|f| f.value)
         {
-            Some(Value::Str(s)) => s.to_string(),
+            Some(ValueRef::Str(s)) => s.to_string(),
             _ => String::new(),
         };
         seen.push(format!(

@@ -93,10 +93,10 @@ fn field(id: u16, value: Value) -> Field {
     Field { id, value }
 }
 fn s(v: impl Into<String>) -> Value {
-    Value::Str(v.into().into())
+    Value::Str(v.into())
 }
 fn pair(k: &str, v: impl Into<String>) -> Value {
-    Value::Pair(k.into(), v.into().into())
+    Value::Pair(k.into(), v.into())
 }
 
 /// HTTP-like entry `n`: 3 to 5 request headers, 2 to 4 response headers,
@@ -137,7 +137,7 @@ fn entry(n: u64) -> Entry {
     ));
     let request = Message {
         ts: Timestamp(ts),
-        fields: req,
+        fields: req.into(),
         body: req_body.map(|data| Body {
             original_len: data.len() as u64,
             data,
@@ -170,7 +170,7 @@ fn entry(n: u64) -> Entry {
         fields.push(field(RESPONSE_SIZE, Value::Int(data.len() as i64)));
         Message {
             ts: Timestamp(ts + 900 + (n % 300) as i64),
-            fields,
+            fields: fields.into(),
             body: Some(Body {
                 original_len: data.len() as u64,
                 decoded_from: n.is_multiple_of(4).then(|| "gzip".to_string()),

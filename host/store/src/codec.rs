@@ -9,8 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use remora_core::{Endpoint, Timestamp, Transport};
 use remora_entry::{
-    Body, Catalog, Entry, Field, FieldSchema, FieldType, Message, PluginSchema, ProtocolSchema,
-    Text, Value,
+    Body, Catalog, Entry, FieldSchema, FieldType, Fields, Message, PluginSchema, ProtocolSchema,
+    ValueRef,
 };
 
 /// Why a record could not be decoded, and where inside it.
@@ -246,28 +246,28 @@ fn encode_message(
     put_varint(out, m.fields.len() as u64);
     for f in &m.fields {
         put_varint(out, u64::from(f.id));
-        match &f.value {
-            Value::Bool(b) => {
+        match f.value {
+            ValueRef::Bool(b) => {
                 out.push(0);
-                out.push(u8::from(*b));
+                out.push(u8::from(b));
             }
-            Value::Int(i) => {
+            ValueRef::Int(i) => {
                 out.push(1);
-                put_zigzag(out, *i);
+                put_zigzag(out, i);
             }
-            Value::Float(x) => {
+            ValueRef::Float(x) => {
                 out.push(2);
                 out.extend_from_slice(&x.to_bits().to_le_bytes());
             }
-            Value::Str(s) => {
+            ValueRef::Str(s) => {
                 out.push(3);
                 put_bytes(out, s.as_bytes());
             }
-            Value::Bytes(b) => {
+            ValueRef::Bytes(b) => {
                 out.push(4);
                 put_bytes(out, b);
             }
-            Value::Pair(k, v) => {
+            ValueRef::Pair(k, v) => {
                 out.push(5);
                 put_bytes(out, k.as_bytes());
                 put_bytes(out, v.as_bytes());
@@ -312,25 +312,21 @@ pub(crate) fn blank_entry() -> Entry {
     }
 }
 
-/// Buffers a decoder took out of an entry when the next record had fewer
-/// fields or messages, kept so a later, larger record reuses them instead of
-/// allocating. Bounded: it never holds more than the largest record decoded.
+/// Messages a decoder took out of an entry when the next record had fewer,
+/// kept so a later record reuses their buffers instead of allocating.
+/// Bounded: at most a request and a response.
 #[derive(Default)]
 pub(crate) struct Spares {
-    fields: Vec<Field>,
     messages: Vec<Message>,
 }
-
-/// Fields kept in [`Spares`]; a frame of odd records cannot pin more.
-const MAX_SPARE_FIELDS: usize = 256;
 
 /// Decodes one entry summary into `e`, overwriting all of it. `bodies`, when
 /// given, holds the frame's body bytes (from its first body byte); otherwise
 /// bodies come back with empty `data`.
 ///
 /// Scans decode every record into the same few entries, so this reuses the
-/// field vectors, messages and string buffers `e` already has: a record
-/// shaped like the one before it allocates nothing. On error `e` holds a mix
+/// field buffers, messages and body buffers `e` already has: a record no
+/// larger than the one before it allocates nothing. On error `e` holds a mix
 /// of old and new values and must not be shown to anyone.
 pub(crate) fn decode_entry_into(
     r: &mut Reader<'_>,
@@ -361,11 +357,11 @@ pub(crate) fn decode_entry_into(
             let m = slot.get_or_insert_with(|| {
                 spares.messages.pop().unwrap_or(Message {
                     ts: Timestamp(0),
-                    fields: Vec::new(),
+                    fields: Fields::new(),
                     body: None,
                 })
             });
-            decode_message_into(r, base_ts, bodies, m, &mut spares.fields)?;
+            decode_message_into(r, base_ts, bodies, m)?;
         } else if let Some(m) = slot.take() {
             // At most one per message slot: request and response.
             if spares.messages.len() < 2 {
@@ -404,30 +400,16 @@ fn decode_message_into(
     base_ts: i64,
     bodies: Option<&[u8]>,
     m: &mut Message,
-    spare_fields: &mut Vec<Field>,
 ) -> Result<(), DecodeError> {
     m.ts = Timestamp(base_ts.wrapping_add(r.zigzag()?));
     // A field takes at least 3 bytes: id, tag, one byte of value.
     let n = r.count(3)?;
-    if m.fields.len() > n {
-        let room = MAX_SPARE_FIELDS.saturating_sub(spare_fields.len());
-        let extra = m.fields.len() - n;
-        spare_fields.extend(m.fields.drain(n..n + extra.min(room)));
-        m.fields.truncate(n);
-    }
-    for i in 0..n {
+    m.fields.clear();
+    for _ in 0..n {
         let id = r.u16v()?;
         let tag = r.u8()?;
-        if i == m.fields.len() {
-            let f = spare_fields.pop().unwrap_or(Field {
-                id,
-                value: Value::Bool(false),
-            });
-            m.fields.push(f);
-        }
-        let f = &mut m.fields[i];
-        f.id = id;
-        decode_value_into(r, tag, &mut f.value)?;
+        let v = decode_value(r, tag)?;
+        m.fields.push(id, v);
     }
     match r.u8()? {
         0 => m.body = None,
@@ -475,73 +457,17 @@ fn decode_message_into(
     Ok(())
 }
 
-/// Overwrites `v` with the value of type `tag`, reusing its string or byte
-/// buffer when it has one.
-fn decode_value_into(r: &mut Reader<'_>, tag: u8, v: &mut Value) -> Result<(), DecodeError> {
-    match tag {
-        0 => *v = Value::Bool(r.u8()? != 0),
-        1 => {
-            let i = r.zigzag()?;
-            match v {
-                Value::Int(old) => *old = i,
-                _ => *v = Value::Int(i),
-            }
-        }
-        2 => *v = Value::Float(f64::from_bits(r.u64()?)),
-        3 => {
-            let s = r.str()?;
-            match v {
-                Value::Str(old) => {
-                    old.clear();
-                    old.push_str(s);
-                }
-                _ => {
-                    let mut buf = take_string(v);
-                    buf.push_str(s);
-                    *v = Value::Str(buf);
-                }
-            }
-        }
-        4 => {
-            let b = r.bytes()?;
-            match v {
-                Value::Bytes(old) => {
-                    old.clear();
-                    old.extend_from_slice(b);
-                }
-                _ => *v = Value::Bytes(b.to_vec()),
-            }
-        }
-        5 => {
-            let (k, val) = (r.str()?, r.str()?);
-            match v {
-                Value::Pair(old_k, old_v) => {
-                    old_k.clear();
-                    old_k.push_str(k);
-                    old_v.clear();
-                    old_v.push_str(val);
-                }
-                _ => {
-                    let mut kb = take_string(v);
-                    kb.push_str(k);
-                    *v = Value::Pair(kb, Text::from(val));
-                }
-            }
-        }
+/// The value of type `tag`, borrowed from the record.
+fn decode_value<'a>(r: &mut Reader<'a>, tag: u8) -> Result<ValueRef<'a>, DecodeError> {
+    Ok(match tag {
+        0 => ValueRef::Bool(r.u8()? != 0),
+        1 => ValueRef::Int(r.zigzag()?),
+        2 => ValueRef::Float(f64::from_bits(r.u64()?)),
+        3 => ValueRef::Str(r.str()?),
+        4 => ValueRef::Bytes(r.bytes()?),
+        5 => ValueRef::Pair(r.str()?, r.str()?),
         _ => return r.err("unknown value tag"),
-    }
-    Ok(())
-}
-
-/// An empty string, with the capacity of a string `v` holds when it holds
-/// one, so a field whose type changed between records keeps a buffer.
-fn take_string(v: &mut Value) -> Text {
-    let mut s = match v {
-        Value::Str(s) | Value::Pair(s, _) => std::mem::take(s),
-        _ => Text::default(),
-    };
-    s.clear();
-    s
+    })
 }
 
 /// The body's bytes, if they lie inside the frame's body range and match
@@ -668,6 +594,8 @@ fn field_type_from_tag(t: u8) -> Option<FieldType> {
 
 #[cfg(test)]
 mod tests {
+    use remora_entry::{Field, Value};
+
     use super::*;
 
     #[test]
@@ -691,11 +619,10 @@ mod tests {
         put_varint(&mut b, 1 << 62);
         let mut m = Message {
             ts: Timestamp(0),
-            fields: Vec::new(),
+            fields: Fields::new(),
             body: None,
         };
-        let err = decode_message_into(&mut Reader::new(&b), 0, None, &mut m, &mut Vec::new())
-            .unwrap_err();
+        let err = decode_message_into(&mut Reader::new(&b), 0, None, &mut m).unwrap_err();
         assert_eq!(err.reason, "item count exceeds the bytes that remain");
     }
 
@@ -714,7 +641,8 @@ mod tests {
                 fields: vec![Field {
                     id: 1,
                     value: Value::Pair("k".into(), "v".into()),
-                }],
+                }]
+                .into(),
                 body: Some(Body {
                     data: b"hello".to_vec(),
                     original_len: 5,
@@ -741,15 +669,15 @@ mod tests {
             fields: vec![Field {
                 id: 0,
                 value: Value::Str("ab".into()),
-            }],
+            }]
+            .into(),
             body: None,
         };
         let (mut out, mut bodies) = (Vec::new(), Vec::new());
         encode_message(&mut out, &mut bodies, 0, 0, &m);
         let at = out.windows(2).position(|w| w == b"ab").unwrap();
         out[at] = 0xff;
-        let err = decode_message_into(&mut Reader::new(&out), 0, None, &mut m, &mut Vec::new())
-            .unwrap_err();
+        let err = decode_message_into(&mut Reader::new(&out), 0, None, &mut m).unwrap_err();
         assert_eq!(err.reason, "string is not UTF-8");
         assert_eq!(err.pos, at + 2, "position after the string");
     }

@@ -654,9 +654,9 @@ fn shifting_shape(n: u64) -> remora_entry::Entry {
     let long = "x".repeat(300 + (n % 5) as usize * 100);
     let str_or_pair = |n: u64, s: &str| {
         if n.is_multiple_of(2) {
-            Value::Str(s.to_owned().into())
+            Value::Str(s.to_owned())
         } else {
-            Value::Pair(format!("{s}-key").into(), s.chars().rev().collect())
+            Value::Pair(format!("{s}-key"), s.chars().rev().collect())
         }
     };
     if let Some(m) = &mut e.request {
@@ -665,10 +665,12 @@ fn shifting_shape(n: u64) -> remora_entry::Entry {
         } else {
             "g".into()
         };
-        m.fields[0].value = Value::Str(first.into());
-        m.fields.truncate(1 + (n % 4) as usize);
+        let mut fields = m.fields.to_vec();
+        fields[0].value = Value::Str(first);
+        fields.truncate(1 + (n % 4) as usize);
+        m.fields = fields.into();
         for k in 0..(n % 7) {
-            m.fields.push(Field {
+            m.fields.push_field(&Field {
                 id: 5,
                 value: str_or_pair(
                     n + k,
@@ -707,7 +709,7 @@ fn shifting_shape(n: u64) -> remora_entry::Entry {
     if n % 13 == 4 {
         e.response = Some(Message {
             ts: Timestamp(ts_of(n) + 7),
-            fields: vec![],
+            fields: vec![].into(),
             body: None,
         });
         e.standalone = e.request.is_none();

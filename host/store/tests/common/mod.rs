@@ -69,7 +69,7 @@ pub fn entry(n: u64) -> Entry {
             },
             Field {
                 id: 5,
-                value: Value::Pair("host".into(), format!("svc-{}.ns", n % 13).into()),
+                value: Value::Pair("host".into(), format!("svc-{}.ns", n % 13)),
             },
             Field {
                 id: 5,
@@ -79,7 +79,8 @@ pub fn entry(n: u64) -> Entry {
                 id: 4,
                 value: Value::Bytes(vec![0, 255, n as u8]),
             },
-        ],
+        ]
+        .into(),
         body: (n % 2 == 1).then(|| Body {
             data: format!("request body {n} ")
                 .repeat((n % 4) as usize)
@@ -108,7 +109,8 @@ pub fn entry(n: u64) -> Entry {
                 id: 3,
                 value: Value::Float(n as f64 / 3.0),
             },
-        ],
+        ]
+        .into(),
         body: Some(Body {
             data: vec![b'x'; (n % 50) as usize],
             original_len: n % 50,
