@@ -15,7 +15,8 @@
 //! same for any number of shards). Within a flow the calls keep the order
 //! in which its bytes arrived: bytes of a direction that follow the other
 //! direction's queued call get a call of their own after it (`more`: the
-//! plugin continues from what the earlier call left).
+//! plugin continues from what the earlier call left). Each UDP datagram is
+//! queued the same way, as a call of its own.
 //!
 //! A plugin may end its part of a flow with a protocol switch (an HTTP
 //! Upgrade, say): the stage pairs and emits what that session produced,
@@ -191,7 +192,11 @@ struct Queued {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Op {
+    /// Stream bytes up to `end`.
     Data,
+    /// One datagram, ending at `end` (its bytes follow the previous
+    /// datagram's): a call of its own, whatever the plugin consumes.
+    Datagram,
     /// The direction ended.
     End,
     /// The flow closed: its session ends and what it left unpaired is
@@ -335,11 +340,7 @@ impl<B: Backend> DissectStage<B> {
             (FlowState::Dissecting { .. }, Some(offset)) => {
                 self.stream(id, dir, ts, offset, data, out)
             }
-            (FlowState::Dissecting { .. }, None) => {
-                self.call(id, dir, out, |st, backend, session, collect| {
-                    st.datagram(backend, session, dir, ts, data, collect)
-                })
-            }
+            (FlowState::Dissecting { .. }, None) => self.datagram(id, dir, ts, data, out),
         }
     }
 
@@ -398,6 +399,33 @@ impl<B: Backend> DissectStage<B> {
             self.counters.drops.add(DropReason::PluginFault, 1);
         }
         tracing::debug!(plugin = %self.catalog.plugin(plugin).name, %fault, "plugin call failed; flow falls back to raw");
+    }
+
+    /// Queue one datagram for the next batch, like stream bytes: a flow of
+    /// many small datagrams (DNS) would otherwise cross into its plugin
+    /// once per packet.
+    fn datagram(
+        &mut self,
+        id: u64,
+        dir: Direction,
+        ts: Timestamp,
+        data: &[u8],
+        out: &mut EntrySink<'_>,
+    ) {
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        let st = &mut f.dirs[dir.index()];
+        let Some(end) = st.push_datagram(ts, data) else {
+            return;
+        };
+        // Bounded like a stream's bytes: a flow whose datagrams pile up
+        // within one window has its calls run early.
+        let early = st.held().len() > EARLY_FLUSH_BYTES;
+        self.enqueue(id, dir, end, Op::Datagram, out);
+        if early {
+            self.flush_flow(id, out);
+        }
     }
 
     fn stream(
@@ -535,7 +563,7 @@ impl<B: Backend> DissectStage<B> {
                         epoch,
                         ..
                     }) if *epoch == q.epoch => {}
-                    Some(_) if q.op != Op::Data => orphans.push(*q),
+                    Some(_) if matches!(q.op, Op::End | Op::Close) => orphans.push(*q),
                     _ => {}
                 }
             }
@@ -546,7 +574,7 @@ impl<B: Backend> DissectStage<B> {
                 match q.op {
                     Op::End => self.end_now(q.flow, q.dir, out),
                     Op::Close => self.close_now(q.flow, out),
-                    Op::Data => {}
+                    Op::Data | Op::Datagram => {}
                 }
             }
             round = next;
@@ -592,7 +620,7 @@ impl<B: Backend> DissectStage<B> {
                 if *p != plugin || f.epoch != q.epoch {
                     continue;
                 }
-                if q.op != Op::Data {
+                if matches!(q.op, Op::End | Op::Close) {
                     let kind = match q.op {
                         Op::End => wit::CallKind::End,
                         _ => wit::CallKind::Close,
@@ -615,10 +643,13 @@ impl<B: Backend> DissectStage<B> {
                     .iter()
                     .find(|(flow, dir, _)| *flow == q.flow && *dir == q.dir)
                     .map(|e| e.2);
-                let (kind, from) = match prior {
-                    None if !st.ready() => continue,
-                    None => (wit::CallKind::Feed, st.base()),
-                    Some(until) => (wit::CallKind::More, until),
+                let (kind, from) = match (prior, q.op) {
+                    // Each datagram is an input of its own.
+                    (None, Op::Datagram) => (wit::CallKind::Feed, st.base()),
+                    (Some(until), Op::Datagram) => (wit::CallKind::Feed, until),
+                    (None, _) if !st.ready() => continue,
+                    (None, _) => (wit::CallKind::Feed, st.base()),
+                    (Some(until), _) => (wit::CallKind::More, until),
                 };
                 let held = st.held();
                 let lo = from.saturating_sub(st.base()).min(held.len() as u64) as usize;
@@ -668,13 +699,31 @@ impl<B: Backend> DissectStage<B> {
                 match q.op {
                     Op::End => self.end_now(q.flow, q.dir, out),
                     Op::Close => self.close_now(q.flow, out),
-                    Op::Data => {}
+                    Op::Data | Op::Datagram => {}
                 }
                 continue;
             }
             let mut outcome = stream::Outcome::default();
             match answer {
                 Err(fault) => outcome.fault = Some(fault),
+                Ok(res) if q.op == Op::Datagram => {
+                    outcome.calls = 1;
+                    outcome.messages = res.messages.len() as u64;
+                    outcome.errors = res.error.is_some() as u32;
+                    outcome.switch = res.switch;
+                    // Earlier datagrams of this batch are gone: this one
+                    // is at the front.
+                    let st = &mut f.dirs[q.dir.index()];
+                    let len = st.datagram_len(q.end);
+                    convert::collect(
+                        &res.messages,
+                        &st.held()[..len],
+                        st.marks(),
+                        q.dir,
+                        &mut f.pairing,
+                    );
+                    st.drop_datagram(len);
+                }
                 Ok(res) if q.op != Op::Data => {
                     outcome.calls = 1;
                     outcome.messages = res.messages.len() as u64;

@@ -271,29 +271,35 @@ impl DirStream {
         out
     }
 
-    pub(crate) fn datagram<B: Backend>(
-        &mut self,
-        backend: &mut B,
-        session: &B::Session,
-        dir: Direction,
-        ts: Timestamp,
-        data: &[u8],
-        collect: &mut Collect<'_>,
-    ) -> Outcome {
-        let mut out = Outcome::default();
+    /// Hold a datagram until its call (see `DissectStage::datagram`);
+    /// returns the offset just past it, or `None` once the direction ended.
+    /// Datagrams get consecutive offsets of their own, so that a message's
+    /// start maps to its datagram's time.
+    pub(crate) fn push_datagram(&mut self, ts: Timestamp, data: &[u8]) -> Option<u64> {
+        if self.ended || self.end_queued {
+            return None;
+        }
         let offset = self.datagram_offset;
         self.datagram_offset += data.len() as u64;
         self.marks.push(offset, ts);
-        match backend.feed(session, dir, offset, data) {
-            Ok(res) => {
-                out.calls = 1;
-                out.messages = res.messages.len() as u64;
-                out.errors = res.error.is_some() as u32;
-                collect(&res.messages, data, &self.marks);
-            }
-            Err(f) => out.fault = Some(f),
+        if self.buf.is_empty() {
+            self.base = offset;
         }
-        out
+        self.buf.extend_from_slice(data);
+        Some(self.datagram_offset)
+    }
+
+    /// Bytes of the datagram at the front that ends at offset `end`.
+    pub(crate) fn datagram_len(&self, end: u64) -> usize {
+        end.saturating_sub(self.base).min(self.buf.len() as u64) as usize
+    }
+
+    /// The datagram at the front was offered: whatever the plugin
+    /// consumed, the next call starts with the next datagram.
+    pub(crate) fn drop_datagram(&mut self, len: usize) {
+        let len = len.min(self.buf.len());
+        self.buf.drain(..len);
+        self.base += len as u64;
     }
 
     pub(crate) fn gap<B: Backend>(

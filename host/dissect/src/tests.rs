@@ -492,6 +492,40 @@ fn datagrams_are_fed_one_per_call_and_paired() {
 }
 
 #[test]
+fn datagrams_wait_for_the_flush_and_each_is_a_call_of_its_own() {
+    let mut h = Harness::with_transport(Transport::Udp);
+    h.auto_flush = false;
+    h.datagram(Direction::ToServer, 10, b"query one\n");
+    // Consumed by nobody: the next datagram must not start with it.
+    h.datagram(Direction::ToServer, 11, b"half");
+    h.datagram(Direction::ToServer, 12, b"query two\n");
+    h.datagram(Direction::ToClient, 20, b"answer one\n");
+    assert!(h.stage.backend().batches.is_empty(), "queued, not run");
+    h.flush();
+    use wit::CallKind::Feed;
+    assert_eq!(
+        h.batches(),
+        vec![vec![
+            (Direction::ToServer, Feed, "query one\n"),
+            (Direction::ToServer, Feed, "half"),
+            (Direction::ToServer, Feed, "query two\n"),
+            (Direction::ToClient, Feed, "answer one\n"),
+        ]],
+        "one crossing, one call per datagram, in arrival order"
+    );
+    assert_eq!(h.stage.counters().plugin_batches, 1);
+    h.close();
+    h.flush();
+    assert_eq!(
+        h.lines(),
+        vec![(s("query one"), s("answer one")), (s("query two"), None)]
+    );
+    // Each message is stamped with its own datagram's time.
+    assert_eq!(h.entries[0].elapsed_us(), 10);
+    assert_eq!(h.entries[1].request.as_ref().unwrap().ts, Timestamp(12));
+}
+
+#[test]
 fn unclaimed_datagrams_are_counted_raw() {
     let mut h = Harness::with_transport(Transport::Udp);
     h.datagram(Direction::ToServer, 1, b"\x00binary");
