@@ -706,55 +706,39 @@ impl<B: Backend> DissectStage<B> {
             let mut outcome = stream::Outcome::default();
             match answer {
                 Err(fault) => outcome.fault = Some(fault),
-                Ok(res) if q.op == Op::Datagram => {
-                    outcome.calls = 1;
-                    outcome.messages = res.messages.len() as u64;
-                    outcome.errors = res.error.is_some() as u32;
-                    outcome.switch = res.switch;
-                    // Earlier datagrams of this batch are gone: this one
-                    // is at the front.
-                    let st = &mut f.dirs[q.dir.index()];
-                    let len = st.datagram_len(q.end);
-                    convert::collect(
-                        &res.messages,
-                        &st.held()[..len],
-                        st.marks(),
-                        q.dir,
-                        &mut f.pairing,
-                    );
-                    st.drop_datagram(len);
-                }
-                Ok(res) if q.op != Op::Data => {
-                    outcome.calls = 1;
-                    outcome.messages = res.messages.len() as u64;
-                    outcome.errors = res.error.is_some() as u32;
-                    let st = &mut f.dirs[q.dir.index()];
-                    if q.op == Op::End {
-                        st.ended = true;
-                    }
-                    convert::collect(&res.messages, &[], st.marks(), q.dir, &mut f.pairing);
-                }
                 Ok(res) => {
                     outcome.calls = 1;
                     outcome.messages = res.messages.len() as u64;
                     outcome.errors = res.error.is_some() as u32;
                     let st = &mut f.dirs[q.dir.index()];
-                    let len = st.input_until(q.end);
-                    convert::collect(
-                        &res.messages,
-                        &st.held()[..len],
-                        st.marks(),
-                        q.dir,
-                        &mut f.pairing,
-                    );
-                    let again = st.consume(&res, len);
-                    outcome.over_limit = st.over_limit(max_pending);
-                    outcome.switch = res.switch;
-                    if again && last {
-                        next.push(Queued {
-                            end: st.end_offset(),
-                            ..q
-                        });
+                    // The call's input: the bytes held up to its end (the
+                    // datagram at the front: earlier ones of this batch are
+                    // gone), nothing for an end or close.
+                    let len = match q.op {
+                        Op::Data => st.input_until(q.end),
+                        Op::Datagram => st.datagram_len(q.end),
+                        Op::End | Op::Close => 0,
+                    };
+                    let input = &st.held()[..len];
+                    convert::collect(&res.messages, input, st.marks(), q.dir, &mut f.pairing);
+                    match q.op {
+                        Op::Data => {
+                            let again = st.consume(&res, len);
+                            outcome.over_limit = st.over_limit(max_pending);
+                            outcome.switch = res.switch;
+                            if again && last {
+                                next.push(Queued {
+                                    end: st.end_offset(),
+                                    ..q
+                                });
+                            }
+                        }
+                        Op::Datagram => {
+                            outcome.switch = res.switch;
+                            st.drop_datagram(len);
+                        }
+                        Op::End => st.ended = true,
+                        Op::Close => {}
                     }
                 }
             }
