@@ -67,6 +67,8 @@ impl<'a> Visit<'a> for ToPairing<'_> {
         };
         let input = self.input;
         let f = &mut m.fields;
+        // One match both writes the field and counts what it holds (texts
+        // and data, 8 per scalar) for the pairing's bound.
         self.held += match v {
             ValueRef::Boolean(b) => {
                 f.push_bool(id, b);

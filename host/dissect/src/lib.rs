@@ -645,8 +645,7 @@ impl<B: Backend> DissectStage<B> {
                     .map(|e| e.2);
                 let (kind, from) = match (prior, q.op) {
                     // Each datagram is an input of its own.
-                    (None, Op::Datagram) => (wit::CallKind::Feed, st.base()),
-                    (Some(until), Op::Datagram) => (wit::CallKind::Feed, until),
+                    (prior, Op::Datagram) => (wit::CallKind::Feed, prior.unwrap_or(st.base())),
                     (None, _) if !st.ready() => continue,
                     (None, _) => (wit::CallKind::Feed, st.base()),
                     (Some(until), _) => (wit::CallKind::More, until),

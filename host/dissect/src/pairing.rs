@@ -37,9 +37,9 @@ pub(crate) struct Pairing {
 }
 
 impl Pairing {
-    /// Takes a converted message; `bytes`: what it holds (its fields'
-    /// `remora_entry::ValueRef::held_bytes` and its body's data), counted
-    /// while it was built.
+    /// Takes a converted message; `bytes`: what it holds (its texts and
+    /// data, 8 per scalar field, and its body's data), counted while it was
+    /// built.
     pub(crate) fn push(
         &mut self,
         kind: MessageKind,

@@ -38,17 +38,6 @@ impl ValueRef<'_> {
             ValueRef::Pair(k, v) => Value::Pair(k.into(), v.into()),
         }
     }
-
-    /// Bytes of text or data this value holds (8 for a scalar): what the
-    /// dissect stage's bounds count.
-    pub fn held_bytes(self) -> usize {
-        match self {
-            ValueRef::Str(s) => s.len(),
-            ValueRef::Bytes(b) => b.len(),
-            ValueRef::Pair(k, v) => k.len() + v.len(),
-            ValueRef::Bool(_) | ValueRef::Int(_) | ValueRef::Float(_) => 8,
-        }
-    }
 }
 
 impl Value {
@@ -61,12 +50,6 @@ impl Value {
             Value::Bytes(b) => ValueRef::Bytes(b),
             Value::Pair(k, v) => ValueRef::Pair(k, v),
         }
-    }
-}
-
-impl<'a> From<&'a Value> for ValueRef<'a> {
-    fn from(v: &'a Value) -> Self {
-        v.as_ref()
     }
 }
 
@@ -125,11 +108,6 @@ impl Fields {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
-    }
-
-    /// Bytes of the encoding (for memory accounting).
-    pub fn encoded_len(&self) -> usize {
-        self.buf.len()
     }
 
     pub fn clear(&mut self) {
