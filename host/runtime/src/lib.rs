@@ -324,6 +324,17 @@ impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
     }
 }
 
+/// A plugin loaded and described, not yet registered.
+struct Prepared {
+    path: PathBuf,
+    sha256: String,
+    info: wit::PluginInfo,
+    compile_time: Duration,
+    from_cache: bool,
+    pre: DissectorPluginPre<HostState>,
+    fields: Box<[u64; 1024]>,
+}
+
 struct Loaded {
     pre: DissectorPluginPre<HostState>,
     shared: Arc<PluginShared>,
@@ -396,7 +407,10 @@ fn pooling(cfg: &RuntimeConfig) -> PoolingAllocationConfig {
         .total_tables(n.saturating_mul(2))
         .total_core_instances(n.saturating_mul(4))
         .total_gc_heaps(n)
-        .max_memory_size(cfg.memory_limit);
+        .max_memory_size(cfg.memory_limit)
+        // Stacks of the pool are for async calls, which the host never
+        // makes; the default 1000 cost one `mprotect` each at start-up.
+        .total_stacks(0);
     p
 }
 
@@ -633,20 +647,58 @@ impl Runtime {
             }
         }
         files.sort();
-        files.iter().map(|f| self.load_file(f)).collect()
+        // Reading, hashing, loading from the cache and describing are each
+        // plugin's own work, done side by side: they were most of the
+        // start-up of every command. Registration stays in file order, so
+        // ids and the first error reported do not depend on timing.
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(files.len().max(1));
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let mut prepared: Vec<Option<anyhow::Result<Prepared>>> = Vec::new();
+        prepared.resize_with(files.len(), || None);
+        let this = &*self;
+        let done = std::thread::scope(|scope| {
+            let take = || {
+                let mut mine = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(f) = files.get(i) else { break mine };
+                    mine.push((i, this.prepare(f)));
+                }
+            };
+            let helpers: Vec<_> = (1..workers).map(|_| scope.spawn(take)).collect();
+            let mut done = take();
+            for h in helpers {
+                done.extend(h.join().expect("plugin loading thread panicked"));
+            }
+            done
+        });
+        for (i, r) in done {
+            prepared[i] = Some(r);
+        }
+        files
+            .iter()
+            .zip(prepared)
+            .map(|(f, r)| {
+                let r = r.expect("every file was prepared");
+                r.and_then(|p| self.register(p))
+                    .with_context(|| format!("plugin {}", f.display()))
+            })
+            .collect()
     }
 
     /// Compiles (or loads from the cache), links, instantiates once to call
     /// `describe`, and validates a plugin.
     pub fn load_file(&mut self, path: &Path) -> anyhow::Result<PluginId> {
-        self.load_inner(path)
+        self.prepare(path)
+            .and_then(|p| self.register(p))
             .with_context(|| format!("plugin {}", path.display()))
     }
 
-    fn load_inner(&mut self, path: &Path) -> anyhow::Result<PluginId> {
-        if self.plugins.len() >= u16::MAX as usize {
-            bail!("too many plugins");
-        }
+    /// Everything of loading a plugin that needs no other plugin: read,
+    /// compile (or load from the cache), link, describe, validate.
+    fn prepare(&self, path: &Path) -> anyhow::Result<Prepared> {
         let bytes = std::fs::read(path).context("reading the file")?;
         classify_bytes(&bytes)?;
         let sha256 = hex::encode(Sha256::digest(&bytes));
@@ -681,6 +733,31 @@ impl Runtime {
             .context("calling describe()")?;
         drop(store);
         let fields = validate_info(&info)?;
+        Ok(Prepared {
+            path: path.to_path_buf(),
+            sha256,
+            info,
+            compile_time,
+            from_cache,
+            pre,
+            fields,
+        })
+    }
+
+    /// Gives a prepared plugin its id, unless its name is taken.
+    fn register(&mut self, p: Prepared) -> anyhow::Result<PluginId> {
+        let Prepared {
+            path,
+            sha256,
+            info,
+            compile_time,
+            from_cache,
+            pre,
+            fields,
+        } = p;
+        if self.plugins.len() >= u16::MAX as usize {
+            bail!("too many plugins");
+        }
         if let Some(other) = self.plugins.iter().find(|p| p.info.name == info.name) {
             bail!(
                 "plugin name `{}` is already taken by {}",
@@ -714,7 +791,7 @@ impl Runtime {
         });
         self.plugins.push(Plugin {
             id,
-            path: path.to_path_buf(),
+            path,
             sha256,
             info,
             compile_time,

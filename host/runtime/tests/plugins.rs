@@ -697,6 +697,18 @@ fn load_dir_sorted_and_names_a_bad_file() {
         let mut rt = Runtime::new(test_config()).unwrap();
         let err = format!("{:#}", rt.load_dir(dir.path()).unwrap_err());
         assert!(err.contains("c-bad.wasm"), "{err}");
+
+        // Files are prepared side by side; the error reported is still the
+        // first in file order, whichever thread met it first.
+        std::fs::write(dir.path().join("0-bad.wasm"), b"nope").unwrap();
+        for _ in 0..4 {
+            let mut rt = Runtime::new(test_config()).unwrap();
+            let err = format!("{:#}", rt.load_dir(dir.path()).unwrap_err());
+            assert!(
+                err.contains("0-bad.wasm") && !err.contains("c-bad"),
+                "{err}"
+            );
+        }
     });
 }
 
