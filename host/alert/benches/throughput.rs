@@ -217,7 +217,10 @@ fn entries_of(s: &Setup, pcap: &Path) -> Vec<Entry> {
         &cfg,
         || remora_runtime::Shard::new(rt.clone()),
         s.catalog.clone(),
-        &mut |e| out.push(e),
+        &mut |e| {
+            out.push(e);
+            None
+        },
         &mut |_| {},
     );
     out

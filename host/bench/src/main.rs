@@ -73,8 +73,10 @@ fn main() -> anyhow::Result<()> {
     let keep = args.render.is_some();
     let mut sink = |e| {
         if keep {
-            kept.push(e)
+            kept.push(e);
+            return None;
         }
+        Some(e)
     };
     let (summary, catalog) = match args.stage {
         BenchStage::Native => {

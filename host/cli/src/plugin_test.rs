@@ -50,7 +50,8 @@ pub(crate) fn run(cli: &Cli, cmd: &PluginCommand) -> anyhow::Result<ExitCode> {
         entries.push(Arc::new(StoredEntry {
             catalog: sink_catalog.clone(),
             entry: e,
-        }))
+        }));
+        None
     };
     let shard_rt = rt.clone();
     let summary = remora_pipeline::run(

@@ -156,10 +156,13 @@ pub(crate) fn run(cli: &Cli, args: &ReadArgs) -> anyhow::Result<ExitCode> {
             ),
         )?),
     };
-    let mut sink = |e: remora_entry::Entry| {
-        if let Some(out) = &mut output {
+    // Only counting, an entry goes back to the pipeline to be freed.
+    let mut sink = |e: remora_entry::Entry| match &mut output {
+        Some(out) => {
             out.send(e);
+            None
         }
+        None => Some(e),
     };
     let pb2 = pb.clone();
     let started = std::time::Instant::now();

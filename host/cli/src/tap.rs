@@ -302,6 +302,7 @@ pub(crate) fn run(cli: &Cli, args: &TapArgs) -> Result<ExitCode> {
             if tx.send(e).is_err() {
                 writer_gone.store(true, Ordering::Relaxed);
             }
+            None
         };
         let summary = remora_pipeline::run(
             source.as_mut(),

@@ -239,6 +239,13 @@ fn live_now(last_ts: Timestamp) -> Timestamp {
     Timestamp(wall.max(last_ts.0))
 }
 
+/// Where the pipeline's entries go, in order. It returns an entry it did
+/// not keep (only counted, or filtered out), and the pipeline frees that
+/// where the entry was made: with shards, a free on another thread than the
+/// allocating one is the allocator's slow path, and freeing every remote
+/// shard's entries on the reading thread was a visible share of a run.
+pub type Sink<'a> = dyn FnMut(Entry) -> Option<Entry> + Send + 'a;
+
 /// What the reader loop saw from the source.
 enum Read {
     Packet,
@@ -249,13 +256,14 @@ enum Read {
 
 /// Run the pipeline over a frame source (a capture file or a live
 /// interface). `make_backend` is called once in each shard thread. Entries
-/// reach `sink` in deterministic order (file mode), ids assigned.
+/// reach `sink` in deterministic order (file mode), ids assigned; what it
+/// hands back is freed (see [`Sink`]).
 pub fn run<S, B, F>(
     source: &mut S,
     cfg: &PipelineConfig,
     make_backend: F,
     catalog: Arc<Catalog>,
-    sink: &mut (dyn FnMut(Entry) + Send),
+    sink: &mut Sink<'_>,
     progress: &mut dyn FnMut(&Progress),
 ) -> Summary
 where
@@ -304,8 +312,11 @@ where
         let publisher = publishers.pop().flatten();
         let mut worker = ShardWorker::new(cfg, &make_backend, catalog, publisher);
         let mut out: shard::Out = Vec::new();
-        // Entries leave as soon as the worker call that finished them returns.
-        let mut emit = |out: &mut shard::Out| out.drain(..).for_each(|(_, e)| numbered(e));
+        // Entries leave as soon as the worker call that finished them
+        // returns; what the sink hands back is freed here, on their thread.
+        let mut emit = |out: &mut shard::Out| {
+            out.drain(..).for_each(|(_, e)| drop(numbered(e)));
+        };
         let flows = cfg.stop_after >= Stage::Flows;
         loop {
             let read = reader.read(source, &entries, progress, |pkt, seq, _| {
@@ -616,7 +627,7 @@ fn run_sharded<S, B, F>(
     threads: usize,
     make_backend: &F,
     catalog: Arc<Catalog>,
-    sink: &mut (dyn FnMut(Entry) + Send),
+    sink: &mut Sink<'_>,
     entries: &AtomicU64,
     progress: &mut dyn FnMut(&Progress),
     publishers: Vec<Option<stats::ShardPublisher>>,
@@ -705,7 +716,14 @@ where
         // queue: a merging thread of its own was a third busy thread on the
         // cores the shards use, and woke for every batch. Live, a collector
         // thread merges, so that the capture thread only reads.
-        let merging = Merging::new(threads, out_rx, sink);
+        // Merging on the reading thread, it sends the remote shards their
+        // batches, and with them the entries of theirs the sink dropped.
+        let return_from = if local.is_some() {
+            first_remote
+        } else {
+            threads
+        };
+        let merging = Merging::new(threads, return_from, out_rx, sink);
         let (mut merging, collector) = if local.is_some() {
             (Some(merging), None)
         } else {
@@ -724,7 +742,7 @@ where
             if !b.is_empty() {
                 let tx = &inputs[shard - first_remote];
                 match merging {
-                    Some(m) => m.send(tx, b, &reader_blocked),
+                    Some(m) => m.send(tx, shard, b, &reader_blocked),
                     None => reader_blocked.send(tx, b),
                 }
             }
@@ -810,17 +828,20 @@ where
 struct Merging<'s> {
     merger: merge::Merger,
     rx: crossbeam_channel::Receiver<merge::ShardOutput>,
-    sink: &'s mut (dyn FnMut(Entry) + Send),
+    sink: &'s mut Sink<'s>,
 }
 
 impl<'s> Merging<'s> {
+    /// Entries of shards `return_from..` that the sink does not keep go
+    /// back to them with their next batch.
     fn new(
         threads: usize,
+        return_from: usize,
         rx: crossbeam_channel::Receiver<merge::ShardOutput>,
-        sink: &'s mut (dyn FnMut(Entry) + Send),
+        sink: &'s mut Sink<'s>,
     ) -> Self {
         Merging {
-            merger: merge::Merger::new(threads),
+            merger: merge::Merger::new(threads, return_from),
             rx,
             sink,
         }
@@ -843,9 +864,11 @@ impl<'s> Merging<'s> {
     fn send(
         &mut self,
         tx: &crossbeam_channel::Sender<Batch>,
+        shard: usize,
         mut batch: Batch,
         blocked: &IdleClock,
     ) {
+        batch.returned = self.merger.take_returned(shard);
         loop {
             batch = match tx.try_send(batch) {
                 Ok(()) | Err(crossbeam_channel::TrySendError::Disconnected(_)) => break,

@@ -75,6 +75,9 @@ pub(crate) struct Batch {
     pub items: Vec<Item>,
     pub bytes: Vec<u8>,
     pub chunks: Vec<Chunk>,
+    /// Entries this shard made that the sink did not keep, freed here with
+    /// the batch (by the thread that allocated them).
+    pub returned: Vec<Entry>,
 }
 
 impl Batch {
@@ -87,6 +90,7 @@ impl Batch {
             // copies here grows the buffer once, kept when recycled.
             bytes: Vec::new(),
             chunks: Vec::new(),
+            returned: Vec::new(),
         }
     }
 
@@ -136,6 +140,7 @@ impl Batch {
         self.bytes.clear();
         // Lets the reader write into them again.
         self.chunks.clear();
+        self.returned = Vec::new();
     }
 
     pub(crate) fn is_empty(&self) -> bool {

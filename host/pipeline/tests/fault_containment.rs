@@ -78,7 +78,10 @@ fn run(rt: &Arc<Runtime>, threads: usize) -> (Vec<Entry>, Summary, Arc<Catalog>)
         ..PipelineConfig::default()
     };
     let mut entries = Vec::new();
-    let mut sink = |e| entries.push(e);
+    let mut sink = |e| {
+        entries.push(e);
+        None
+    };
     let summary = remora_pipeline::run(
         &mut reader,
         &cfg,

@@ -122,6 +122,7 @@ fn start(port: u16, tweak: impl FnOnce(&mut PipelineConfig)) -> LiveRun {
     let handle = std::thread::spawn(move || {
         let mut sink = move |e: Entry| {
             let _ = tx.send(e);
+            None
         };
         remora_pipeline::run(
             &mut capture,

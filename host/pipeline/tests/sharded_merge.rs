@@ -67,6 +67,8 @@ fn lines(threads: usize, rt: &Arc<Runtime>, stall_every: usize) -> Vec<String> {
             text(&e.request),
             text(&e.response)
         ));
+        // Handed back: the pipeline frees it on the shard that made it.
+        Some(e)
     };
     let summary = remora_pipeline::run(
         &mut reader,
