@@ -47,6 +47,17 @@ struct Cli {
     #[arg(long, global = true, env = "REMORA_CACHE_DIR", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
 
+    /// Most MiB of compiled plugins kept in the cache; the least recently
+    /// used go first when a new one is written.
+    #[arg(
+        long,
+        global = true,
+        env = "REMORA_CACHE_MAX_MB",
+        value_name = "MIB",
+        default_value_t = 256
+    )]
+    cache_max_mb: u64,
+
     /// Log filter, e.g. `info`, `remora=debug` (also RUST_LOG).
     #[arg(
         long,

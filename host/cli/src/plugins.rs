@@ -32,6 +32,7 @@ pub(crate) fn runtime_config(cli: &Cli, body_cap: Option<usize>) -> RuntimeConfi
     if let Some(dir) = &cli.cache_dir {
         cfg.cache_dir = Some(dir.clone());
     }
+    cfg.cache_max_bytes = cli.cache_max_mb.saturating_mul(1 << 20);
     if let Some(cap) = body_cap {
         // "*" applies to every plugin unless its own section overrides it.
         cfg.plugin_config

@@ -31,6 +31,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub mod alert;
+mod cache;
 mod log_budget;
 mod stderr;
 #[cfg(feature = "testing")]
@@ -100,6 +101,9 @@ pub struct RuntimeConfig {
     /// engine fingerprint. `None`: the default (`$XDG_CACHE_HOME/remora/components`
     /// or `~/.cache/remora/components`); an empty path disables the cache.
     pub cache_dir: Option<PathBuf>,
+    /// Most bytes of compiled components the cache keeps; least recently
+    /// used entries go first.
+    pub cache_max_bytes: u64,
     /// CPU time allowed per call (epoch based, granularity [`EPOCH_TICK`]).
     pub call_deadline: Duration,
     /// Linear memory per instance, bytes.
@@ -127,6 +131,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             cache_dir: None,
+            cache_max_bytes: 256 << 20,
             call_deadline: Duration::from_millis(200),
             memory_limit: 64 << 20,
             stack_limit: 512 << 10,
@@ -362,7 +367,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     cfg: RuntimeConfig,
-    cache_dir: Option<PathBuf>,
+    cache: Option<cache::ComponentCache>,
     engine_fingerprint: String,
     deadline_ticks: u64,
     pooling: bool,
@@ -375,7 +380,7 @@ impl fmt::Debug for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Runtime")
             .field("cfg", &self.cfg)
-            .field("cache_dir", &self.cache_dir)
+            .field("cache", &self.cache)
             .field("pooling", &self.pooling)
             .field("plugins", &self.plugins)
             .finish_non_exhaustive()
@@ -579,11 +584,12 @@ impl Runtime {
             .map_err(anyhow::Error::from)
             .context("linking remora:plugin/host")?;
 
-        let cache_dir = match &cfg.cache_dir {
+        let cache = match &cfg.cache_dir {
             Some(d) if d.as_os_str().is_empty() => None,
             Some(d) => Some(d.clone()),
             None => default_cache_dir(),
-        };
+        }
+        .map(|d| cache::ComponentCache::new(d, cfg.cache_max_bytes));
         let engine_fingerprint = engine_fingerprint(&engine);
         let tick_ns = EPOCH_TICK.as_nanos();
         let deadline_ticks = (cfg.call_deadline.as_nanos().div_ceil(tick_ns) as u64).max(1) + 1;
@@ -603,7 +609,7 @@ impl Runtime {
             engine,
             linker,
             cfg,
-            cache_dir,
+            cache,
             engine_fingerprint,
             deadline_ticks,
             pooling,
@@ -801,36 +807,38 @@ impl Runtime {
     }
 
     fn compile(&self, bytes: &[u8], sha256: &str) -> anyhow::Result<(Component, bool)> {
-        let cached = self
-            .cache_dir
-            .as_ref()
-            .map(|d| d.join(format!("{sha256}-{}.cwasm", self.engine_fingerprint)));
-        if let Some(file) = cached.as_ref().filter(|f| f.is_file()) {
-            // Read into memory rather than `deserialize_file` (an mmap): a cache
-            // file truncated or rewritten in place by someone else would then
-            // SIGBUS the whole capture.
-            match std::fs::read(file) {
-                // SAFETY: the file was written by `precompile_component` of an
-                // engine with the same compatibility fingerprint, into a directory
-                // we own; `deserialize` still checks the header and the engine's
-                // compatibility.
-                Ok(bytes) => match unsafe { Component::deserialize(&self.engine, &bytes) } {
-                    Ok(c) => return Ok((c, true)),
-                    Err(e) => {
-                        tracing::warn!(file = %file.display(), "ignoring unusable cache entry: {e:#}")
-                    }
-                },
-                Err(e) => tracing::warn!(file = %file.display(), "cannot read cache entry: {e:#}"),
-            }
+        let key = format!("{sha256}-{}", self.engine_fingerprint);
+        let cache = self.cache.as_ref();
+        match cache.and_then(|c| c.get(&key)) {
+            // SAFETY: the entry was written by `precompile_component` of an
+            // engine with the same compatibility fingerprint, into a directory
+            // we own; `deserialize` still checks the header and the engine's
+            // compatibility.
+            Some(Ok(bytes)) => match unsafe { Component::deserialize(&self.engine, &bytes) } {
+                Ok(c) => return Ok((c, true)),
+                Err(e) => tracing::warn!(%key, "ignoring unusable cache entry: {e:#}"),
+            },
+            Some(Err(e)) => tracing::warn!(%key, "cannot read cache entry: {e:#}"),
+            None => {}
         }
         let compiled = self
             .engine
             .precompile_component(bytes)
             .map_err(|e| anyhow!("{e:#}"))
             .context("not a valid WebAssembly component")?;
-        if let Some(file) = &cached {
-            if let Err(e) = write_atomic(file, &compiled) {
-                tracing::warn!(file = %file.display(), "cannot write the component cache: {e:#}");
+        if let Some(cache) = cache {
+            match cache.put(&key, &compiled) {
+                Ok(p) if p.files > 0 => tracing::info!(
+                    dir = %cache.dir().display(),
+                    "component cache over its budget: removed {} least recently used entries ({} bytes)",
+                    p.files,
+                    p.bytes
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(
+                    dir = %cache.dir().display(),
+                    "cannot write the component cache: {e:#}"
+                ),
             }
         }
         // SAFETY: `compiled` was just produced by this engine.
@@ -866,21 +874,6 @@ impl Runtime {
         store.set_epoch_deadline(self.deadline_ticks);
         store
     }
-}
-
-fn write_atomic(file: &Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = file.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    // Unique per process and call: concurrent writers never share a temp file.
-    static SEQ: AtomicU32 = AtomicU32::new(0);
-    let tmp = dir.join(format!(
-        ".{}.{}.{}.tmp",
-        file.file_name().and_then(|n| n.to_str()).unwrap_or("c"),
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::write(&tmp, data)?;
-    std::fs::rename(&tmp, file)
 }
 
 fn classify(e: &wasmtime::Error, store: &Store<HostState>) -> Fault {
