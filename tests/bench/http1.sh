@@ -11,6 +11,7 @@
 #   (b) remora-bench --stage decode FILE
 #   (c) remora-bench --stage flows  FILE
 #   (d) remora read FILE --format count --threads 1   and   --threads 2
+#       (and once more in RUNS alternating rounds of the two, for their ratio)
 #   (e) remora-bench --stage native FILE
 #   (f) tshark -r FILE -Y http -T fields -e http.request.method -e http.response.code
 # Peak RSS (and the notes column) come from one extra run under /usr/bin/time -v (which also warms the
@@ -110,14 +111,30 @@ for f in $FILES; do
     bench "(c) flows" "$pcap" "$REMORA_BENCH_BIN" --stage flows "$pcap"
     bench "(d) read t1" "$pcap" "$REMORA_BIN" read "$pcap" --format count --threads 1
     bench "(d) read t2" "$pcap" "$REMORA_BIN" read "$pcap" --format count --threads 2
+    # The two-thread gain once more, one and two threads taking turns: a
+    # ratio of two separate series moves with the host's load between them
+    # (this VM's second vCPU is shared at times); turns see the same load.
+    echo "[(d) t1/t2 alternating] $(basename "$pcap"): $RUNS rounds" >&2
+    python3 - "$REMORA_BIN" "$pcap" "$RUNS" "$BENCH_TIMEOUT" > "$out/$(basename "$pcap" .pcap).alternating.tsv" <<'PY'
+import subprocess, sys, time
+remora, pcap, runs, limit = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+for _ in range(runs):
+    row = []
+    for t in ("1", "2"):
+        t0 = time.perf_counter()
+        subprocess.run([remora, "read", pcap, "--format", "count", "--threads", t],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=limit)
+        row.append(time.perf_counter() - t0)
+    print(f"{row[0]:.4f}\t{row[1]:.4f}")
+PY
     bench "(e) native" "$pcap" "$REMORA_BENCH_BIN" --stage native "$pcap"
     bench "(f) tshark" "$pcap" tshark -n -r "$pcap" -Y http -T fields -e http.request.method -e http.response.code
 done
 
 # ------------------------------------------------------------------ report
-python3 - "$rows" "$RUNS" <<'EOF'
-import sys, collections
-rows_path, runs = sys.argv[1], sys.argv[2]
+python3 - "$rows" "$RUNS" "$out" <<'EOF'
+import sys, collections, os, statistics
+rows_path, runs, out = sys.argv[1], sys.argv[2], sys.argv[3]
 by_file = collections.OrderedDict()
 for line in open(rows_path):
     f = line.rstrip("\n").split("\t")
@@ -154,6 +171,12 @@ for file, r in by_file.items():
     print(f"| (d) remora read t1 / (f) tshark | {ratio('(d) read t1', '(f) tshark')} |")
     print(f"| (d) remora read t1 / (e) native | {ratio('(d) read t1', '(e) native')} |")
     print(f"| remora read threads 2 / threads 1 | {ratio('(d) read t2', '(d) read t1')} |")
+    alt = os.path.join(out, os.path.splitext(file)[0] + ".alternating.tsv")
+    if os.path.exists(alt):
+        turns = [tuple(map(float, l.split())) for l in open(alt) if l.strip()]
+        if turns:
+            each = statistics.median(a / b for a, b in turns)
+            print(f"| the same, {len(turns)} alternating rounds (median of per-round ratios) | {each:.2f}x |")
     print()
 print("| peak RSS of `remora read` (MB) | threads 1 | threads 2 |")
 print("|---|---:|---:|")
