@@ -131,6 +131,28 @@ impl DissectCounters {
     }
 }
 
+/// An entry of flow `f` with no messages yet: what its entries share.
+fn template_of<S>(f: &FlowDissect<S>) -> Entry {
+    let (plugin, protocol) = match &f.state {
+        FlowState::Dissecting {
+            plugin, protocol, ..
+        } => (*plugin, *protocol),
+        _ => (0, 0),
+    };
+    Entry {
+        id: 0,
+        flow_id: f.flow.id,
+        plugin,
+        protocol,
+        transport: f.flow.transport,
+        client: f.flow.client,
+        server: f.flow.server,
+        request: None,
+        response: None,
+        standalone: false,
+    }
+}
+
 /// The plugin and protocol index declaring `protocol` for this transport: by
 /// display name first (exact), else by filter flag.
 fn find_protocol(catalog: &Catalog, transport: Transport, protocol: &str) -> Option<(u16, u16)> {
@@ -800,6 +822,7 @@ impl<B: Backend> DissectStage<B> {
         outcome: stream::Outcome,
         out: &mut EntrySink<'_>,
     ) {
+        // One look-up per call: this runs for every call of every batch.
         let Some(f) = self.flows.get_mut(&id) else {
             return;
         };
@@ -807,9 +830,10 @@ impl<B: Backend> DissectStage<B> {
         self.counters.messages += outcome.messages;
         self.counters.parse_errors += outcome.errors as u64;
         f.errors += outcome.errors;
-        let too_many_errors = f.errors >= self.cfg.max_errors;
-        let cfg_max_unpaired = (self.cfg.max_unpaired, self.cfg.max_unpaired_bytes);
-        let mut give_up = too_many_errors;
+        let max_unpaired = (self.cfg.max_unpaired, self.cfg.max_unpaired_bytes);
+        f.pairing
+            .emit_ready(&template_of(f), max_unpaired, &mut self.counters, out);
+        let mut give_up = f.errors >= self.cfg.max_errors;
         if let Some(fault) = &outcome.fault {
             self.fault(plugin, fault);
             give_up = true;
@@ -818,12 +842,6 @@ impl<B: Backend> DissectStage<B> {
             self.counters.drops.add(DropReason::DissectBufferLimit, 1);
             give_up = true;
         }
-        let template = self.entry_template(id);
-        let Some(f) = self.flows.get_mut(&id) else {
-            return;
-        };
-        f.pairing
-            .emit_ready(&template, cfg_max_unpaired, &mut self.counters, out);
         if give_up {
             self.fall_back(id, out);
         } else if let Some(switch) = outcome.switch {
@@ -921,25 +939,7 @@ impl<B: Backend> DissectStage<B> {
     }
 
     fn entry_template(&self, id: u64) -> Entry {
-        let f = &self.flows[&id];
-        let (plugin, protocol) = match &f.state {
-            FlowState::Dissecting {
-                plugin, protocol, ..
-            } => (*plugin, *protocol),
-            _ => (0, 0),
-        };
-        Entry {
-            id: 0,
-            flow_id: f.flow.id,
-            plugin,
-            protocol,
-            transport: f.flow.transport,
-            client: f.flow.client,
-            server: f.flow.server,
-            request: None,
-            response: None,
-            standalone: false,
-        }
+        template_of(&self.flows[&id])
     }
 
     /// Drop the plugin for this flow: flush what was paired so far, count it raw.
