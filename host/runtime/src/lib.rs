@@ -329,13 +329,9 @@ impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
     }
 }
 
-/// A plugin loaded and described, not yet registered.
+/// A plugin loaded and described, not yet registered (its `id` unset).
 struct Prepared {
-    path: PathBuf,
-    sha256: String,
-    info: wit::PluginInfo,
-    compile_time: Duration,
-    from_cache: bool,
+    plugin: Plugin,
     pre: DissectorPluginPre<HostState>,
     fields: Box<[u64; 1024]>,
 }
@@ -740,11 +736,15 @@ impl Runtime {
         drop(store);
         let fields = validate_info(&info)?;
         Ok(Prepared {
-            path: path.to_path_buf(),
-            sha256,
-            info,
-            compile_time,
-            from_cache,
+            plugin: Plugin {
+                // Given by `register`.
+                id: PluginId(u16::MAX),
+                path: path.to_path_buf(),
+                sha256,
+                info,
+                compile_time,
+                from_cache,
+            },
             pre,
             fields,
         })
@@ -753,14 +753,11 @@ impl Runtime {
     /// Gives a prepared plugin its id, unless its name is taken.
     fn register(&mut self, p: Prepared) -> anyhow::Result<PluginId> {
         let Prepared {
-            path,
-            sha256,
-            info,
-            compile_time,
-            from_cache,
+            mut plugin,
             pre,
             fields,
         } = p;
+        let info = &plugin.info;
         if self.plugins.len() >= u16::MAX as usize {
             bail!("too many plugins");
         }
@@ -772,7 +769,7 @@ impl Runtime {
             );
         }
 
-        let id = PluginId(self.plugins.len() as u16);
+        plugin.id = PluginId(self.plugins.len() as u16);
         // "*" holds defaults for every plugin; its own section overrides them.
         let mut config = self.cfg.plugin_config.get("*").cloned().unwrap_or_default();
         if let Some(own) = self.cfg.plugin_config.get(&info.name) {
@@ -785,9 +782,9 @@ impl Runtime {
         tracing::info!(
             plugin = %info.name,
             version = %info.version,
-            path = %path.display(),
-            from_cache,
-            compile_ms = compile_time.as_secs_f64() * 1e3,
+            path = %plugin.path.display(),
+            from_cache = plugin.from_cache,
+            compile_ms = plugin.compile_time.as_secs_f64() * 1e3,
             "loaded plugin"
         );
         self.loaded.push(Loaded {
@@ -795,14 +792,8 @@ impl Runtime {
             shared,
             fields,
         });
-        self.plugins.push(Plugin {
-            id,
-            path,
-            sha256,
-            info,
-            compile_time,
-            from_cache,
-        });
+        let id = plugin.id;
+        self.plugins.push(plugin);
         Ok(id)
     }
 
