@@ -853,12 +853,11 @@ impl<B: Backend> DissectStage<B> {
     /// end its session, open the declaring plugin's at the switch offsets,
     /// and offer it the bytes already held in each direction.
     fn switch_protocol(&mut self, id: u64, switch: wit::ProtocolSwitch, out: &mut EntrySink<'_>) {
-        let template = self.entry_template(id);
         let Some(f) = self.flows.get_mut(&id) else {
             return;
         };
         // What the old session left unpaired cannot pair any more.
-        f.pairing.flush(&template, &mut self.counters, out);
+        f.pairing.flush(&template_of(f), &mut self.counters, out);
         f.epoch = f.epoch.wrapping_add(1);
         f.queued = [None; 2];
         f.last = None;
@@ -938,17 +937,12 @@ impl<B: Backend> DissectStage<B> {
         }
     }
 
-    fn entry_template(&self, id: u64) -> Entry {
-        template_of(&self.flows[&id])
-    }
-
     /// Drop the plugin for this flow: flush what was paired so far, count it raw.
     fn fall_back(&mut self, id: u64, out: &mut EntrySink<'_>) {
-        let template = self.entry_template(id);
         let Some(f) = self.flows.get_mut(&id) else {
             return;
         };
-        f.pairing.flush(&template, &mut self.counters, out);
+        f.pairing.flush(&template_of(f), &mut self.counters, out);
         f.epoch = f.epoch.wrapping_add(1);
         f.queued = [None; 2];
         f.last = None;
@@ -1040,14 +1034,10 @@ impl<B: Backend> DissectStage<B> {
     /// Emit what the flow left unpaired and forget it; `close_session`:
     /// its session, if any, still has to be ended.
     fn close_tail(&mut self, id: u64, close_session: bool, out: &mut EntrySink<'_>) {
-        let template = match self.flows.get(&id) {
-            Some(_) => self.entry_template(id),
-            None => return,
-        };
         let Some(mut f) = self.flows.remove(&id) else {
             return;
         };
-        f.pairing.flush(&template, &mut self.counters, out);
+        f.pairing.flush(&template_of(&f), &mut self.counters, out);
         match f.state {
             FlowState::Dissecting { session, .. } if close_session => self.backend.close(&session),
             FlowState::Dissecting { .. } => {}
