@@ -269,7 +269,7 @@ impl<'c> EntryBuilder<'c> {
         };
         slot.get_or_insert_with(|| Message {
             ts,
-            fields: vec![].into(),
+            fields: remora_entry::Fields::new(),
             body: None,
         })
         .fields

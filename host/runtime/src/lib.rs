@@ -657,10 +657,8 @@ impl Runtime {
             .map_or(1, |n| n.get())
             .min(files.len().max(1));
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let mut prepared: Vec<Option<anyhow::Result<Prepared>>> = Vec::new();
-        prepared.resize_with(files.len(), || None);
         let this = &*self;
-        let done = std::thread::scope(|scope| {
+        let mut prepared = std::thread::scope(|scope| {
             let take = || {
                 let mut mine = Vec::new();
                 loop {
@@ -676,24 +674,27 @@ impl Runtime {
             }
             done
         });
-        for (i, r) in done {
-            prepared[i] = Some(r);
-        }
-        files
-            .iter()
-            .zip(prepared)
-            .map(|(f, r)| {
-                let r = r.expect("every file was prepared");
-                r.and_then(|p| self.register(p))
-                    .with_context(|| format!("plugin {}", f.display()))
-            })
+        prepared.sort_unstable_by_key(|(i, _)| *i);
+        prepared
+            .into_iter()
+            .map(|(i, p)| self.register_prepared(&files[i], p))
             .collect()
     }
 
     /// Compiles (or loads from the cache), links, instantiates once to call
     /// `describe`, and validates a plugin.
     pub fn load_file(&mut self, path: &Path) -> anyhow::Result<PluginId> {
-        self.prepare(path)
+        let prepared = self.prepare(path);
+        self.register_prepared(path, prepared)
+    }
+
+    /// Registers what preparing `path` gave; an error names the file.
+    fn register_prepared(
+        &mut self,
+        path: &Path,
+        prepared: anyhow::Result<Prepared>,
+    ) -> anyhow::Result<PluginId> {
+        prepared
             .and_then(|p| self.register(p))
             .with_context(|| format!("plugin {}", path.display()))
     }
