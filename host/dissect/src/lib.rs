@@ -562,35 +562,34 @@ impl<B: Backend> DissectStage<B> {
             if round.is_empty() {
                 return;
             }
-            for q in &round {
-                if let Some(f) = self.flows.get_mut(&q.flow) {
-                    f.queued[q.dir.index()] = None;
-                    f.last = None;
-                }
-            }
             let mut next = Vec::new();
-            let mut plugins: Vec<u16> = Vec::new();
+            // The round's calls by plugin, in the order each plugin first
+            // comes: one look-up per call here, and each batch goes over
+            // its own calls only (a window of a mixed capture has calls of
+            // several plugins).
+            let mut batches: Vec<(u16, Vec<Queued>)> = Vec::new();
             // Ends and closes whose flow lost its session (or got another,
             // by a switch) since they were queued: done without a batch.
             let mut orphans = Vec::new();
             for q in &round {
-                match self.flows.get(&q.flow) {
-                    Some(FlowDissect {
-                        state: FlowState::Dissecting { plugin, .. },
-                        epoch,
-                        ..
-                    }) if *epoch == q.epoch && !plugins.contains(plugin) => plugins.push(*plugin),
-                    Some(FlowDissect {
-                        state: FlowState::Dissecting { .. },
-                        epoch,
-                        ..
-                    }) if *epoch == q.epoch => {}
-                    Some(_) if matches!(q.op, Op::End | Op::Close) => orphans.push(*q),
+                let Some(f) = self.flows.get_mut(&q.flow) else {
+                    continue;
+                };
+                f.queued[q.dir.index()] = None;
+                f.last = None;
+                match &f.state {
+                    FlowState::Dissecting { plugin, .. } if f.epoch == q.epoch => {
+                        match batches.iter_mut().find(|(p, _)| p == plugin) {
+                            Some((_, calls)) => calls.push(*q),
+                            None => batches.push((*plugin, vec![*q])),
+                        }
+                    }
+                    _ if matches!(q.op, Op::End | Op::Close) => orphans.push(*q),
                     _ => {}
                 }
             }
-            for plugin in plugins {
-                self.run_batch(plugin, &round, &mut next, out);
+            for (plugin, calls) in batches {
+                self.run_batch(plugin, &calls, &mut next, out);
             }
             for q in orphans {
                 match q.op {
@@ -612,11 +611,11 @@ impl<B: Backend> DissectStage<B> {
         }
     }
 
-    /// One batch: the calls of `round` on sessions of `plugin`.
+    /// One batch: `calls`, queued on sessions of `plugin`.
     fn run_batch(
         &mut self,
         plugin: u16,
-        round: &[Queued],
+        calls: &[Queued],
         next: &mut Vec<Queued>,
         out: &mut EntrySink<'_>,
     ) {
@@ -629,7 +628,7 @@ impl<B: Backend> DissectStage<B> {
             let mut jobs = Vec::new();
             // Where each direction's bytes sent so far end.
             let mut sent_until: Vec<(u64, Direction, u64)> = Vec::new();
-            for q in round {
+            for q in calls {
                 let Some(f) = flows.get(&q.flow) else {
                     continue;
                 };
