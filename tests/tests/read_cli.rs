@@ -1,6 +1,7 @@
 //! `remora read` as a command-line tool: errors, damaged input, compressed
-//! input, stdin, and thread-count independence. Uses the shared
-//! generated/http1.pcap (classic pcap, 3.2 MB) and its tshark truth.
+//! input, stdin, thread-count independence, and where compiled plugins are
+//! cached. Uses the shared generated/http1.pcap (classic pcap, 3.2 MB) and
+//! its tshark truth.
 
 mod common;
 
@@ -397,4 +398,78 @@ fn read_filter_keeps_matching_entries_and_rejects_bad_filters() {
         "{}",
         bad.stderr
     );
+}
+
+/// Compiled plugins land where `--help` says: `--cache-dir DIR` itself,
+/// else `$XDG_CACHE_HOME/remora/components`, else
+/// `~/.cache/remora/components`. One plugin, so each case compiles once.
+#[test]
+fn compiled_plugins_are_cached_where_the_help_says() {
+    let built = remora_bin()
+        .parent()
+        .expect("binary has a directory")
+        .join("plugins")
+        .join("remora_http1.wasm");
+    assert!(
+        built.is_file(),
+        "{} missing: build the plugins first (scripts/build-plugins.sh)",
+        built.display()
+    );
+    let tmp = TempDir::new("cache-dir");
+    let plugins = tmp.path().join("plugins");
+    fs::create_dir_all(&plugins).expect("plugins dir");
+    fs::copy(&built, plugins.join("remora_http1.wasm")).expect("copy plugin");
+    let cwasm_in = |dir: &Path| -> usize {
+        fs::read_dir(dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let home = tmp.path().join("home");
+    let xdg = tmp.path().join("xdg");
+    let explicit = tmp.path().join("explicit");
+    let p = plugins.to_str().expect("utf-8 path");
+    let e = explicit.to_str().expect("utf-8 path");
+    let cases: [(&[&str], Option<&Path>, PathBuf); 3] = [
+        (
+            &["plugins", "--plugins", p],
+            None,
+            home.join(".cache/remora/components"),
+        ),
+        (
+            &["plugins", "--plugins", p],
+            Some(&xdg),
+            xdg.join("remora/components"),
+        ),
+        (
+            &["plugins", "--plugins", p, "--cache-dir", e],
+            Some(&xdg),
+            explicit.clone(),
+        ),
+    ];
+    for (args, xdg_env, want) in cases {
+        let run = remora_env(
+            args,
+            None,
+            &[
+                ("HOME", Some(&home)),
+                ("XDG_CACHE_HOME", xdg_env),
+                ("REMORA_CACHE_DIR", None),
+            ],
+        );
+        run.expect_ok();
+        assert_eq!(
+            cwasm_in(&want),
+            1,
+            "`{}`: expected one compiled plugin in {}",
+            run.cmdline,
+            want.display()
+        );
+    }
+    // Each case wrote only its own directory.
+    assert_eq!(cwasm_in(&xdg.join("remora/components")), 1);
+    assert_eq!(cwasm_in(&home.join(".cache/remora/components")), 1);
 }

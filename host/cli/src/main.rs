@@ -43,7 +43,9 @@ struct Cli {
     )]
     plugin_dirs: Vec<PathBuf>,
 
-    /// Where compiled plugins are cached (default: $XDG_CACHE_HOME/remora or ~/.cache/remora).
+    /// Directory compiled plugins are cached in (default:
+    /// $XDG_CACHE_HOME/remora/components or ~/.cache/remora/components).
+    /// Only its `.cwasm` files are ever removed.
     #[arg(long, global = true, env = "REMORA_CACHE_DIR", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
 

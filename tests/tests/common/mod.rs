@@ -159,6 +159,11 @@ fn tail(s: &str, n: usize) -> &str {
 /// [`RUN_TIMEOUT`]; stdout/stderr go through files so large outputs can't
 /// deadlock on a pipe.
 pub fn remora(args: &[&str], stdin_file: Option<&Path>) -> Run {
+    remora_env(args, stdin_file, &[])
+}
+
+/// [`remora`] with environment variables set (`Some`) or removed (`None`).
+pub fn remora_env(args: &[&str], stdin_file: Option<&Path>, env: &[(&str, Option<&Path>)]) -> Run {
     let bin = remora_bin();
     let tmp = TempDir::new("run");
     let out_p = tmp.path().join("stdout");
@@ -168,6 +173,12 @@ pub fn remora(args: &[&str], stdin_file: Option<&Path>) -> Run {
         .stdout(fs::File::create(&out_p).expect("stdout file"))
         .stderr(fs::File::create(&err_p).expect("stderr file"))
         .env_remove("RUST_LOG");
+    for (k, v) in env {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
     match stdin_file {
         Some(p) => {
             cmd.stdin(fs::File::open(p).unwrap_or_else(|e| panic!("open {}: {e}", p.display())))
