@@ -33,6 +33,16 @@ impl Marks {
 
     /// Time of the packet that carried stream byte `offset`.
     pub(crate) fn at(&self, offset: u64) -> Timestamp {
+        // Messages start in the packets just read, near the back: a few
+        // steps from there before a binary search over up to `CAP` marks
+        // (one look-up per message).
+        let n = self.0.len();
+        for i in (n.saturating_sub(4)..n).rev() {
+            let (o, ts) = self.0[i];
+            if o <= offset {
+                return ts;
+            }
+        }
         let i = self.0.partition_point(|&(o, _)| o <= offset);
         match i {
             0 => self.0.front().map(|m| m.1).unwrap_or_default(),
@@ -385,5 +395,27 @@ mod tests {
         }
         assert_eq!(m.0.len(), Marks::CAP);
         assert_eq!(m.at(0), Timestamp((1000 - Marks::CAP) as i64));
+    }
+
+    /// The look-up from the back agrees with a plain scan, for offsets
+    /// before, between, on and after the marks, with few and many marks.
+    #[test]
+    fn marks_lookup_agrees_with_a_scan() {
+        for count in [0u64, 1, 2, 3, 4, 5, 9, 300] {
+            let mut m = Marks::default();
+            for i in 0..count {
+                m.push(100 + i * 10, Timestamp(i as i64 + 1));
+            }
+            for offset in 0..(120 + count * 10) {
+                let want =
+                    m.0.iter()
+                        .rev()
+                        .find(|(o, _)| *o <= offset)
+                        .or(m.0.front())
+                        .map(|m| m.1)
+                        .unwrap_or_default();
+                assert_eq!(m.at(offset), want, "{count} marks, offset {offset}");
+            }
+        }
     }
 }
