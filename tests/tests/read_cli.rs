@@ -402,7 +402,8 @@ fn read_filter_keeps_matching_entries_and_rejects_bad_filters() {
 
 /// Compiled plugins land where `--help` says: `--cache-dir DIR` itself,
 /// else `$XDG_CACHE_HOME/remora/components`, else
-/// `~/.cache/remora/components`. One plugin, so each case compiles once.
+/// `~/.cache/remora/components`; empty `REMORA_*` variables are unset ones.
+/// One plugin, so each case compiles at most once.
 #[test]
 fn compiled_plugins_are_cached_where_the_help_says() {
     let built = remora_bin()
@@ -472,4 +473,27 @@ fn compiled_plugins_are_cached_where_the_help_says() {
     // Each case wrote only its own directory.
     assert_eq!(cwasm_in(&xdg.join("remora/components")), 1);
     assert_eq!(cwasm_in(&home.join(".cache/remora/components")), 1);
+
+    // Empty REMORA_* variables count as unset (a shell's way to reset
+    // one), not as empty option values clap would reject.
+    let empty = Path::new("");
+    let run = remora_env(
+        &["plugins", "--plugins", p],
+        None,
+        &[
+            ("HOME", Some(&home)),
+            ("XDG_CACHE_HOME", None),
+            ("REMORA_PLUGINS", Some(empty)),
+            ("REMORA_CACHE_DIR", Some(empty)),
+            ("REMORA_CACHE_MAX_MB", Some(empty)),
+            ("REMORA_LOG", Some(empty)),
+        ],
+    );
+    run.expect_ok();
+    assert!(
+        run.stdout.contains("remora_http1.wasm"),
+        "`{}`: the plugin is not listed:\n{}",
+        run.cmdline,
+        run.stdout
+    );
 }

@@ -97,6 +97,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    unset_empty_env();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
@@ -125,6 +126,20 @@ fn main() -> ExitCode {
 /// The error and its causes, each said once: several of our errors already
 /// quote their cause (`cannot open X: No such file`), so a cause whose text is
 /// already in the message is not repeated.
+/// An empty `REMORA_*` variable counts as unset: `REMORA_PLUGINS= remora
+/// ...` is how a shell resets one, and clap would otherwise reject the
+/// empty value as if `--plugins ""` had been typed, naming an option the
+/// user never gave. Runs first, while the process has one thread.
+fn unset_empty_env() {
+    let empty: Vec<_> = std::env::vars_os()
+        .filter(|(k, v)| v.is_empty() && k.to_str().is_some_and(|k| k.starts_with("REMORA_")))
+        .map(|(k, _)| k)
+        .collect();
+    for k in empty {
+        std::env::remove_var(k);
+    }
+}
+
 fn error_chain(e: &anyhow::Error) -> String {
     let mut msg = String::new();
     for cause in e.chain() {
