@@ -123,9 +123,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// The error and its causes, each said once: several of our errors already
-/// quote their cause (`cannot open X: No such file`), so a cause whose text is
-/// already in the message is not repeated.
 /// An empty `REMORA_*` variable counts as unset: `REMORA_PLUGINS= remora
 /// ...` is how a shell resets one, and clap would otherwise reject the
 /// empty value as if `--plugins ""` had been typed, naming an option the
@@ -140,6 +137,9 @@ fn unset_empty_env() {
     }
 }
 
+/// The error and its causes, each said once: several of our errors already
+/// quote their cause (`cannot open X: No such file`), so a cause whose text is
+/// already in the message is not repeated.
 fn error_chain(e: &anyhow::Error) -> String {
     let mut msg = String::new();
     for cause in e.chain() {
