@@ -47,8 +47,14 @@ impl ComponentCache {
     /// memory rather than mapped: an entry truncated or rewritten by
     /// someone else would otherwise SIGBUS the whole capture.
     pub(crate) fn get(&self, key: &str) -> Option<std::io::Result<Vec<u8>>> {
-        let file = self.path(key);
-        let meta = std::fs::metadata(&file).ok().filter(|m| m.is_file())?;
+        let path = self.path(key);
+        // One open serves the check and the read.
+        let mut file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => return Some(Err(e)),
+        };
+        let meta = file.metadata().ok().filter(|m| m.is_file())?;
         let stale = meta
             .modified()
             .ok()
@@ -58,10 +64,11 @@ impl ComponentCache {
             // Only the eviction order depends on it: a failure is harmless.
             let _ = std::fs::File::options()
                 .write(true)
-                .open(&file)
+                .open(&path)
                 .and_then(|f| f.set_modified(SystemTime::now()));
         }
-        Some(std::fs::read(&file))
+        let mut data = Vec::with_capacity(meta.len() as usize);
+        Some(std::io::Read::read_to_end(&mut file, &mut data).map(|_| data))
     }
 
     /// Stores `data` under `key` (atomically: readers see the old entry or
