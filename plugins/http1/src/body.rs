@@ -243,18 +243,23 @@ pub(crate) fn gap(p: &mut Pending, len: u64) -> bool {
 
 /// Decode a whole body for display; `None` when it does not decode.
 fn decode(coding: Coding, data: &[u8], limit: usize) -> Option<(Vec<u8>, bool)> {
-    fn read_all(mut r: impl Read, limit: usize) -> Option<(Vec<u8>, bool)> {
-        let mut out = Vec::new();
+    // Decoded bodies are usually a few times their encoded size; reserving
+    // that up front saves most of read_to_end's regrowth.
+    let hint = data.len().saturating_mul(4).min(limit + 1);
+    let read_all = |mut r: &mut dyn Read| -> Option<(Vec<u8>, bool)> {
+        let mut out = Vec::with_capacity(hint);
         (&mut r).take(limit as u64 + 1).read_to_end(&mut out).ok()?;
         let truncated = out.len() > limit;
         out.truncate(limit);
         Some((out, truncated))
-    }
+    };
+    // `bufread` decoders read the slice in place (`read` ones would copy it
+    // through a 32 KiB buffer of their own).
     match coding {
-        Coding::Gzip => read_all(flate2::read::MultiGzDecoder::new(data), limit),
+        Coding::Gzip => read_all(&mut flate2::bufread::MultiGzDecoder::new(data)),
         // "deflate" is zlib-wrapped per the RFC; some servers send it raw.
-        Coding::Deflate => read_all(flate2::read::ZlibDecoder::new(data), limit)
-            .or_else(|| read_all(flate2::read::DeflateDecoder::new(data), limit)),
+        Coding::Deflate => read_all(&mut flate2::bufread::ZlibDecoder::new(data))
+            .or_else(|| read_all(&mut flate2::bufread::DeflateDecoder::new(data))),
     }
 }
 
