@@ -404,22 +404,47 @@ fn read_filter_keeps_matching_entries_and_rejects_bad_filters() {
 /// else `$XDG_CACHE_HOME/remora/components`, else
 /// `~/.cache/remora/components`; empty `REMORA_*` variables are unset ones.
 /// One plugin, so each case compiles at most once.
-#[test]
-fn compiled_plugins_are_cached_where_the_help_says() {
-    let built = remora_bin()
+/// A scratch plugin directory holding copies of these built-in plugins.
+fn plugin_dir_with(tmp: &TempDir, names: &[&str]) -> PathBuf {
+    let shipped = remora_bin()
         .parent()
         .expect("binary has a directory")
-        .join("plugins")
-        .join("remora_http1.wasm");
-    assert!(
-        built.is_file(),
-        "{} missing: build the plugins first (scripts/build-plugins.sh)",
-        built.display()
-    );
-    let tmp = TempDir::new("cache-dir");
+        .join("plugins");
     let plugins = tmp.path().join("plugins");
     fs::create_dir_all(&plugins).expect("plugins dir");
-    fs::copy(&built, plugins.join("remora_http1.wasm")).expect("copy plugin");
+    for name in names {
+        let built = shipped.join(name);
+        assert!(
+            built.is_file(),
+            "{} missing: build the plugins first (scripts/build-plugins.sh)",
+            built.display()
+        );
+        fs::copy(&built, plugins.join(name)).expect("copy plugin");
+    }
+    plugins
+}
+
+/// Every file under `dir` (none when it does not exist).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn compiled_plugins_are_cached_where_the_help_says() {
+    let tmp = TempDir::new("cache-dir");
+    let plugins = plugin_dir_with(&tmp, &["remora_http1.wasm"]);
     let cwasm_in = |dir: &Path| -> usize {
         fs::read_dir(dir)
             .map(|rd| {
@@ -496,4 +521,90 @@ fn compiled_plugins_are_cached_where_the_help_says() {
         run.cmdline,
         run.stdout
     );
+}
+
+/// A cache directory that cannot be written costs one warning for all the
+/// plugins (they load on several threads), without terminal colours in a
+/// log, and the plugins still load. `--no-cache` neither reads nor writes
+/// a cache, wins over `--cache-dir`, and says nothing about it.
+#[test]
+fn an_unwritable_cache_warns_once_and_no_cache_touches_no_disk() {
+    let tmp = TempDir::new("cache-off");
+    let plugins = plugin_dir_with(&tmp, &["remora_http1.wasm", "remora_dns.wasm"]);
+    let p = plugins.to_str().expect("utf-8 path");
+    // No directory can be made under a regular file, not even by root.
+    let blocker = tmp.path().join("a-file");
+    fs::write(&blocker, b"not a directory").expect("write blocker");
+    let bad = blocker.join("cache");
+    let b = bad.to_str().expect("utf-8 path");
+    let home = tmp.path().join("home");
+    let env = [
+        ("HOME", Some(home.as_path())),
+        ("XDG_CACHE_HOME", None),
+        ("REMORA_CACHE_DIR", None),
+        ("REMORA_NO_CACHE", None),
+        ("NO_COLOR", None),
+    ];
+    let listed = |run: &Run| {
+        for name in ["remora_http1.wasm", "remora_dns.wasm"] {
+            assert!(
+                run.stdout.contains(name),
+                "`{}`: {name} is not listed:\n{}",
+                run.cmdline,
+                run.stdout
+            );
+        }
+    };
+
+    let run = remora_env(&["plugins", "--plugins", p, "--cache-dir", b], None, &env);
+    run.expect_ok();
+    listed(&run);
+    let warned = run
+        .stderr
+        .matches("cannot write the component cache")
+        .count();
+    assert_eq!(warned, 1, "`{}`: stderr:\n{}", run.cmdline, run.stderr);
+    assert!(
+        run.stderr.contains(b) && run.stderr.contains("--no-cache"),
+        "the warning names the directory and the way out:\n{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains('\u{1b}'),
+        "terminal escape codes in a log file:\n{:?}",
+        run.stderr
+    );
+
+    let run = remora_env(
+        &["plugins", "--plugins", p, "--no-cache", "--cache-dir", b],
+        None,
+        &env,
+    );
+    run.expect_ok();
+    listed(&run);
+    assert!(
+        !run.stderr.contains("cache"),
+        "`{}` spoke of a cache:\n{}",
+        run.cmdline,
+        run.stderr
+    );
+    // The environment's way, with the default cache directory under HOME.
+    let no_cache = Path::new("1");
+    let mut env_off = env;
+    env_off[3] = ("REMORA_NO_CACHE", Some(no_cache));
+    let run = remora_env(&["plugins", "--plugins", p], None, &env_off);
+    run.expect_ok();
+    listed(&run);
+    assert_eq!(
+        files_under(tmp.path())
+            .into_iter()
+            .filter(|f| !f.starts_with(&plugins) && *f != blocker)
+            .collect::<Vec<_>>(),
+        Vec::<PathBuf>::new(),
+        "--no-cache wrote files"
+    );
+    // Without it, the same command does write the default cache.
+    let run = remora_env(&["plugins", "--plugins", p], None, &env);
+    run.expect_ok();
+    assert_eq!(files_under(&home.join(".cache/remora/components")).len(), 2);
 }

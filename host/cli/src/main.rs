@@ -11,6 +11,7 @@ mod read;
 mod tap;
 mod telemetry;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -48,6 +49,18 @@ struct Cli {
     /// Only its `.cwasm` files are ever removed.
     #[arg(long, global = true, env = "REMORA_CACHE_DIR", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
+
+    /// Compile plugins on every start and keep them in memory only: the
+    /// cache directory is neither read nor written (read-only file systems,
+    /// throw-away containers). Wins over --cache-dir. REMORA_NO_CACHE: any
+    /// value but 0, false, no, off and the empty one.
+    #[arg(
+        long,
+        global = true,
+        env = "REMORA_NO_CACHE",
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    no_cache: bool,
 
     /// Most MiB of compiled plugins kept in the cache; the least recently
     /// used go first when a new one is written.
@@ -101,9 +114,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
+    // Colours only for a person at a terminal: escape codes would litter a
+    // log file or `kubectl logs`.
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_target(false)
         .init();
     let result = match &cli.command {

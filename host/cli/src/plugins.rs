@@ -29,7 +29,10 @@ fn default_dirs() -> Vec<PathBuf> {
 
 pub(crate) fn runtime_config(cli: &Cli, body_cap: Option<usize>) -> RuntimeConfig {
     let mut cfg = RuntimeConfig::default();
-    if let Some(dir) = &cli.cache_dir {
+    if cli.no_cache {
+        // The runtime's way to say "no cache": an empty directory.
+        cfg.cache_dir = Some(PathBuf::new());
+    } else if let Some(dir) = &cli.cache_dir {
         cfg.cache_dir = Some(dir.clone());
     }
     cfg.cache_max_bytes = cli.cache_max_mb.saturating_mul(1 << 20);

@@ -9,7 +9,7 @@
 //! most once an hour so that a start-up does not write to every file).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
 /// Entries end in this; nothing else in the directory is ever removed.
@@ -21,6 +21,9 @@ const REFRESH_AFTER: Duration = Duration::from_secs(3600);
 pub(crate) struct ComponentCache {
     dir: PathBuf,
     max_bytes: u64,
+    /// A write failed: the next ones would fail alike (a read-only or
+    /// missing directory), so they are not tried and not warned about again.
+    write_failed: AtomicBool,
 }
 
 /// What [`ComponentCache::prune`] removed.
@@ -32,7 +35,22 @@ pub(crate) struct Pruned {
 
 impl ComponentCache {
     pub(crate) fn new(dir: PathBuf, max_bytes: u64) -> Self {
-        ComponentCache { dir, max_bytes }
+        ComponentCache {
+            dir,
+            max_bytes,
+            write_failed: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether writes are still tried (none has failed yet).
+    pub(crate) fn writable(&self) -> bool {
+        !self.write_failed.load(Ordering::Relaxed)
+    }
+
+    /// Records a failed write; true for the first one only (plugins load on
+    /// several threads at once).
+    pub(crate) fn first_write_failure(&self) -> bool {
+        !self.write_failed.swap(true, Ordering::Relaxed)
     }
 
     pub(crate) fn dir(&self) -> &Path {
