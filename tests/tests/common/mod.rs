@@ -144,7 +144,8 @@ impl Run {
     }
 }
 
-fn tail(s: &str, n: usize) -> &str {
+/// The last `n` bytes of `s` (at a character boundary).
+pub fn tail(s: &str, n: usize) -> &str {
     if s.len() <= n {
         return s;
     }
