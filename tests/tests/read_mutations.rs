@@ -16,50 +16,33 @@ use common::*;
 /// Cases per run: about 15 s of `remora read` processes.
 const CASES: u64 = 600;
 
-/// splitmix64: small, seeded, good enough to pick mutations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-fn mutate(data: &mut Vec<u8>, rng: &mut Rng) {
+fn mutate(data: &mut Vec<u8>, rng: &mut fastrand::Rng) {
     const EXTREMES: [[u8; 4]; 4] = [
         [0xff, 0xff, 0xff, 0xff],
         [0, 0, 0, 0],
         [0x7f, 0xff, 0xff, 0xff],
         [0, 0, 1, 0],
     ];
-    let edits = [1, 2, 4, 16, 64][rng.below(5)];
+    let edits = [1, 2, 4, 16, 64][rng.usize(..5)];
     for _ in 0..edits {
         if data.is_empty() {
             return;
         }
-        let at = rng.below(data.len());
-        match rng.below(20) {
-            0..=9 => data[at] = rng.next() as u8,
+        let at = rng.usize(..data.len());
+        match rng.u8(..20) {
+            0..=9 => data[at] = rng.u8(..),
             10..=12 => {
                 let end = (at + 4).min(data.len());
-                let with = EXTREMES[rng.below(4)];
+                let with = EXTREMES[rng.usize(..4)];
                 data[at..end].copy_from_slice(&with[..end - at]);
             }
             13..=14 => {
-                let end = (at + 1 + rng.below(64)).min(data.len());
+                let end = (at + 1 + rng.usize(..64)).min(data.len());
                 data.drain(at..end);
             }
             15..=17 => {
-                let from = rng.below(data.len());
-                let end = (from + 1 + rng.below(512)).min(data.len());
+                let from = rng.usize(..data.len());
+                let end = (from + 1 + rng.usize(..512)).min(data.len());
                 let copy = data[from..end].to_vec();
                 data.splice(at..at, copy);
             }
@@ -100,14 +83,14 @@ fn mutated_captures_end_in_a_message_never_a_panic() {
     let tmp = TempDir::new("mutations");
     let case_file = tmp.path().join("case.pcap");
     let case_path = case_file.to_str().expect("utf-8 path");
-    let mut rng = Rng(0x5eed);
+    let mut rng = fastrand::Rng::with_seed(0x5eed);
     let (mut clean, mut refused, mut failures) = (0, 0, Vec::new());
     for case in 0..CASES {
-        let pick = rng.below(seeds.len());
+        let pick = rng.usize(..seeds.len());
         let mut data = originals[pick].clone();
         mutate(&mut data, &mut rng);
         fs::write(&case_file, &data).expect("write case");
-        let threads = ["1", "2"][rng.below(2)];
+        let threads = ["1", "2"][rng.usize(..2)];
         let run = remora(
             &[
                 "read",
