@@ -262,6 +262,46 @@ fn thread_count_does_not_change_output() {
     assert_same_jsonl("--threads 1 vs default", baseline(), &one.stdout);
 }
 
+/// Writing entries takes a thread of its own, so by default the shards get
+/// one core less; counting keeps every core for the shards; an explicit
+/// --threads is taken as given.
+#[test]
+fn default_threads_leave_a_core_to_the_writer() {
+    let p = http1_pcap();
+    let p = p.to_str().unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cases: [(&[&str], String); 4] = [
+        (
+            &["--format", "jsonl"],
+            format!("threads: {} shard(s) and a writer", (cores - 1).max(1)),
+        ),
+        (
+            &["--format", "count", "--filter", "http"],
+            format!("threads: {} shard(s) and a writer", (cores - 1).max(1)),
+        ),
+        (
+            &["--format", "count"],
+            format!("threads: {cores} shard(s)\n"),
+        ),
+        (
+            &["--format", "jsonl", "--threads", "3"],
+            "threads: 3 shard(s) and a writer".to_owned(),
+        ),
+    ];
+    for (extra, want) in cases {
+        let mut args = vec!["read", p, "-q", "--log", "info"];
+        args.extend_from_slice(extra);
+        let run = remora(&args, None);
+        run.expect_ok();
+        assert!(
+            run.stderr.contains(&want),
+            "`{}`: expected {want:?} in stderr:\n{}",
+            run.cmdline,
+            run.stderr
+        );
+    }
+}
+
 #[test]
 fn every_line_follows_the_entry_schema() {
     let entries = parse_jsonl(baseline()).unwrap();

@@ -39,9 +39,10 @@ pub(crate) struct ReadArgs {
     #[arg(long, short = 'f', value_enum)]
     format: Option<Format>,
 
-    /// Shard threads for flows, reassembly and dissection (default: number of
-    /// cores). The output is the same for any value. Writing the table or
-    /// JSONL runs on one more thread of its own.
+    /// Shard threads for flows, reassembly and dissection. The output is the
+    /// same for any value. Writing the table or JSONL runs on one more
+    /// thread of its own, so the default is the number of cores minus one
+    /// when entries are written, the number of cores otherwise (`count`).
     #[arg(long, short = 'j', value_name = "N")]
     threads: Option<usize>,
 
@@ -135,26 +136,41 @@ pub(crate) fn run(cli: &Cli, args: &ReadArgs) -> anyhow::Result<ExitCode> {
         cancel: Some(broken_pipe.clone()),
         ..PipelineConfig::default()
     };
-    if let Some(n) = args.threads {
-        anyhow::ensure!(n >= 1, "--threads must be at least 1, got {n}");
-        cfg.threads = n;
+    let counting_matches = format == Format::Count && filter.is_some();
+    let writes_entries = format != Format::Count || counting_matches;
+    match args.threads {
+        Some(n) => {
+            anyhow::ensure!(n >= 1, "--threads must be at least 1, got {n}");
+            cfg.threads = n;
+        }
+        // The writer thread keeps a core busy on its own (rendering JSONL
+        // costs about as much as dissecting): the shards get the others.
+        // With as many shards as cores the three-way contention made
+        // writing slower with two threads than with one on two cores.
+        None if writes_entries => cfg.threads = cfg.threads.saturating_sub(1).max(1),
+        None => {}
     }
+    tracing::info!(
+        "threads: {} shard(s){}",
+        cfg.threads,
+        if writes_entries { " and a writer" } else { "" }
+    );
 
     let show_progress = !args.quiet && io::stderr().is_terminal();
     let pb = progress_bar(show_progress, reader.total_bytes());
-    let counting_matches = format == Format::Count && filter.is_some();
-    let mut output = match format {
-        Format::Count if !counting_matches => None,
-        _ => Some(EntryWriter::spawn(
+    let mut output = if writes_entries {
+        Some(EntryWriter::spawn(
             format,
             catalog.clone(),
             filter,
             broken_pipe.clone(),
             TableWriter::new(
-                BufWriter::with_capacity(1 << 16, io::stdout()),
+                BufWriter::with_capacity(OUT_BUFFER, io::stdout()),
                 terminal_width(),
             ),
-        )?),
+        )?)
+    } else {
+        None
     };
     // Only counting, an entry goes back to the pipeline to be freed.
     let mut sink = |e: remora_entry::Entry| match &mut output {
@@ -199,6 +215,9 @@ pub(crate) fn run(cli: &Cli, args: &ReadArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Bytes of output gathered before a write to stdout.
+const OUT_BUFFER: usize = 64 << 10;
+
 /// Filters and renders entries on a thread of its own, so writing JSONL or
 /// the table (as much CPU as the pipeline on an HTTP/1 capture) overlaps
 /// the reading thread's work instead of adding to it. Entries arrive in
@@ -221,8 +240,19 @@ impl EntryWriter {
         let thread = std::thread::Builder::new()
             .name("remora-output".into())
             .spawn(move || {
-                let mut line = Vec::with_capacity(8 << 10);
+                // JSONL records gather here and leave in pieces of at least
+                // the stdout buffer's size, which `BufWriter` hands to the
+                // file as they are instead of copying them into its buffer.
+                let mut lines = Vec::with_capacity(OUT_BUFFER + (16 << 10));
                 let mut written = 0u64;
+                let failed = |err: io::Error| {
+                    // Nobody reads any more (`| head`): stop reading the
+                    // capture; dropping the receiver ends the sends.
+                    if err.kind() != io::ErrorKind::BrokenPipe {
+                        tracing::error!("writing output: {err}");
+                    }
+                    broken_pipe.store(true, Ordering::Relaxed);
+                };
                 for e in rx {
                     if filter.as_ref().is_some_and(|f| !f.matches(&catalog, &e)) {
                         continue;
@@ -232,25 +262,24 @@ impl EntryWriter {
                         Format::Count => Ok(()),
                         Format::Table => table.write(&catalog, &e),
                         Format::Jsonl => {
-                            line.clear();
-                            write_jsonl(&catalog, &e, &mut line);
-                            table.get_mut().write_all(&line)
+                            write_jsonl(&catalog, &e, &mut lines);
+                            if lines.len() >= OUT_BUFFER {
+                                let res = table.get_mut().write_all(&lines);
+                                lines.clear();
+                                res
+                            } else {
+                                Ok(())
+                            }
                         }
                     };
                     if let Err(err) = res {
-                        // Nobody reads any more (`| head`): stop reading the
-                        // capture; dropping the receiver ends the sends.
-                        if err.kind() != io::ErrorKind::BrokenPipe {
-                            tracing::error!("writing output: {err}");
-                        }
-                        broken_pipe.store(true, Ordering::Relaxed);
+                        failed(err);
                         return written;
                     }
                 }
-                if let Err(err) = table.get_mut().flush() {
-                    if err.kind() != io::ErrorKind::BrokenPipe {
-                        tracing::error!("writing output: {err}");
-                    }
+                let out = table.get_mut();
+                if let Err(err) = out.write_all(&lines).and_then(|()| out.flush()) {
+                    failed(err);
                 }
                 written
             })?;
