@@ -40,9 +40,10 @@ pub(crate) struct ReadArgs {
     format: Option<Format>,
 
     /// Shard threads for flows, reassembly and dissection. The output is the
-    /// same for any value. Writing the table or JSONL runs on one more
-    /// thread of its own, so the default is the number of cores minus one
-    /// when entries are written, the number of cores otherwise (`count`).
+    /// same for any value. Writing the table or JSONL (or counting --filter
+    /// matches) runs on one more thread of its own, so the default is the
+    /// number of cores minus one then, the number of cores for a plain
+    /// `count`.
     #[arg(long, short = 'j', value_name = "N")]
     threads: Option<usize>,
 
