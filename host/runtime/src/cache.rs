@@ -42,17 +42,6 @@ impl ComponentCache {
         }
     }
 
-    /// Whether writes are still tried (none has failed yet).
-    pub(crate) fn writable(&self) -> bool {
-        !self.write_failed.load(Ordering::Relaxed)
-    }
-
-    /// Records a failed write; true for the first one only (plugins load on
-    /// several threads at once).
-    pub(crate) fn first_write_failure(&self) -> bool {
-        !self.write_failed.swap(true, Ordering::Relaxed)
-    }
-
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
@@ -92,10 +81,20 @@ impl ComponentCache {
     /// Stores `data` under `key` (atomically: readers see the old entry or
     /// the whole new one), then evicts least recently used entries until
     /// the cache fits its budget; the new entry itself is kept.
+    ///
+    /// Only the first failed write is an error: after it nothing is written
+    /// (nor pruned) any more, so that plugins loading on several threads
+    /// report one failure between them.
     pub(crate) fn put(&self, key: &str, data: &[u8]) -> std::io::Result<Pruned> {
+        if self.write_failed.load(Ordering::Relaxed) {
+            return Ok(Pruned::default());
+        }
         let file = self.path(key);
-        write_atomic(&file, data)?;
-        Ok(self.prune(&file))
+        match write_atomic(&file, data) {
+            Ok(()) => Ok(self.prune(&file)),
+            Err(_) if self.write_failed.swap(true, Ordering::Relaxed) => Ok(Pruned::default()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Removes the least recently used entries but `keep` while the entries

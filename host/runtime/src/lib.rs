@@ -818,7 +818,7 @@ impl Runtime {
             .precompile_component(bytes)
             .map_err(|e| anyhow!("{e:#}"))
             .context("not a valid WebAssembly component")?;
-        if let Some(cache) = cache.filter(|c| c.writable()) {
+        if let Some(cache) = cache {
             match cache.put(&key, &compiled) {
                 Ok(p) if p.files > 0 => tracing::info!(
                     dir = %cache.dir().display(),
@@ -827,13 +827,12 @@ impl Runtime {
                     p.bytes
                 ),
                 Ok(_) => {}
-                Err(e) if cache.first_write_failure() => tracing::warn!(
+                Err(e) => tracing::warn!(
                     "cannot write the component cache in {}: {e:#}; compiled plugins are \
                      not kept, so every start compiles them again (choose a writable \
                      --cache-dir, or --no-cache)",
                     cache.dir().display()
                 ),
-                Err(_) => {}
             }
         }
         // SAFETY: `compiled` was just produced by this engine.
