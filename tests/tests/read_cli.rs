@@ -440,10 +440,6 @@ fn read_filter_keeps_matching_entries_and_rejects_bad_filters() {
     );
 }
 
-/// Compiled plugins land where `--help` says: `--cache-dir DIR` itself,
-/// else `$XDG_CACHE_HOME/remora/components`, else
-/// `~/.cache/remora/components`; empty `REMORA_*` variables are unset ones.
-/// One plugin, so each case compiles at most once.
 /// A scratch plugin directory holding copies of these built-in plugins.
 fn plugin_dir_with(tmp: &TempDir, names: &[&str]) -> PathBuf {
     let shipped = remora_bin()
@@ -481,18 +477,19 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// Compiled plugins land where `--help` says: `--cache-dir DIR` itself,
+/// else `$XDG_CACHE_HOME/remora/components`, else
+/// `~/.cache/remora/components`; empty `REMORA_*` variables are unset ones.
+/// One plugin, so each case compiles at most once.
 #[test]
 fn compiled_plugins_are_cached_where_the_help_says() {
     let tmp = TempDir::new("cache-dir");
     let plugins = plugin_dir_with(&tmp, &["remora_http1.wasm"]);
     let cwasm_in = |dir: &Path| -> usize {
-        fs::read_dir(dir)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
-                    .count()
-            })
-            .unwrap_or(0)
+        files_under(dir)
+            .iter()
+            .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+            .count()
     };
     let home = tmp.path().join("home");
     let xdg = tmp.path().join("xdg");
