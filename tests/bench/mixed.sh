@@ -141,13 +141,14 @@ rounds, srounds, full_in = int(rounds), int(srounds), float(full_in)
 print(f"### Mixed-protocol benchmark (median of {runs} runs, wall time incl. process start; load avg at end {load})\n")
 print("| command | capture | packets | median s | packets/s |")
 print("|---|---|---:|---:|---:|")
-pps = {}
+pps, meds = {}, {}
 for line in open(rows):
     name, f, pk, med = line.rstrip("\n").split("\t")
     if med == "FAILED":
         print(f"| {name} | {f} | {int(pk):,} | failed | – |"); continue
     p = int(pk) / float(med)
     pps[(name, f)] = p
+    meds[(name, f)] = (int(pk), float(med))
     print(f"| {name} | {f} | {int(pk):,} | {float(med):.3f} | {p:,.0f} |")
 print("\n| mixed / HTTP/1-only (packets/s) | ratio | target |")
 print("|---|---:|---:|")
@@ -157,11 +158,7 @@ for name in dict.fromkeys(n for n, _ in pps):
         print(f"| {name} | {a / b:.2f} | ≥ 0.70 |")
 # The same runs per byte and per entry: the target is in packets, and a
 # packet of the mix is larger and carries more entries than one of HTTP/1.
-meds = {}
-for line in open(rows):
-    name, f, pk, med = line.rstrip("\n").split("\t")
-    if name == "remora read t1" and med != "FAILED":
-        meds[f] = (int(pk), float(med))
+meds = {f: m for (name, f), m in meds.items() if name == "remora read t1"}
 size = dict(zip(["http1-1m.pcap", "mixed-1m.pcap"], map(int, sizes.split("\t"))))
 ents = {"http1-1m.pcap": int(http1_entries), "mixed-1m.pcap": int(mix_entries)}
 if len(meds) == 2:
