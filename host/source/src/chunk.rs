@@ -67,12 +67,14 @@ pub(crate) enum Records {
 }
 
 /// Chunks kept for reuse once their holders let go. Enough for what the
-/// pipeline holds with a few shard threads (each queues up to 16 batches, a
-/// batch holding the chunks its packets lie in): with 4, a two-thread run of
-/// the mixed bench capture allocated (and the kernel zeroed) 1,000-2,000
-/// fresh 256 KiB chunks, with 32 under 32. A spare is memory that was in use
-/// at the same time anyway, so keeping it does not raise the peak.
-const SPARES: usize = 32;
+/// pipeline holds with a few shard threads (each queues up to 64 batches, a
+/// batch holding the chunks its packets lie in; 64 batches of the mixed
+/// bench capture span ~50 chunks): with 4 spares and 16-batch queues, a
+/// two-thread run of that capture allocated (and the kernel zeroed)
+/// 1,000-2,000 fresh 256 KiB chunks, with 32 under 32. A spare is memory
+/// that was in use at the same time anyway, so keeping it does not raise
+/// the peak.
+const SPARES: usize = 128;
 
 pub(crate) struct ChunkReader {
     src: Box<dyn Read + Send>,
