@@ -645,3 +645,40 @@ fn an_unwritable_cache_warns_once_and_no_cache_touches_no_disk() {
     run.expect_ok();
     assert_eq!(files_under(&home.join(".cache/remora/components")).len(), 2);
 }
+
+/// The process runs without transparent huge pages (see
+/// `no_transparent_huge_pages` in host/cli/src/main.rs): the kernel says so
+/// in /proc/PID/status while `read` waits for its input.
+#[test]
+fn remora_runs_without_transparent_huge_pages() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(remora_bin())
+        .args(["read", "--format", "count", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn remora");
+    let status = format!("/proc/{}/status", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let thp = loop {
+        let text = fs::read_to_string(&status).expect("read /proc/PID/status");
+        let line = text.lines().find(|l| l.starts_with("THP_enabled:"));
+        // The field shows the child's own setting once main has run; before
+        // exec it is the test's.
+        match line.map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string()) {
+            Some(v) if v == "0" || std::time::Instant::now() > deadline => break v,
+            None => panic!("no THP_enabled line in {status}:\n{text}"),
+            Some(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+        }
+    };
+    // An empty capture on stdin: a clean error, and the child is gone.
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"").expect("write");
+    drop(stdin);
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(thp, "0", "THP_enabled of a running remora");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
