@@ -277,6 +277,9 @@ pub fn utf8(b: &[u8]) -> Option<&str> {
 struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// The bytes were read through once already ([`Messages::check`]), so
+    /// their owned texts are known to be UTF-8 and are not validated again.
+    checked: bool,
 }
 
 impl<'a> Reader<'a> {
@@ -355,6 +358,12 @@ impl<'a> Reader<'a> {
     fn str(&mut self, what: &'static str) -> Result<&'a str, Bad> {
         let at = self.pos;
         let b = self.bytes(what)?;
+        if self.checked {
+            // SAFETY: `checked` is set only for a `Messages`' bytes, made
+            // by `check` (which validated this very text) or encoded from
+            // `&str`s; they are immutable since.
+            return Ok(unsafe { std::str::from_utf8_unchecked(b) });
+        }
         utf8(b).ok_or(Bad::Utf8 { what, at })
     }
     #[inline]
@@ -457,8 +466,13 @@ trait Step<'a> {
 
 /// Reads every message of `bytes` in order into `step`.
 #[inline]
-fn walk<'a>(bytes: &'a [u8], step: &mut impl Step<'a>) -> Result<(), Bad> {
-    let mut r = Reader { bytes, pos: 0 };
+/// Reads `bytes` message by message into `step`; `checked` as on [`Reader`].
+fn walk<'a>(bytes: &'a [u8], checked: bool, step: &mut impl Step<'a>) -> Result<(), Bad> {
+    let mut r = Reader {
+        bytes,
+        pos: 0,
+        checked,
+    };
     while r.pos < bytes.len() {
         let head = r.head()?;
         step.message(head)?;
@@ -612,7 +626,7 @@ impl Messages {
             count: 0,
             output: 0,
         };
-        if let Err(bad) = walk(&bytes, &mut checker) {
+        if let Err(bad) = walk(&bytes, false, &mut checker) {
             return Err(bad.message(bytes.len()));
         }
         if checker.output > limits.max_output {
@@ -630,7 +644,7 @@ impl Messages {
 
     /// Hands every message to `v`, in order.
     pub fn visit<'a>(&'a self, v: &mut impl Visit<'a>) {
-        let read = walk(&self.bytes, &mut Visiting(v));
+        let read = walk(&self.bytes, true, &mut Visiting(v));
         // Only well-formed encodings are ever held (checked or encoded here).
         debug_assert!(
             read.is_ok(),
@@ -743,6 +757,7 @@ impl Answers {
         let mut r = Reader {
             bytes: &self.bytes,
             pos: self.pos,
+            checked: false,
         };
         let answer = read_answer(&mut r, &self.bytes)
             .map_err(|b| b.message_in("answers encoding", self.bytes.len()))?;
