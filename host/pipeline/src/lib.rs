@@ -694,8 +694,11 @@ where
             let idle = &remote_idle;
             handles.push(scope.spawn(move || {
                 let mut worker = ShardWorker::new(shard_cfg, make_backend, catalog, publisher);
+                // Entries of the last batch: the next one's first guess, so
+                // that `produced` seldom grows (each growth moves every entry).
+                let mut last_produced = 0;
                 while let Some(mut batch) = idle.recv(&rx) {
-                    let mut produced = Vec::new();
+                    let mut produced = Vec::with_capacity(last_produced);
                     let mut watermark = None;
                     for i in 0..PREFETCH_AHEAD {
                         batch.prefetch(i);
@@ -704,6 +707,7 @@ where
                         batch.prefetch(i + PREFETCH_AHEAD);
                         watermark = Some(worker.item(item, &batch, &mut produced));
                     }
+                    last_produced = produced.len();
                     batch.clear();
                     // Full: the reader has spares enough; this one is freed.
                     let _ = spare_tx.try_send(batch);
@@ -958,9 +962,11 @@ impl<B: Backend> LocalShard<B> {
     /// Hands what it finished to the merge, with what the other shards sent.
     fn send(&mut self, out: &mut Merging) {
         self.items = 0;
+        // Sized like this one: see `last_produced` of the remote shards.
+        let next = Vec::with_capacity(self.produced.len());
         out.push(merge::ShardOutput {
             shard: 0,
-            entries: std::mem::take(&mut self.produced),
+            entries: std::mem::replace(&mut self.produced, next),
             watermark: self.watermark,
         });
         out.drain();
