@@ -142,10 +142,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// An empty `REMORA_*` variable counts as unset: `REMORA_PLUGINS= remora
-/// ...` is how a shell resets one, and clap would otherwise reject the
-/// empty value as if `--plugins ""` had been typed, naming an option the
-/// user never gave. Runs first, while the process has one thread.
 /// Keeps the kernel from backing this process's memory with 2 MiB pages.
 /// With transparent huge pages on (`always`, as many distributions ship),
 /// the first touch of any 2 MiB range of the allocator's arenas or a
@@ -164,6 +160,10 @@ fn no_transparent_huge_pages() {
     }
 }
 
+/// An empty `REMORA_*` variable counts as unset: `REMORA_PLUGINS= remora
+/// ...` is how a shell resets one, and clap would otherwise reject the
+/// empty value as if `--plugins ""` had been typed, naming an option the
+/// user never gave. Runs while the process has one thread.
 fn unset_empty_env() {
     let empty: Vec<_> = std::env::vars_os()
         .filter(|(k, v)| v.is_empty() && k.to_str().is_some_and(|k| k.starts_with("REMORA_")))

@@ -464,9 +464,9 @@ trait Step<'a> {
     fn end(&mut self, body: Option<BodyRef<'a>>) -> Result<(), Bad>;
 }
 
-/// Reads every message of `bytes` in order into `step`.
+/// Reads every message of `bytes` in order into `step`; `checked` as on
+/// [`Reader`].
 #[inline]
-/// Reads `bytes` message by message into `step`; `checked` as on [`Reader`].
 fn walk<'a>(bytes: &'a [u8], checked: bool, step: &mut impl Step<'a>) -> Result<(), Bad> {
     let mut r = Reader {
         bytes,
