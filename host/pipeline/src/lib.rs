@@ -517,7 +517,9 @@ struct Router {
     /// Share of new slots that go to the local shard, in 1/65536ths.
     local_share: u32,
     /// Shard of each slot, [`Router::UNASSIGNED`] before its first flow
-    /// (empty without a local shard).
+    /// (empty without a local shard). Its look-up is the reading loop's
+    /// one visible cache miss with two threads (~1% of the run); 4 and
+    /// 16 KiB tables measured no faster and adapt for fewer flows.
     slots: Box<[u8]>,
 }
 
