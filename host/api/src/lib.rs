@@ -117,6 +117,12 @@ pub fn check_bind(cfg: &ApiConfig) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Largest request body accepted. A GraphQL request is a query and its
+/// variables (a filter is at most 16 KiB); without a limit, the GraphQL
+/// service buffered whatever was sent (a 200 MB body took the server to
+/// 576 MB resident). Larger bodies get 413 Payload Too Large.
+pub const MAX_REQUEST_BODY: usize = 1 << 20;
+
 /// The HTTP routes: `/graphql` (POST queries, GET GraphiQL or a WebSocket
 /// upgrade for subscriptions), `/metrics`, `/healthz`, and `/` for the dashboard.
 pub fn router(state: Arc<ApiState>, cfg: &ApiConfig) -> Router {
@@ -127,6 +133,9 @@ pub fn router(state: Arc<ApiState>, cfg: &ApiConfig) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             auth::Token(cfg.token.clone().filter(|t| !t.is_empty()).map(Arc::from)),
             auth::require_token,
+        ))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_REQUEST_BODY,
         ));
     let app = Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))

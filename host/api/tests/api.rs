@@ -460,6 +460,78 @@ async fn subscription_delivers_matching_entries_as_they_are_stored() {
 }
 
 #[tokio::test]
+async fn request_bodies_and_filters_are_bounded() {
+    let s = server(3, None).await;
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/graphql", s.addr);
+    let query = "{ entries(limit: 1) { entries { id } } }";
+    // Just under the limit (whitespace after the query): answered.
+    let padded = |n: usize| format!("{{\"query\":\"{query}\"{}}}", " ".repeat(n));
+    let under = padded(remora_api::MAX_REQUEST_BODY - 200);
+    let r = http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(under)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Over it, with a Content-Length: refused without reading it.
+    let over = padded(remora_api::MAX_REQUEST_BODY + 1);
+    let r = http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(over)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    // Over it in chunks (no length up front): refused once the limit is
+    // passed, not buffered to the end.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let head = format!(
+        "POST /graphql HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\n\
+         transfer-encoding: chunked\r\n\r\n",
+        s.addr
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let chunk = format!("{:x}\r\n{}\r\n", 64 << 10, " ".repeat(64 << 10));
+    let mut sent = 0;
+    // 4 MiB at most; the server may answer and close before.
+    while sent < 4 << 20 {
+        if conn.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+        sent += 64 << 10;
+    }
+    let mut answer = vec![0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut answer))
+        .await
+        .expect("an answer within 10 s")
+        .unwrap_or(0);
+    let status = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(
+        status.starts_with("HTTP/1.1 4"),
+        "chunked oversized body answered {status:?}"
+    );
+    // A filter over its own limit: a GraphQL error naming the size.
+    let huge = "x".repeat(remora_filter::MAX_FILTER_BYTES + 1);
+    let r = gql(
+        &s,
+        "query($f: String) { entries(filter: $f, limit: 1) { entries { id } } }",
+        json!({ "f": huge }),
+    )
+    .await;
+    let msg = r["errors"][0]["message"].as_str().unwrap();
+    assert!(msg.contains("16385 bytes"), "{msg}");
+    assert!(msg.len() < 300, "{} bytes of error", msg.len());
+    // Still serving.
+    let r = gql(&s, query, json!({})).await;
+    assert_eq!(r["data"]["entries"]["entries"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn token_is_required_when_configured_and_for_non_loopback_binds() {
     let s = server(3, Some("s3cret")).await;
     let http = reqwest::Client::new();

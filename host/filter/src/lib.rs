@@ -77,6 +77,11 @@ impl fmt::Display for FilterError {
 
 impl std::error::Error for FilterError {}
 
+/// Longest filter accepted, in bytes. Real filters are a line or two; the
+/// CEL parser takes ~8 µs per byte, so a filter sent over the API as a
+/// multi-megabyte string held a core for seconds (2 MB: 16 s).
+pub const MAX_FILTER_BYTES: usize = 16 * 1024;
+
 /// Plans are cached per catalog; a process has one or two catalogs, so this
 /// stays tiny. Past this many, the oldest is replaced.
 const MAX_PLANS: usize = 8;
@@ -99,6 +104,25 @@ impl fmt::Debug for Filter {
         f.debug_struct("Filter")
             .field("source", &self.source)
             .finish()
+    }
+}
+
+/// The error for a filter over [`MAX_FILTER_BYTES`]: it shows the filter's
+/// start only, not megabytes of it.
+fn too_long(src: &str) -> FilterError {
+    const SHOWN: usize = 60;
+    let mut shown: String = src.chars().take(SHOWN).collect();
+    if shown.len() < src.len() {
+        shown.push('…');
+    }
+    FilterError {
+        message: format!(
+            "filter is {} bytes long; the limit is {MAX_FILTER_BYTES}",
+            src.len()
+        ),
+        start: 0,
+        end: shown.chars().count(),
+        source: shown,
     }
 }
 
@@ -136,6 +160,9 @@ impl Filter {
         };
         if src.trim().is_empty() {
             return Ok(filter);
+        }
+        if src.len() > MAX_FILTER_BYTES {
+            return Err(too_long(src));
         }
         let program = Program::compile(src).map_err(|errs| {
             let e = errs.errors.first();

@@ -598,6 +598,30 @@ fn syntax_errors_rejected_with_position() {
 }
 
 #[test]
+fn filters_longer_than_the_limit_are_rejected_before_parsing() {
+    let cat = catalog();
+    // At the limit: a long but real filter (a string literal) compiles.
+    let pad = crate::MAX_FILTER_BYTES - r#"method == """#.len();
+    let at_limit = format!(r#"method == "{}""#, "a".repeat(pad));
+    assert_eq!(at_limit.len(), crate::MAX_FILTER_BYTES);
+    compile(&cat, &at_limit);
+    // Over it: two megabytes (seconds of parsing) are refused by their
+    // length, not by the parser; the error names the size and shows only
+    // the start.
+    let huge = "x".repeat(2 << 20);
+    let e = compile_err(&huge);
+    assert!(e.message.contains("2097152 bytes"), "{e}");
+    assert!(e.message.contains("16384"), "{e}");
+    assert!(
+        e.to_string().len() < 300,
+        "{} bytes of error",
+        e.to_string().len()
+    );
+    let over = format!("{at_limit} ");
+    assert!(compile_err(&over).message.contains("16385 bytes"));
+}
+
+#[test]
 fn variables_listing() {
     let cat = catalog();
     let v = Variables::new(&[&cat]);
