@@ -5,11 +5,13 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::{
     Context, EmptyMutation, Enum, ErrorExtensions, Object, Schema, SimpleObject, Subscription, ID,
 };
-use async_graphql_axum::{GraphQL, GraphQLSubscription};
-use axum::extract::{Request, State};
+use async_graphql_axum::{GraphQL, GraphQLProtocol, GraphQLWebSocket};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -18,7 +20,6 @@ use remora_core::Timestamp;
 use remora_filter::{Filter, FilterError};
 use remora_store::{Order as StoreOrder, Scan, StoredEntry};
 use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream, IntervalStream};
-use tower::ServiceExt as _;
 
 use crate::convert::EntryObject;
 use crate::servicemap::{self, GroupBy, ServiceMap};
@@ -58,10 +59,7 @@ async fn graphql_get(State(schema): State<ApiSchema>, req: Request) -> Response 
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if upgrade {
-        match GraphQLSubscription::new(schema).oneshot(req).await {
-            Ok(resp) => resp.into_response(),
-            Err(never) => match never {},
-        }
+        subscribe(schema, req).await
     } else {
         Html(
             async_graphql::http::GraphiQLSource::build()
@@ -72,6 +70,27 @@ async fn graphql_get(State(schema): State<ApiSchema>, req: Request) -> Response 
         )
         .into_response()
     }
+}
+
+/// A graphql-transport-ws (or graphql-ws) connection, as
+/// `async_graphql_axum::GraphQLSubscription` makes it, with the WebSocket
+/// message and frame sizes bounded like request bodies: its defaults (64
+/// and 16 MiB) let each connection buffer 64 MiB of one message.
+async fn subscribe(schema: ApiSchema, req: Request) -> Response {
+    let (mut parts, _body) = req.into_parts();
+    let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &()).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
+    };
+    upgrade
+        .max_message_size(crate::MAX_REQUEST_BODY)
+        .max_frame_size(crate::MAX_REQUEST_BODY)
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |stream| GraphQLWebSocket::new(stream, schema, protocol).serve())
 }
 
 fn state<'a>(ctx: &Context<'a>) -> &'a Arc<ApiState> {

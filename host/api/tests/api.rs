@@ -403,6 +403,50 @@ async fn queries_deeper_than_the_limit_are_refused() {
 }
 
 #[tokio::test]
+async fn an_oversized_websocket_message_closes_the_connection() {
+    let s = server(1, None).await;
+    let mut req = format!("ws://{}/graphql", s.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    ws.send(Ws::Text(
+        json!({"type": "connection_init"}).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    let ack = ws.next().await.unwrap().unwrap();
+    assert!(ack.to_text().unwrap().contains("connection_ack"), "{ack:?}");
+    // A subscribe message padded past the limit.
+    let big = format!(
+        r#"{{"id":"1","type":"subscribe","payload":{{"query":"subscription {{ stats(intervalMs: 1000) {{ packets }} }}"}}}}{}"#,
+        " ".repeat(remora_api::MAX_REQUEST_BODY + 1)
+    );
+    let _ = ws.send(Ws::Text(big.into())).await;
+    // The server drops the connection (a Close frame or the stream's end),
+    // and sends no subscription data.
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Ws::Close(_))) => return,
+                Some(Ok(Ws::Text(t))) => panic!("answered an oversized message: {t}"),
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        end.is_ok(),
+        "connection still open after an oversized message"
+    );
+    let r = gql(&s, "{ entries(limit: 1) { entries { id } } }", json!({})).await;
+    assert_eq!(r["data"]["entries"]["entries"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn subscription_delivers_matching_entries_as_they_are_stored() {
     let s = server(0, None).await;
     let mut req = format!("ws://{}/graphql", s.addr)
