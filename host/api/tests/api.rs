@@ -402,9 +402,10 @@ async fn queries_deeper_than_the_limit_are_refused() {
     assert!(msg.contains("nested too deep"), "{r}");
 }
 
-#[tokio::test]
-async fn an_oversized_websocket_message_closes_the_connection() {
-    let s = server(1, None).await;
+/// A graphql-transport-ws connection to `s`, initialised and acknowledged.
+async fn subscriber(
+    s: &Server,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
     let mut req = format!("ws://{}/graphql", s.addr)
         .into_client_request()
         .unwrap();
@@ -419,7 +420,15 @@ async fn an_oversized_websocket_message_closes_the_connection() {
     .await
     .unwrap();
     let ack = ws.next().await.unwrap().unwrap();
-    assert!(ack.to_text().unwrap().contains("connection_ack"), "{ack:?}");
+    let ack: Json = serde_json::from_str(ack.to_text().unwrap()).unwrap();
+    assert_eq!(ack["type"], "connection_ack");
+    ws
+}
+
+#[tokio::test]
+async fn an_oversized_websocket_message_closes_the_connection() {
+    let s = server(1, None).await;
+    let mut ws = subscriber(&s).await;
     // A subscribe message padded past the limit.
     let big = format!(
         r#"{{"id":"1","type":"subscribe","payload":{{"query":"subscription {{ stats(intervalMs: 1000) {{ packets }} }}"}}}}{}"#,
@@ -449,22 +458,8 @@ async fn an_oversized_websocket_message_closes_the_connection() {
 #[tokio::test]
 async fn subscription_delivers_matching_entries_as_they_are_stored() {
     let s = server(0, None).await;
-    let mut req = format!("ws://{}/graphql", s.addr)
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    ws.send(Ws::Text(
-        json!({"type": "connection_init"}).to_string().into(),
-    ))
-    .await
-    .unwrap();
+    let mut ws = subscriber(&s).await;
     let next_json = |m: Ws| serde_json::from_str::<Json>(m.to_text().unwrap()).unwrap();
-    let ack = next_json(ws.next().await.unwrap().unwrap());
-    assert_eq!(ack["type"], "connection_ack");
     ws.send(Ws::Text(
         json!({"id": "1", "type": "subscribe", "payload": {
             "query": "subscription { entries(filter: \"dns\") { id protocol response { summary } } }"
@@ -510,25 +505,18 @@ async fn request_bodies_and_filters_are_bounded() {
     let url = format!("http://{}/graphql", s.addr);
     let query = "{ entries(limit: 1) { entries { id } } }";
     // Just under the limit (whitespace after the query): answered.
-    let padded = |n: usize| format!("{{\"query\":\"{query}\"{}}}", " ".repeat(n));
-    let under = padded(remora_api::MAX_REQUEST_BODY - 200);
-    let r = http
-        .post(&url)
-        .header("content-type", "application/json")
-        .body(under)
-        .send()
+    let post_padded = |n: usize| {
+        http.post(&url)
+            .header("content-type", "application/json")
+            .body(format!("{{\"query\":\"{query}\"{}}}", " ".repeat(n)))
+            .send()
+    };
+    let r = post_padded(remora_api::MAX_REQUEST_BODY - 200)
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
     // Over it, with a Content-Length: refused without reading it.
-    let over = padded(remora_api::MAX_REQUEST_BODY + 1);
-    let r = http
-        .post(&url)
-        .header("content-type", "application/json")
-        .body(over)
-        .send()
-        .await
-        .unwrap();
+    let r = post_padded(remora_api::MAX_REQUEST_BODY + 1).await.unwrap();
     assert_eq!(r.status(), 413);
     // Over it in chunks (no length up front): refused once the limit is
     // passed, not buffered to the end.
