@@ -58,6 +58,10 @@ pub struct ApiState {
     pub started: Instant,
     /// Alerts raised in this process, when alerting is configured.
     pub alerts: Option<Arc<AlertHub>>,
+    /// One permit per open subscription connection ([`MAX_SUBSCRIBERS`]).
+    pub(crate) sockets: Arc<tokio::sync::Semaphore>,
+    /// Subscription connections refused at the limit.
+    pub(crate) sockets_refused: std::sync::atomic::AtomicU64,
 }
 
 impl ApiState {
@@ -76,6 +80,8 @@ impl ApiState {
             telemetry,
             started: Instant::now(),
             alerts: None,
+            sockets: Arc::new(tokio::sync::Semaphore::new(MAX_SUBSCRIBERS)),
+            sockets_refused: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -123,12 +129,18 @@ pub fn check_bind(cfg: &ApiConfig) -> Result<(), ApiError> {
 /// 576 MB resident). Larger bodies get 413 Payload Too Large.
 pub const MAX_REQUEST_BODY: usize = 1 << 20;
 
+/// Subscription (WebSocket) connections open at once. Each holds a task, a
+/// broadcast receiver with up to 8192 entries of lag and its filter, run
+/// on every new entry; a dashboard tab holds two. Past the limit an upgrade
+/// gets 503, counted in `/metrics`.
+pub const MAX_SUBSCRIBERS: usize = 128;
+
 /// The HTTP routes: `/graphql` (POST queries, GET GraphiQL or a WebSocket
 /// upgrade for subscriptions), `/metrics`, `/healthz`, and `/` for the dashboard.
 pub fn router(state: Arc<ApiState>, cfg: &ApiConfig) -> Router {
     let schema = build_schema(state.clone());
     let api = Router::new()
-        .merge(schema::routes(schema))
+        .merge(schema::routes(schema, state.clone()))
         .merge(metrics::routes(state.clone()))
         .layer(axum::middleware::from_fn_with_state(
             auth::Token(cfg.token.clone().filter(|t| !t.is_empty()).map(Arc::from)),

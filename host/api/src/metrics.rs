@@ -132,6 +132,20 @@ pub(crate) fn render(state: &ApiState) -> String {
         state.feed.lagged(),
     );
     o.one(
+        "remora_subscriptions_open",
+        "gauge",
+        "Subscription (WebSocket) connections open now.",
+        (crate::MAX_SUBSCRIBERS - state.sockets.available_permits()) as u64,
+    );
+    o.one(
+        "remora_subscriptions_refused_total",
+        "counter",
+        "Subscription connections refused because MAX_SUBSCRIBERS were open.",
+        state
+            .sockets_refused
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+    o.one(
         "remora_entries_unstorable_total",
         "counter",
         "Entries dropped because they are larger than the store's limit allows.",

@@ -2,6 +2,7 @@
 //! entries and stats subscriptions.
 
 use std::ops::ControlFlow;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use async_graphql::{
 use async_graphql_axum::{GraphQL, GraphQLProtocol, GraphQLWebSocket};
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Request, State};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -41,25 +43,28 @@ pub fn build_schema(state: Arc<ApiState>) -> ApiSchema {
         .finish()
 }
 
-pub(crate) fn routes(schema: ApiSchema) -> Router {
+pub(crate) fn routes(schema: ApiSchema, state: Arc<ApiState>) -> Router {
     Router::new()
         .route(
             "/graphql",
             get(graphql_get).post_service(GraphQL::new(schema.clone())),
         )
-        .with_state(schema)
+        .with_state((schema, state))
 }
 
 /// GET /graphql is GraphiQL for a browser, or a graphql-transport-ws
 /// subscription when it is a WebSocket upgrade.
-async fn graphql_get(State(schema): State<ApiSchema>, req: Request) -> Response {
+async fn graphql_get(
+    State((schema, state)): State<(ApiSchema, Arc<ApiState>)>,
+    req: Request,
+) -> Response {
     let upgrade = req
         .headers()
         .get(axum::http::header::UPGRADE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if upgrade {
-        subscribe(schema, req).await
+        subscribe(schema, &state, req).await
     } else {
         Html(
             async_graphql::http::GraphiQLSource::build()
@@ -75,8 +80,20 @@ async fn graphql_get(State(schema): State<ApiSchema>, req: Request) -> Response 
 /// A graphql-transport-ws (or graphql-ws) connection, as
 /// `async_graphql_axum::GraphQLSubscription` makes it, with the WebSocket
 /// message and frame sizes bounded like request bodies: its defaults (64
-/// and 16 MiB) let each connection buffer 64 MiB of one message.
-async fn subscribe(schema: ApiSchema, req: Request) -> Response {
+/// and 16 MiB) let each connection buffer 64 MiB of one message. At most
+/// [`crate::MAX_SUBSCRIBERS`] are open at once.
+async fn subscribe(schema: ApiSchema, state: &ApiState, req: Request) -> Response {
+    let Ok(permit) = state.sockets.clone().try_acquire_owned() else {
+        state.sockets_refused.fetch_add(1, Ordering::Relaxed);
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "too many subscription connections (limit {}); close one and retry\n",
+                crate::MAX_SUBSCRIBERS
+            ),
+        )
+            .into_response();
+    };
     let (mut parts, _body) = req.into_parts();
     let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &()).await {
         Ok(p) => p,
@@ -90,7 +107,12 @@ async fn subscribe(schema: ApiSchema, req: Request) -> Response {
         .max_message_size(crate::MAX_REQUEST_BODY)
         .max_frame_size(crate::MAX_REQUEST_BODY)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |stream| GraphQLWebSocket::new(stream, schema, protocol).serve())
+        .on_upgrade(move |stream| async move {
+            GraphQLWebSocket::new(stream, schema, protocol)
+                .serve()
+                .await;
+            drop(permit);
+        })
 }
 
 fn state<'a>(ctx: &Context<'a>) -> &'a Arc<ApiState> {

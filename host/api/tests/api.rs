@@ -209,6 +209,15 @@ async fn server(n: u64, token: Option<&str>) -> Server {
     }
 }
 
+async fn metrics_text(s: &Server) -> String {
+    reqwest::get(format!("http://{}/metrics", s.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn gql(s: &Server, query: &str, vars: Json) -> Json {
     reqwest::Client::new()
         .post(format!("http://{}/graphql", s.addr))
@@ -402,10 +411,11 @@ async fn queries_deeper_than_the_limit_are_refused() {
     assert!(msg.contains("nested too deep"), "{r}");
 }
 
-/// A graphql-transport-ws connection to `s`, initialised and acknowledged.
-async fn subscriber(
-    s: &Server,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A graphql-transport-ws WebSocket to `s`'s /graphql.
+async fn ws_connect(s: &Server) -> Result<WsStream, tokio_tungstenite::tungstenite::Error> {
     let mut req = format!("ws://{}/graphql", s.addr)
         .into_client_request()
         .unwrap();
@@ -413,7 +423,12 @@ async fn subscriber(
         "Sec-WebSocket-Protocol",
         "graphql-transport-ws".parse().unwrap(),
     );
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    Ok(tokio_tungstenite::connect_async(req).await?.0)
+}
+
+/// A graphql-transport-ws connection to `s`, initialised and acknowledged.
+async fn subscriber(s: &Server) -> WsStream {
+    let mut ws = ws_connect(s).await.unwrap();
     ws.send(Ws::Text(
         json!({"type": "connection_init"}).to_string().into(),
     ))
@@ -423,6 +438,46 @@ async fn subscriber(
     let ack: Json = serde_json::from_str(ack.to_text().unwrap()).unwrap();
     assert_eq!(ack["type"], "connection_ack");
     ws
+}
+
+#[tokio::test]
+async fn subscription_connections_are_limited_and_counted() {
+    let s = server(0, None).await;
+    let connect = || ws_connect(&s);
+    let mut open = Vec::new();
+    for i in 0..remora_api::MAX_SUBSCRIBERS {
+        let ws = connect()
+            .await
+            .unwrap_or_else(|e| panic!("connection {i}: {e}"));
+        open.push(ws);
+    }
+    match connect().await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+            assert_eq!(r.status(), 503);
+            let body = String::from_utf8_lossy(r.body().as_deref().unwrap_or_default());
+            let limit = format!("limit {}", remora_api::MAX_SUBSCRIBERS);
+            assert!(body.contains(&limit), "{body}");
+        }
+        other => panic!("connection past the limit: {:?}", other.map(|_| ())),
+    }
+    let metrics = metrics_text(&s).await;
+    let open_line = format!("remora_subscriptions_open {}", remora_api::MAX_SUBSCRIBERS);
+    assert!(metrics.contains(&open_line), "{metrics}");
+    assert!(
+        metrics.contains("remora_subscriptions_refused_total 1"),
+        "{metrics}"
+    );
+    // Closing one makes room again (once the server has seen the close).
+    open.pop().unwrap().close(None).await.unwrap();
+    let mut reopened = None;
+    for _ in 0..100 {
+        if let Ok(ws) = connect().await {
+            reopened = Some(ws);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reopened.is_some(), "no room after closing a connection");
 }
 
 #[tokio::test]
@@ -624,12 +679,7 @@ async fn token_is_required_when_configured_and_for_non_loopback_binds() {
 #[tokio::test]
 async fn metrics_and_stats_report_capture_and_store() {
     let s = server(10, None).await;
-    let text = reqwest::get(format!("http://{}/metrics", s.addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&s).await;
     assert!(text.contains("remora_packets_total 1234\n"), "{text}");
     assert!(text.contains("remora_drops_total{reason=\"flow_table_full\"} 2\n"));
     assert!(text.contains("remora_store_entries 10\n"));
