@@ -140,6 +140,11 @@ fn char_offset(src: &str, line: isize, col: isize) -> usize {
 impl Filter {
     /// Parses and checks `src`. An empty or blank filter matches everything.
     pub fn compile(src: &str, vars: &Variables) -> Result<Filter, FilterError> {
+        // Before any work on the text (a blank one, however long, is still
+        // the empty filter).
+        if src.len() > MAX_FILTER_BYTES && !src.trim().is_empty() {
+            return Err(too_long(src));
+        }
         let mut context = Context::default();
         context
             .add_function("now", || {
@@ -160,9 +165,6 @@ impl Filter {
         };
         if src.trim().is_empty() {
             return Ok(filter);
-        }
-        if src.len() > MAX_FILTER_BYTES {
-            return Err(too_long(src));
         }
         let program = Program::compile(src).map_err(|errs| {
             let e = errs.errors.first();
