@@ -14,11 +14,12 @@
 #       (and once more in RUNS alternating rounds of the two, for their ratio)
 #   (e) remora-bench --stage native FILE
 #   (f) tshark -r FILE -Y http -T fields -e http.request.method -e http.response.code
-# Peak RSS (and the notes column) come from one extra run under /usr/bin/time -v (which also warms the
-# page cache). A command that fails that run is reported as failed and skipped.
+# Every input is first settled into the page cache the same way (`settle` in
+# lib.sh; SETTLE=0 skips it). Peak RSS (and the notes column) come from one
+# extra run under /usr/bin/time -v. A command that fails that run is reported as failed and skipped.
 # Every run is bounded by `timeout $BENCH_TIMEOUT` (default 900 s).
 #
-# Env: FILES ("1m 100k"), RUNS (3), BENCH_TIMEOUT (900), PROFILE (dist),
+# Env: FILES ("1m 100k"), RUNS (3), BENCH_TIMEOUT (900), PROFILE (dist), SETTLE (1),
 # REMORA_BIN, REMORA_BENCH_BIN, GEN_BIN (default: built, see lib.sh).
 # Output: a markdown table on stdout; raw hyperfine JSON and logs under
 # tests/out/bench/.
@@ -56,6 +57,7 @@ for f in $FILES; do
         cat "$out/http1-$f.gen.txt" >&2
     fi
 done
+settle $(for f in $FILES; do echo "$out/http1-$f.pcap"; done)
 
 packet_count() {
     # exact count from the file itself (the generator target is approximate)

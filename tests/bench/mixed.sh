@@ -23,6 +23,8 @@
 # loading) as a share of the sum over protocols. Sum vs. the full mix's own
 # in-process time (scaled by rounds) is printed as a check of the method.
 # Also checks that the mix yields rounds x (sum of the inputs' entries).
+# Every input is first settled into the page cache the same way (`settle` in
+# lib.sh; SETTLE=0 measures the files as they are).
 # Every run is bounded by `timeout $BENCH_TIMEOUT` (default 600 s).
 # Output: markdown on stdout; logs and hyperfine JSON under tests/out/bench/mixed/.
 set -euo pipefail
@@ -79,6 +81,8 @@ for l in $labels; do
         timeout 600 python3 "$here/gen_mixed.py" --rounds "$SPLIT_ROUNDS" --only "$l" -o "$s" "${inputs[@]}" 2>> "$logs/gen-split.txt"
     fi
 done
+
+settle "$http1" "$mixed" $(for l in $labels; do echo "$out/mixed-split/$l.pcap"; done)
 
 count() { capinfos -M -c -T "$1" 2>/dev/null | awk -F'\t' 'NR==2 {print $2}'; }
 
