@@ -53,7 +53,10 @@ impl<'a> Visit<'a> for ToPairing<'_> {
             head.txn,
             Message {
                 ts: self.marks.at(head.start),
-                fields: Fields::with_capacity(head.fields * FIELD_BYTES_GUESS),
+                fields: Fields::with_capacity(
+                    (head.fields * FIELD_BYTES_GUESS)
+                        .max(self.pairing.fields_hint[self.dir.index()]),
+                ),
                 body: None,
             },
         ));
@@ -102,6 +105,7 @@ impl<'a> Visit<'a> for ToPairing<'_> {
     #[inline]
     fn end(&mut self, body: Option<BodyRef<'a>>) {
         if let Some((kind, txn, mut m)) = self.current.take() {
+            self.pairing.fields_hint[self.dir.index()] = m.fields.encoded_len();
             self.held += body.map_or(0, |b| b.data.len());
             m.body = body.map(|b| Body {
                 data: b.data.to_vec(),

@@ -249,7 +249,18 @@ pub struct DissectStage<B: Backend> {
     queue: Vec<Option<Queued>>,
     /// A batch's data, kept to reuse its allocation.
     scratch: Vec<u8>,
+    /// Emptied call lists (rounds, per-plugin batches), kept to reuse their
+    /// allocations: a window of a mixed capture makes a handful of them, and
+    /// grown from empty each time they were a quarter of the stage's
+    /// reallocations.
+    spare_calls: Vec<Vec<Queued>>,
+    /// A batch's calls sent, kept for the same reason.
+    spare_sent: Vec<(Queued, bool)>,
 }
+
+/// Spare call lists kept at most (more are freed): rounds nest only when a
+/// full queue flushes from inside a flush.
+const SPARE_CALL_LISTS: usize = 32;
 
 /// Receives each finished entry, in the order the stage finished them.
 pub type EntrySink<'a> = dyn FnMut(Entry) + 'a;
@@ -264,6 +275,8 @@ impl<B: Backend> DissectStage<B> {
             counters: DissectCounters::default(),
             queue: Vec::new(),
             scratch: Vec::new(),
+            spare_calls: Vec::new(),
+            spare_sent: Vec::new(),
         }
     }
 
@@ -532,11 +545,22 @@ impl<B: Backend> DissectStage<B> {
     /// call made progress and left enough for another goes again in a next
     /// round (bounded).
     pub fn flush(&mut self, out: &mut EntrySink<'_>) {
-        let queue: Vec<Queued> = std::mem::take(&mut self.queue)
-            .into_iter()
-            .flatten()
-            .collect();
-        self.run_queued(queue, out);
+        let mut round = self.calls_list();
+        round.extend(self.queue.drain(..).flatten());
+        self.run_queued(round, out);
+    }
+
+    /// An empty call list, reusing a spare allocation when there is one.
+    fn calls_list(&mut self) -> Vec<Queued> {
+        self.spare_calls.pop().unwrap_or_default()
+    }
+
+    /// Keeps an emptied call list's allocation for [`Self::calls_list`].
+    fn recycle(&mut self, mut calls: Vec<Queued>) {
+        if calls.capacity() > 0 && self.spare_calls.len() < SPARE_CALL_LISTS {
+            calls.clear();
+            self.spare_calls.push(calls);
+        }
     }
 
     /// Run the calls queued for one flow now (before an event that must
@@ -549,20 +573,23 @@ impl<B: Backend> DissectStage<B> {
             return;
         };
         // The flow's calls all sit at or before `last`.
-        let mine: Vec<Queued> = self.queue[..=last as usize]
-            .iter_mut()
-            .filter(|q| q.is_some_and(|q| q.flow == id))
-            .filter_map(Option::take)
-            .collect();
+        let mut mine = self.calls_list();
+        mine.extend(
+            self.queue[..=last as usize]
+                .iter_mut()
+                .filter(|q| q.is_some_and(|q| q.flow == id))
+                .filter_map(Option::take),
+        );
         self.run_queued(mine, out);
     }
 
     fn run_queued(&mut self, mut round: Vec<Queued>, out: &mut EntrySink<'_>) {
         for _ in 0..stream::MAX_CALLS_PER_EVENT {
             if round.is_empty() {
+                self.recycle(round);
                 return;
             }
-            let mut next = Vec::new();
+            let mut next = self.calls_list();
             // The round's calls by plugin, in the order each plugin first
             // comes: one look-up per call here, and each batch goes over
             // its own calls only (a window of a mixed capture has calls of
@@ -581,7 +608,11 @@ impl<B: Backend> DissectStage<B> {
                     FlowState::Dissecting { plugin, .. } if f.epoch == q.epoch => {
                         match batches.iter_mut().find(|(p, _)| p == plugin) {
                             Some((_, calls)) => calls.push(*q),
-                            None => batches.push((*plugin, vec![*q])),
+                            None => {
+                                let mut calls = self.spare_calls.pop().unwrap_or_default();
+                                calls.push(*q);
+                                batches.push((*plugin, calls));
+                            }
                         }
                     }
                     _ if matches!(q.op, Op::End | Op::Close) => orphans.push(*q),
@@ -590,6 +621,7 @@ impl<B: Backend> DissectStage<B> {
             }
             for (plugin, calls) in batches {
                 self.run_batch(plugin, &calls, &mut next, out);
+                self.recycle(calls);
             }
             for q in orphans {
                 match q.op {
@@ -598,10 +630,10 @@ impl<B: Backend> DissectStage<B> {
                     Op::Data | Op::Datagram => {}
                 }
             }
-            round = next;
+            self.recycle(std::mem::replace(&mut round, next));
         }
         // Calls still due after the bound wait for the next flush.
-        for q in round {
+        for &q in &round {
             if let Some(f) = self.flows.get(&q.flow) {
                 if f.epoch == q.epoch && f.queued[q.dir.index()].is_none() {
                     let end = f.dirs[q.dir.index()].end_offset();
@@ -609,6 +641,7 @@ impl<B: Backend> DissectStage<B> {
                 }
             }
         }
+        self.recycle(round);
     }
 
     /// One batch: `calls`, queued on sessions of `plugin`.
@@ -622,12 +655,13 @@ impl<B: Backend> DissectStage<B> {
         let mut data = std::mem::take(&mut self.scratch);
         data.clear();
         // The calls sent, and whether each is its direction's last.
-        let mut sent: Vec<(Queued, bool)> = Vec::new();
+        let mut sent = std::mem::take(&mut self.spare_sent);
+        sent.clear();
         let answers = {
             let flows = &self.flows;
-            let mut jobs = Vec::new();
+            let mut jobs = Vec::with_capacity(calls.len());
             // Where each direction's bytes sent so far end.
-            let mut sent_until: Vec<(u64, Direction, u64)> = Vec::new();
+            let mut sent_until: Vec<(u64, Direction, u64)> = Vec::with_capacity(calls.len());
             for q in calls {
                 let Some(f) = flows.get(&q.flow) else {
                     continue;
@@ -710,7 +744,7 @@ impl<B: Backend> DissectStage<B> {
             }
         };
         let max_pending = self.cfg.max_pending;
-        for ((q, last), answer) in sent.into_iter().zip(answers) {
+        for (&(q, last), answer) in sent.iter().zip(answers) {
             let Some(f) = self.flows.get_mut(&q.flow) else {
                 continue;
             };
@@ -776,6 +810,7 @@ impl<B: Backend> DissectStage<B> {
             self.after_call(q.flow, plugin, outcome, out);
         }
         self.scratch = data;
+        self.spare_sent = sent;
     }
 
     /// Run one operation on a dissected flow's direction, hand the messages

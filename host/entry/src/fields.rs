@@ -106,6 +106,11 @@ impl Fields {
         self.len as usize
     }
 
+    /// Bytes the encoded fields take (what [`Fields::with_capacity`] asks).
+    pub fn encoded_len(&self) -> usize {
+        self.buf.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
