@@ -71,7 +71,7 @@ pub fn list(
         })?,
         None => 0,
     };
-    let limit = usize::try_from(limit.clamp(1, crate::MAX_LIMIT)).unwrap_or(1);
+    let limit = crate::checked_limit(limit, crate::MAX_LIMIT)?;
     Ok(state
         .alerts
         .as_ref()

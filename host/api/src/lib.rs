@@ -46,6 +46,19 @@ pub use telemetry::{
 pub const MAX_SCAN: u64 = 2_000_000;
 /// Largest page.
 pub const MAX_LIMIT: i32 = 1000;
+/// Most recent flows one `flows` query returns.
+pub const MAX_FLOWS_LIMIT: i32 = 10_000;
+
+/// A query's `limit` when it lies in 1..=`max`; otherwise an error naming it
+/// (clamping instead would answer a different question than was asked).
+pub(crate) fn checked_limit(limit: i32, max: i32) -> async_graphql::Result<usize> {
+    match usize::try_from(limit) {
+        Ok(n) if (1..=max).contains(&limit) => Ok(n),
+        _ => Err(async_graphql::Error::new(format!(
+            "limit {limit} is out of range 1..={max}"
+        ))),
+    }
+}
 
 /// What the API serves from.
 pub struct ApiState {

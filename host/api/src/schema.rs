@@ -290,7 +290,7 @@ fn page(
 #[Object]
 impl QueryRoot {
     /// Alerts raised since start (the newest are kept), oldest first;
-    /// `after`: the last id already seen.
+    /// `after`: the last id already seen; `limit`: 1 to 1000.
     async fn alerts(
         &self,
         ctx: &Context<'_>,
@@ -316,11 +316,7 @@ impl QueryRoot {
         #[graphql(default)] order: Order,
     ) -> async_graphql::Result<EntryPage> {
         let state = state(ctx).clone();
-        if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(async_graphql::Error::new(format!(
-                "limit {limit} is out of range 1..={MAX_LIMIT}"
-            )));
-        }
+        let limit = crate::checked_limit(limit, MAX_LIMIT)?;
         let filter = compile(&state, filter.as_deref())?;
         let scan = Scan {
             order: match order {
@@ -332,7 +328,7 @@ impl QueryRoot {
             to: time_bound("to", to.as_deref())?,
             with_bodies: false,
         };
-        tokio::task::spawn_blocking(move || page(&state, &filter, &scan, limit as usize))
+        tokio::task::spawn_blocking(move || page(&state, &filter, &scan, limit))
             .await
             .map_err(|e| async_graphql::Error::new(format!("scan failed: {e}")))?
     }
@@ -348,13 +344,15 @@ impl QueryRoot {
         Ok(found.map(|se| EntryObject::new(Arc::new(se), true)))
     }
 
-    /// Recently seen L4 flows, newest first (bounded in memory).
+    /// Recently seen L4 flows, newest first (bounded in memory); `limit`:
+    /// 1 to 10000.
     async fn flows(
         &self,
         ctx: &Context<'_>,
         #[graphql(default = 100)] limit: i32,
-    ) -> Vec<FlowRecord> {
-        state(ctx).telemetry.flows(limit.clamp(1, 10_000) as usize)
+    ) -> async_graphql::Result<Vec<FlowRecord>> {
+        let limit = crate::checked_limit(limit, crate::MAX_FLOWS_LIMIT)?;
+        Ok(state(ctx).telemetry.flows(limit))
     }
 
     async fn stats(&self, ctx: &Context<'_>) -> Stats {

@@ -347,6 +347,50 @@ async fn bad_filters_are_errors_with_their_span() {
 }
 
 #[tokio::test]
+async fn every_list_query_refuses_a_limit_out_of_range() {
+    let s = server(3, None).await;
+    for (query, bad) in [
+        (
+            "{ entries(limit: 0) { scanned } }",
+            "limit 0 is out of range 1..=1000",
+        ),
+        (
+            "{ entries(limit: -5) { scanned } }",
+            "limit -5 is out of range 1..=1000",
+        ),
+        (
+            "{ flows(limit: 0) { id } }",
+            "limit 0 is out of range 1..=10000",
+        ),
+        (
+            "{ flows(limit: 10001) { id } }",
+            "limit 10001 is out of range 1..=10000",
+        ),
+        (
+            "{ alerts(limit: 0) { id } }",
+            "limit 0 is out of range 1..=1000",
+        ),
+        (
+            "{ alerts(limit: 1001) { id } }",
+            "limit 1001 is out of range 1..=1000",
+        ),
+    ] {
+        let r = gql(&s, query, Json::Null).await;
+        assert_eq!(r["errors"][0]["message"], bad, "{query}: {r}");
+    }
+    // The bounds themselves are answered.
+    for query in [
+        "{ entries(limit: 1000) { entries { id } } }",
+        "{ flows(limit: 1) { id } }",
+        "{ flows(limit: 10000) { id } }",
+        "{ alerts(limit: 1000) { id } }",
+    ] {
+        let r = gql(&s, query, Json::Null).await;
+        assert!(r.get("errors").is_none(), "{query}: {r}");
+    }
+}
+
+#[tokio::test]
 async fn entry_by_id_has_bodies_and_fields_lists_do_not() {
     let s = server(12, None).await;
     let one = gql(&s, "{ entry(id: \"11\") { id vars request { fields } response { summary body { text size captured truncated } } } }", Json::Null).await;
