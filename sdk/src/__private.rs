@@ -171,21 +171,35 @@ impl<'a> Batch<'a> {
                     panic!("remora-sdk: `more` without an earlier feed in the batch");
                 };
                 let k = self.carries.swap_remove(i);
+                let data = self.data;
                 let prev: &[u8] = match &k.input {
-                    CarryInput::Data(r) => &self.data[r.clone()],
+                    CarryInput::Data(r) => &data[r.clone()],
                     CarryInput::Owned(v) => v,
                 };
-                let new = &self.data[r];
-                let drop = k.skip.min(new.len() as u64) as usize;
-                let mut input =
-                    Vec::with_capacity(prev.len() - k.done.min(prev.len()) + new.len() - drop);
-                input.extend_from_slice(prev.get(k.done..).unwrap_or(&[]));
-                input.extend_from_slice(&new[drop..]);
+                let carried = prev.get(k.done..).unwrap_or(&[]);
+                let drop = k.skip.min(r.len() as u64) as usize;
+                let fresh = r.start + drop..r.end;
+                // With nothing carried (the earlier call consumed all it
+                // had: the usual case) the input is the new bytes where they
+                // lie; only a message cut across the two calls is copied
+                // together.
+                let input = if carried.is_empty() {
+                    CarryInput::Data(fresh)
+                } else {
+                    let mut v = Vec::with_capacity(carried.len() + fresh.len());
+                    v.extend_from_slice(carried);
+                    v.extend_from_slice(&data[fresh]);
+                    CarryInput::Owned(v)
+                };
+                let bytes: &[u8] = match &input {
+                    CarryInput::Data(r) => &data[r.clone()],
+                    CarryInput::Owned(v) => v,
+                };
                 let skip = k.skip - drop as u64;
                 // `base` is the stream offset of the new bytes; the input
                 // starts with the carried ones before them.
-                let base = c.base + drop as u64 - (input.len() - (new.len() - drop)) as u64;
-                let p = if skip > 0 || input.is_empty() || input.len() < k.need {
+                let base = c.base + drop as u64 - carried.len() as u64;
+                let p = if skip > 0 || bytes.is_empty() || bytes.len() < k.need {
                     // Nothing to offer yet: the answer repeats the state.
                     crate::Progress {
                         consumed: 0,
@@ -193,9 +207,9 @@ impl<'a> Batch<'a> {
                         need: k.need,
                     }
                 } else {
-                    feed_all(s, dir, base, &input, out)
+                    feed_all(s, dir, base, bytes, out)
                 };
-                self.keep(c.session, dir, CarryInput::Owned(input), p);
+                self.keep(c.session, dir, input, p);
                 p
             }
             CallKind::Gap => {

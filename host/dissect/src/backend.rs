@@ -63,8 +63,9 @@ pub(crate) fn job_bytes<S>(j: &Job<'_, S>) -> usize {
 struct Carry<'s, S> {
     session: &'s S,
     dir: Direction,
-    /// That call's input.
-    input: Vec<u8>,
+    /// That call's input: where it lies in the batch's data, or (a message
+    /// cut across two calls) the carried bytes joined with the new ones.
+    input: CarryInput,
     /// Bytes at its front the plugin is done with (consumed, skipped).
     done: usize,
     /// Still to drop from what follows.
@@ -72,11 +73,26 @@ struct Carry<'s, S> {
     need: u32,
 }
 
+/// The SDK's guest-side twin is `remora_sdk::__private::CarryInput`.
+enum CarryInput {
+    Data(std::ops::Range<usize>),
+    Owned(Vec<u8>),
+}
+
+impl CarryInput {
+    fn bytes<'d>(&'d self, data: &'d [u8]) -> &'d [u8] {
+        match self {
+            CarryInput::Data(r) => data.get(r.clone()).unwrap_or(&[]),
+            CarryInput::Owned(v) => v,
+        }
+    }
+}
+
 impl<S> Carry<'_, S> {
-    fn after(&mut self, r: &Result<wit::FeedResult, BackendFault>) {
+    fn after(&mut self, r: &Result<wit::FeedResult, BackendFault>, input_len: usize) {
         if let Ok(r) = r {
-            let consumed = (r.consumed as usize).min(self.input.len());
-            let skipped = r.skip.min((self.input.len() - consumed) as u64) as usize;
+            let consumed = (r.consumed as usize).min(input_len);
+            let skipped = r.skip.min((input_len - consumed) as u64) as usize;
             self.done = consumed + skipped;
             self.skip = r.skip - skipped as u64;
             self.need = r.need;
@@ -96,23 +112,25 @@ pub(crate) fn run_one_by_one<'s, B: Backend + ?Sized>(
     let mut answers = Vec::with_capacity(jobs.len());
     for j in jobs {
         let n = job_bytes(j);
-        let bytes = data.get(pos..pos.saturating_add(n)).unwrap_or(&[]);
-        pos = pos.saturating_add(n);
+        let end = pos.saturating_add(n);
+        let range = if end <= data.len() { pos..end } else { 0..0 };
+        pos = end;
         let found = carries
             .iter()
             .position(|c| std::ptr::eq(c.session, j.session) && c.dir == j.dir);
         let answer = match j.kind {
             wit::CallKind::Feed => {
+                let bytes = &data[range.clone()];
                 let r = b.feed(j.session, j.dir, j.base, bytes);
                 let mut c = Carry {
                     session: j.session,
                     dir: j.dir,
-                    input: bytes.to_vec(),
+                    input: CarryInput::Data(range),
                     done: 0,
                     skip: 0,
                     need: 0,
                 };
-                c.after(&r);
+                c.after(&r, bytes.len());
                 match found {
                     Some(i) => carries[i] = c,
                     None => carries.push(c),
@@ -125,24 +143,35 @@ pub(crate) fn run_one_by_one<'s, B: Backend + ?Sized>(
                     continue;
                 };
                 let c = &mut carries[i];
-                let drop = c.skip.min(bytes.len() as u64) as usize;
-                let kept = c.input.len() - c.done;
-                let mut input = c.input.split_off(c.done);
-                input.extend_from_slice(&bytes[drop..]);
+                let carried = c.input.bytes(data).get(c.done..).unwrap_or(&[]);
+                let kept = carried.len();
+                let drop = c.skip.min(range.len() as u64) as usize;
+                let fresh = range.start + drop..range.end;
+                // Nothing carried (the usual case): the new bytes where they lie.
+                let input = if carried.is_empty() {
+                    CarryInput::Data(fresh)
+                } else {
+                    let mut v = Vec::with_capacity(kept + fresh.len());
+                    v.extend_from_slice(carried);
+                    v.extend_from_slice(&data[fresh]);
+                    CarryInput::Owned(v)
+                };
                 c.skip -= drop as u64;
                 let base = j.base + drop as u64 - kept as u64;
-                let r = if c.skip > 0 || input.is_empty() || input.len() < c.need as usize {
+                let bytes = input.bytes(data);
+                let r = if c.skip > 0 || bytes.is_empty() || bytes.len() < c.need as usize {
                     Ok(wit::FeedResult {
                         skip: c.skip,
                         need: c.need,
                         ..wit::FeedResult::default()
                     })
                 } else {
-                    b.feed(j.session, j.dir, base, &input)
+                    b.feed(j.session, j.dir, base, bytes)
                 };
+                let input_len = bytes.len();
                 c.input = input;
                 c.done = 0;
-                c.after(&r);
+                c.after(&r, input_len);
                 r
             }
             wit::CallKind::Gap => {

@@ -798,6 +798,23 @@ fn a_batch_runs_calls_on_many_sessions_in_one_crossing() {
             span_text(&r.messages.to_vec()[0].fields[0].value, b"ok\n"),
             "ok"
         );
+
+        // A continuation after a feed that consumed all it had: nothing is
+        // carried, its input is its own bytes (the SDK takes them where
+        // they lie in the batch instead of copying them).
+        let c = shard.open(p, &flow(7777)).unwrap();
+        let calls = [
+            call(&c, CallKind::Feed, Direction::ToServer, 0, 4),
+            call(&c, CallKind::Feed, Direction::ToClient, 0, 3),
+            call(&c, CallKind::More, Direction::ToServer, 4, 7),
+        ];
+        let answers = shard.run(p, &calls, b"one\nok\ntwo\nthr").unwrap();
+        let r = answers[2].as_ref().unwrap();
+        assert_eq!(r.consumed, 4, "\"thr\" is left for later");
+        let m = &r.messages.to_vec()[0];
+        assert_eq!(m.start, 4);
+        assert_eq!(span_text(&m.fields[0].value, b"two\nthr"), "two");
+        shard.close(&c);
         shard.close(&a);
         assert_eq!(shard.counters()[0].sessions_open, 0);
     });
