@@ -13,6 +13,7 @@
 
 mod alerts;
 mod auth;
+mod connections;
 mod convert;
 mod feed;
 mod metrics;
@@ -35,6 +36,7 @@ use remora_filter::Variables;
 use remora_store::Store;
 
 pub use feed::LiveFeed;
+pub use metrics::render as render_metrics;
 pub use scalar::Int64;
 pub use schema::{build_schema, ApiSchema};
 pub use telemetry::{
@@ -75,6 +77,8 @@ pub struct ApiState {
     pub(crate) sockets: Arc<tokio::sync::Semaphore>,
     /// Subscription connections refused at the limit.
     pub(crate) sockets_refused: std::sync::atomic::AtomicU64,
+    /// Open HTTP connections ([`MAX_CONNECTIONS`]), for [`serve`].
+    pub(crate) connections: Arc<connections::ConnectionLimit>,
 }
 
 impl ApiState {
@@ -95,7 +99,16 @@ impl ApiState {
             alerts: None,
             sockets: Arc::new(tokio::sync::Semaphore::new(MAX_SUBSCRIBERS)),
             sockets_refused: std::sync::atomic::AtomicU64::new(0),
+            connections: Arc::new(connections::ConnectionLimit::new(MAX_CONNECTIONS)),
         }
+    }
+
+    /// At most `max` HTTP connections open at once instead of
+    /// [`MAX_CONNECTIONS`] (tests reach a small limit without thousands of
+    /// sockets).
+    pub fn with_connection_limit(mut self, max: usize) -> Self {
+        self.connections = Arc::new(connections::ConnectionLimit::new(max.max(1)));
+        self
     }
 
     pub fn with_alerts(mut self, hub: Option<Arc<AlertHub>>) -> Self {
@@ -148,6 +161,10 @@ pub const MAX_REQUEST_BODY: usize = 1 << 20;
 /// gets 503, counted in `/metrics`.
 pub const MAX_SUBSCRIBERS: usize = 128;
 
+/// HTTP connections open at once (idle keep-alive ones included); past it
+/// the server accepts again only when one closes (see `connections.rs`).
+pub const MAX_CONNECTIONS: usize = 1024;
+
 /// The HTTP routes: `/graphql` (POST queries, GET GraphiQL or a WebSocket
 /// upgrade for subscriptions), `/metrics`, `/healthz`, and `/` for the dashboard.
 pub fn router(state: Arc<ApiState>, cfg: &ApiConfig) -> Router {
@@ -174,15 +191,24 @@ pub fn router(state: Arc<ApiState>, cfg: &ApiConfig) -> Router {
     }
 }
 
-/// Serves until `shutdown` resolves, then finishes in-flight requests.
-pub async fn serve(
+/// Serves `router` (made from `state`) until `shutdown` resolves, then
+/// finishes in-flight requests; at most `state`'s connection limit of
+/// connections are open at once.
+pub fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    state: &ApiState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+) -> impl std::future::Future<Output = std::io::Result<()>> + Send + 'static {
+    let listener = connections::LimitedListener {
+        inner: listener,
+        limit: state.connections.clone(),
+    };
+    async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
 }
 
 /// Binds `cfg.bind`, naming the address on failure.

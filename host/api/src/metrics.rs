@@ -57,7 +57,7 @@ impl Out {
     }
 }
 
-pub(crate) fn render(state: &ApiState) -> String {
+pub fn render(state: &ApiState) -> String {
     let c = state.telemetry.stats();
     let s = state.store.stats();
     let mut o = Out(String::with_capacity(4096));
@@ -136,6 +136,18 @@ pub(crate) fn render(state: &ApiState) -> String {
         "gauge",
         "Subscription (WebSocket) connections open now.",
         (crate::MAX_SUBSCRIBERS - state.sockets.available_permits()) as u64,
+    );
+    o.one(
+        "remora_http_connections_open",
+        "gauge",
+        "HTTP connections open now (at most MAX_CONNECTIONS).",
+        state.connections.open(),
+    );
+    o.one(
+        "remora_http_connections_waited_total",
+        "counter",
+        "Connections accepted only after another closed, MAX_CONNECTIONS being open.",
+        state.connections.waited(),
     );
     o.one(
         "remora_subscriptions_refused_total",

@@ -180,6 +180,11 @@ struct Server {
 
 /// A store with `n` entries behind a server on an ephemeral loopback port.
 async fn server(n: u64, token: Option<&str>) -> Server {
+    server_limited(n, token, remora_api::MAX_CONNECTIONS).await
+}
+
+/// The same, with at most `connections` HTTP connections open at once.
+async fn server_limited(n: u64, token: Option<&str>, connections: usize) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = Store::open(StoreConfig::new(dir.path())).unwrap();
     let cat = catalog();
@@ -187,12 +192,15 @@ async fn server(n: u64, token: Option<&str>) -> Server {
     if !entries.is_empty() {
         store.append(&cat, &mut entries).unwrap();
     }
-    let state = Arc::new(ApiState::new(
-        Arc::new(store),
-        cat,
-        LiveFeed::new(),
-        Arc::new(FixedTelemetry),
-    ));
+    let state = Arc::new(
+        ApiState::new(
+            Arc::new(store),
+            cat,
+            LiveFeed::new(),
+            Arc::new(FixedTelemetry),
+        )
+        .with_connection_limit(connections),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let cfg = ApiConfig {
@@ -201,12 +209,25 @@ async fn server(n: u64, token: Option<&str>) -> Server {
         web_dir: None,
     };
     let app = router(state.clone(), &cfg);
-    tokio::spawn(remora_api::serve(listener, app, std::future::pending()));
+    tokio::spawn(remora_api::serve(
+        listener,
+        app,
+        &state,
+        std::future::pending(),
+    ));
     Server {
         addr,
         state,
         _dir: dir,
     }
+}
+
+/// One unlabelled sample of the metrics, read without a connection.
+fn metrics_value(state: &ApiState, name: &str) -> u64 {
+    let text = remora_api::render_metrics(state);
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
 }
 
 async fn metrics_text(s: &Server) -> String {
@@ -344,6 +365,44 @@ async fn bad_filters_are_errors_with_their_span() {
         .as_str()
         .unwrap()
         .contains("5000"));
+}
+
+#[tokio::test]
+async fn http_connections_are_capped_and_the_next_waits_for_one_to_close() {
+    const LIMIT: usize = 4;
+    let s = server_limited(3, None, LIMIT).await;
+    // Idle keep-alive connections hold their place like busy ones.
+    let mut idle = Vec::new();
+    for _ in 0..LIMIT {
+        idle.push(tokio::net::TcpStream::connect(s.addr).await.unwrap());
+    }
+    // Let the server accept them all.
+    for _ in 0..100 {
+        if metrics_value(&s.state, "remora_http_connections_open") == LIMIT as u64 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        metrics_value(&s.state, "remora_http_connections_open"),
+        LIMIT as u64
+    );
+    // One more client: connected by the kernel, not served while all are held.
+    let late = tokio::spawn(reqwest::get(format!("http://{}/healthz", s.addr)));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!late.is_finished(), "served past the connection limit");
+    assert_eq!(
+        metrics_value(&s.state, "remora_http_connections_waited_total"),
+        1
+    );
+    // A connection closing lets it in.
+    drop(idle.pop());
+    let r = tokio::time::timeout(std::time::Duration::from_secs(10), late)
+        .await
+        .expect("the waiting client was served once a connection closed")
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "ok\n");
 }
 
 #[tokio::test]

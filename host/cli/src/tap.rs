@@ -233,7 +233,7 @@ pub(crate) fn run(cli: &Cli, args: &TapArgs) -> Result<ExitCode> {
     let router = remora_api::router(state.clone(), &api_cfg);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server_stop = stop_rx.clone();
-    let server = tokio_rt.spawn(remora_api::serve(listener, router, async move {
+    let server = tokio_rt.spawn(remora_api::serve(listener, router, &state, async move {
         let _ = server_stop.wait_for(|s| *s).await;
     }));
 
