@@ -1,16 +1,27 @@
-//! A cap on open HTTP connections. hyper keeps an idle keep-alive
-//! connection (a task and its buffers) for as long as the client holds it,
-//! so without a cap the server's memory was bounded only by the process's
-//! file-descriptor limit, which containers often set to a million. At the
-//! cap the listener stops accepting until a connection closes: new clients
-//! wait in the kernel's backlog, as with nginx's `worker_connections`.
+//! The server's connections: a cap on how many are open, and a deadline for
+//! a request's head. hyper kept an idle keep-alive connection (a task and
+//! its buffers) for as long as the client held it, so without a cap the
+//! server's memory was bounded only by the process's file-descriptor limit,
+//! which containers often set to a million. At the cap the listener stops
+//! accepting until a connection closes: new clients wait in the kernel's
+//! backlog, as with nginx's `worker_connections`. So that idle clients
+//! cannot hold every place, a connection that does not deliver a request's
+//! head within the deadline (counted from the end of the previous response)
+//! is closed; axum::serve sets no such deadline, so this module serves.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -20,15 +31,18 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub(crate) struct ConnectionLimit {
     permits: Arc<Semaphore>,
     max: usize,
+    /// How long a connection may take to deliver a request's head.
+    head_timeout: Duration,
     /// Accepts that had to wait for a connection to close.
     waited: AtomicU64,
 }
 
 impl ConnectionLimit {
-    pub(crate) fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize, head_timeout: Duration) -> Self {
         ConnectionLimit {
             permits: Arc::new(Semaphore::new(max)),
             max,
+            head_timeout,
             waited: AtomicU64::new(0),
         }
     }
@@ -40,6 +54,59 @@ impl ConnectionLimit {
     pub(crate) fn waited(&self) -> u64 {
         self.waited.load(Ordering::Relaxed)
     }
+}
+
+/// Serves `router` on what `listener` accepts until `shutdown` resolves,
+/// then lets each connection finish its request in flight and waits for
+/// them (as axum::serve's graceful shutdown does).
+pub(crate) async fn serve(
+    mut listener: LimitedListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    // HTTP/1.1 only (what browsers speak to a plain-HTTP server; WebSockets
+    // upgrade from it): hyper-util's version-guessing server reads from an
+    // idle connection with no deadline, before the head timeout applies.
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(listener.limit.head_timeout);
+    // Told to stop, and told when every connection's task has ended (each
+    // holds a receiver; the sender's `closed` resolves once all are gone).
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
+    let (done_tx, done_rx) = tokio::sync::watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (io, _addr) = tokio::select! {
+            accepted = axum::serve::Listener::accept(&mut listener) => accepted,
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let conn = builder
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
+        let mut stop = stop_rx.clone();
+        let done = done_rx.clone();
+        tokio::spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            let ended = tokio::select! {
+                ended = conn.as_mut() => ended,
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = ended {
+                tracing::trace!("connection ended: {e}");
+            }
+            drop(done);
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(());
+    drop(done_rx);
+    done_tx.closed().await;
+    Ok(())
 }
 
 /// `listener` accepting only while fewer than the limit's connections are open.

@@ -27,7 +27,7 @@ mod web;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use remora_alert::AlertHub;
@@ -99,15 +99,19 @@ impl ApiState {
             alerts: None,
             sockets: Arc::new(tokio::sync::Semaphore::new(MAX_SUBSCRIBERS)),
             sockets_refused: std::sync::atomic::AtomicU64::new(0),
-            connections: Arc::new(connections::ConnectionLimit::new(MAX_CONNECTIONS)),
+            connections: Arc::new(connections::ConnectionLimit::new(
+                MAX_CONNECTIONS,
+                REQUEST_HEAD_TIMEOUT,
+            )),
         }
     }
 
-    /// At most `max` HTTP connections open at once instead of
-    /// [`MAX_CONNECTIONS`] (tests reach a small limit without thousands of
-    /// sockets).
-    pub fn with_connection_limit(mut self, max: usize) -> Self {
-        self.connections = Arc::new(connections::ConnectionLimit::new(max.max(1)));
+    /// At most `max` HTTP connections open at once, each closed when a
+    /// request's head takes longer than `head_timeout`, instead of
+    /// [`MAX_CONNECTIONS`] and [`REQUEST_HEAD_TIMEOUT`] (tests reach small
+    /// limits without thousands of sockets or long waits).
+    pub fn with_connection_limit(mut self, max: usize, head_timeout: Duration) -> Self {
+        self.connections = Arc::new(connections::ConnectionLimit::new(max.max(1), head_timeout));
         self
     }
 
@@ -165,6 +169,11 @@ pub const MAX_SUBSCRIBERS: usize = 128;
 /// the server accepts again only when one closes (see `connections.rs`).
 pub const MAX_CONNECTIONS: usize = 1024;
 
+/// How long a connection may take to deliver a request's head, counted
+/// from its start or the end of its previous response: an idle keep-alive
+/// connection is closed after it, so idle clients cannot hold every place.
+pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The HTTP routes: `/graphql` (POST queries, GET GraphiQL or a WebSocket
 /// upgrade for subscriptions), `/metrics`, `/healthz`, and `/` for the dashboard.
 pub fn router(state: Arc<ApiState>, cfg: &ApiConfig) -> Router {
@@ -204,11 +213,7 @@ pub fn serve(
         inner: listener,
         limit: state.connections.clone(),
     };
-    async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-    }
+    connections::serve(listener, router, shutdown)
 }
 
 /// Binds `cfg.bind`, naming the address on failure.

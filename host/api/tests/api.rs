@@ -180,11 +180,23 @@ struct Server {
 
 /// A store with `n` entries behind a server on an ephemeral loopback port.
 async fn server(n: u64, token: Option<&str>) -> Server {
-    server_limited(n, token, remora_api::MAX_CONNECTIONS).await
+    server_limited(
+        n,
+        token,
+        remora_api::MAX_CONNECTIONS,
+        remora_api::REQUEST_HEAD_TIMEOUT,
+    )
+    .await
 }
 
-/// The same, with at most `connections` HTTP connections open at once.
-async fn server_limited(n: u64, token: Option<&str>, connections: usize) -> Server {
+/// The same, with at most `connections` HTTP connections open at once, each
+/// given `head_timeout` to deliver a request's head.
+async fn server_limited(
+    n: u64,
+    token: Option<&str>,
+    connections: usize,
+    head_timeout: std::time::Duration,
+) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = Store::open(StoreConfig::new(dir.path())).unwrap();
     let cat = catalog();
@@ -199,7 +211,7 @@ async fn server_limited(n: u64, token: Option<&str>, connections: usize) -> Serv
             LiveFeed::new(),
             Arc::new(FixedTelemetry),
         )
-        .with_connection_limit(connections),
+        .with_connection_limit(connections, head_timeout),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -370,23 +382,9 @@ async fn bad_filters_are_errors_with_their_span() {
 #[tokio::test]
 async fn http_connections_are_capped_and_the_next_waits_for_one_to_close() {
     const LIMIT: usize = 4;
-    let s = server_limited(3, None, LIMIT).await;
-    // Idle keep-alive connections hold their place like busy ones.
-    let mut idle = Vec::new();
-    for _ in 0..LIMIT {
-        idle.push(tokio::net::TcpStream::connect(s.addr).await.unwrap());
-    }
-    // Let the server accept them all.
-    for _ in 0..100 {
-        if metrics_value(&s.state, "remora_http_connections_open") == LIMIT as u64 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert_eq!(
-        metrics_value(&s.state, "remora_http_connections_open"),
-        LIMIT as u64
-    );
+    let s = server_limited(3, None, LIMIT, remora_api::REQUEST_HEAD_TIMEOUT).await;
+    // Idle connections (within the head timeout) hold their place.
+    let mut idle = hold_every_connection(&s, LIMIT).await;
     // One more client: connected by the kernel, not served while all are held.
     let late = tokio::spawn(reqwest::get(format!("http://{}/healthz", s.addr)));
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -403,6 +401,55 @@ async fn http_connections_are_capped_and_the_next_waits_for_one_to_close() {
         .unwrap()
         .unwrap();
     assert_eq!(r.text().await.unwrap(), "ok\n");
+}
+
+/// Opens `limit` connections that send nothing, once the server has
+/// accepted them all.
+async fn hold_every_connection(s: &Server, limit: usize) -> Vec<tokio::net::TcpStream> {
+    let mut idle = Vec::new();
+    for _ in 0..limit {
+        idle.push(tokio::net::TcpStream::connect(s.addr).await.unwrap());
+    }
+    for _ in 0..100 {
+        if metrics_value(&s.state, "remora_http_connections_open") == limit as u64 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        metrics_value(&s.state, "remora_http_connections_open"),
+        limit as u64
+    );
+    idle
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_after_the_head_timeout() {
+    use tokio::io::AsyncReadExt;
+    const LIMIT: usize = 2;
+    let timeout = std::time::Duration::from_millis(500);
+    let s = server_limited(3, None, LIMIT, timeout).await;
+    let idle = hold_every_connection(&s, LIMIT).await;
+    let started = std::time::Instant::now();
+    // The idle clients do not keep a new one out for long: the server
+    // closes them once the timeout passes, and serves it.
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        reqwest::get(format!("http://{}/healthz", s.addr)),
+    )
+    .await
+    .expect("served once the idle connections were closed")
+    .unwrap();
+    assert_eq!(r.text().await.unwrap(), "ok\n");
+    assert!(started.elapsed() >= timeout / 2, "{:?}", started.elapsed());
+    for mut c in idle {
+        let mut b = [0u8; 1];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), c.read(&mut b))
+            .await
+            .expect("the server closed the idle connection");
+        // Closed: end of stream, or a reset after hyper's 408 attempt.
+        assert!(matches!(n, Ok(0) | Err(_)) || b[0] == b'H', "{n:?}");
+    }
 }
 
 #[tokio::test]
