@@ -8,6 +8,7 @@
 //! cannot hold every place, a connection that does not deliver a request's
 //! head within the deadline (counted from the end of the previous response)
 //! is closed; axum::serve sets no such deadline, so this module serves.
+//! The subscription cap is a [`Cap`] too (it refuses instead of waiting).
 
 use std::future::Future;
 use std::io;
@@ -27,23 +28,21 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// The permits and what the cap did; shared by the listener and `/metrics`.
-pub(crate) struct ConnectionLimit {
+/// At most `max` of something open at once (HTTP connections,
+/// subscriptions), and how often the cap was met; read by `/metrics`.
+pub(crate) struct Cap {
     permits: Arc<Semaphore>,
     max: usize,
-    /// How long a connection may take to deliver a request's head.
-    head_timeout: Duration,
-    /// Accepts that had to wait for a connection to close.
-    waited: AtomicU64,
+    /// Times a place was asked for with all of them taken.
+    at_cap: AtomicU64,
 }
 
-impl ConnectionLimit {
-    pub(crate) fn new(max: usize, head_timeout: Duration) -> Self {
-        ConnectionLimit {
+impl Cap {
+    pub(crate) fn new(max: usize) -> Self {
+        Cap {
             permits: Arc::new(Semaphore::new(max)),
             max,
-            head_timeout,
-            waited: AtomicU64::new(0),
+            at_cap: AtomicU64::new(0),
         }
     }
 
@@ -51,8 +50,33 @@ impl ConnectionLimit {
         (self.max - self.permits.available_permits()) as u64
     }
 
-    pub(crate) fn waited(&self) -> u64 {
-        self.waited.load(Ordering::Relaxed)
+    pub(crate) fn at_cap(&self) -> u64 {
+        self.at_cap.load(Ordering::Relaxed)
+    }
+
+    /// A place, held until the permit is dropped; none (counted) when all
+    /// are taken.
+    pub(crate) fn try_take(&self) -> Option<OwnedSemaphorePermit> {
+        let taken = self.permits.clone().try_acquire_owned().ok();
+        if taken.is_none() {
+            self.at_cap.fetch_add(1, Ordering::Relaxed);
+        }
+        taken
+    }
+
+    /// A place, waiting (counted) for one to be given back when all are taken.
+    async fn take(&self) -> OwnedSemaphorePermit {
+        match self.try_take() {
+            Some(p) => p,
+            None => {
+                tracing::debug!(max = self.max, "connection limit reached; waiting");
+                self.permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed")
+            }
+        }
     }
 }
 
@@ -62,6 +86,7 @@ impl ConnectionLimit {
 pub(crate) async fn serve(
     mut listener: LimitedListener,
     router: Router,
+    head_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     // HTTP/1.1 only (what browsers speak to a plain-HTTP server; WebSockets
@@ -70,7 +95,7 @@ pub(crate) async fn serve(
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(listener.limit.head_timeout);
+        .header_read_timeout(head_timeout);
     // Told to stop, and told when every connection's task has ended (each
     // holds a receiver; the sender's `closed` resolves once all are gone).
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
@@ -112,7 +137,7 @@ pub(crate) async fn serve(
 /// `listener` accepting only while fewer than the limit's connections are open.
 pub(crate) struct LimitedListener {
     pub(crate) inner: TcpListener,
-    pub(crate) limit: Arc<ConnectionLimit>,
+    pub(crate) limit: Arc<Cap>,
 }
 
 impl axum::serve::Listener for LimitedListener {
@@ -120,19 +145,7 @@ impl axum::serve::Listener for LimitedListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Counted, SocketAddr) {
-        let permit = match self.limit.permits.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => {
-                self.limit.waited.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(max = self.limit.max, "connection limit reached; waiting");
-                self.limit
-                    .permits
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("the semaphore is never closed")
-            }
-        };
+        let permit = self.limit.take().await;
         let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
         (
             Counted {

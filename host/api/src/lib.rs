@@ -73,12 +73,12 @@ pub struct ApiState {
     pub started: Instant,
     /// Alerts raised in this process, when alerting is configured.
     pub alerts: Option<Arc<AlertHub>>,
-    /// One permit per open subscription connection ([`MAX_SUBSCRIBERS`]).
-    pub(crate) sockets: Arc<tokio::sync::Semaphore>,
-    /// Subscription connections refused at the limit.
-    pub(crate) sockets_refused: std::sync::atomic::AtomicU64,
-    /// Open HTTP connections ([`MAX_CONNECTIONS`]), for [`serve`].
-    pub(crate) connections: Arc<connections::ConnectionLimit>,
+    /// Open subscription connections ([`MAX_SUBSCRIBERS`]; refused beyond).
+    pub(crate) sockets: connections::Cap,
+    /// Open HTTP connections ([`MAX_CONNECTIONS`]; [`serve`] waits beyond).
+    pub(crate) connections: Arc<connections::Cap>,
+    /// How long [`serve`] gives a connection to send a request's head.
+    pub(crate) head_timeout: Duration,
 }
 
 impl ApiState {
@@ -97,12 +97,9 @@ impl ApiState {
             telemetry,
             started: Instant::now(),
             alerts: None,
-            sockets: Arc::new(tokio::sync::Semaphore::new(MAX_SUBSCRIBERS)),
-            sockets_refused: std::sync::atomic::AtomicU64::new(0),
-            connections: Arc::new(connections::ConnectionLimit::new(
-                MAX_CONNECTIONS,
-                REQUEST_HEAD_TIMEOUT,
-            )),
+            sockets: connections::Cap::new(MAX_SUBSCRIBERS),
+            connections: Arc::new(connections::Cap::new(MAX_CONNECTIONS)),
+            head_timeout: REQUEST_HEAD_TIMEOUT,
         }
     }
 
@@ -111,7 +108,8 @@ impl ApiState {
     /// [`MAX_CONNECTIONS`] and [`REQUEST_HEAD_TIMEOUT`] (tests reach small
     /// limits without thousands of sockets or long waits).
     pub fn with_connection_limit(mut self, max: usize, head_timeout: Duration) -> Self {
-        self.connections = Arc::new(connections::ConnectionLimit::new(max.max(1), head_timeout));
+        self.connections = Arc::new(connections::Cap::new(max.max(1)));
+        self.head_timeout = head_timeout;
         self
     }
 
@@ -213,7 +211,7 @@ pub fn serve(
         inner: listener,
         limit: state.connections.clone(),
     };
-    connections::serve(listener, router, shutdown)
+    connections::serve(listener, router, state.head_timeout, shutdown)
 }
 
 /// Binds `cfg.bind`, naming the address on failure.

@@ -135,7 +135,7 @@ pub fn render(state: &ApiState) -> String {
         "remora_subscriptions_open",
         "gauge",
         "Subscription (WebSocket) connections open now.",
-        (crate::MAX_SUBSCRIBERS - state.sockets.available_permits()) as u64,
+        state.sockets.open(),
     );
     o.one(
         "remora_http_connections_open",
@@ -147,15 +147,13 @@ pub fn render(state: &ApiState) -> String {
         "remora_http_connections_waited_total",
         "counter",
         "Connections accepted only after another closed, MAX_CONNECTIONS being open.",
-        state.connections.waited(),
+        state.connections.at_cap(),
     );
     o.one(
         "remora_subscriptions_refused_total",
         "counter",
         "Subscription connections refused because MAX_SUBSCRIBERS were open.",
-        state
-            .sockets_refused
-            .load(std::sync::atomic::Ordering::Relaxed),
+        state.sockets.at_cap(),
     );
     o.one(
         "remora_entries_unstorable_total",

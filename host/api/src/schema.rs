@@ -2,7 +2,6 @@
 //! entries and stats subscriptions.
 
 use std::ops::ControlFlow;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,8 +82,7 @@ async fn graphql_get(
 /// and 16 MiB) let each connection buffer 64 MiB of one message. At most
 /// [`crate::MAX_SUBSCRIBERS`] are open at once.
 async fn subscribe(schema: ApiSchema, state: &ApiState, req: Request) -> Response {
-    let Ok(permit) = state.sockets.clone().try_acquire_owned() else {
-        state.sockets_refused.fetch_add(1, Ordering::Relaxed);
+    let Some(permit) = state.sockets.try_take() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
