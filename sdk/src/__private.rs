@@ -122,6 +122,16 @@ enum CarryInput {
     Owned(Vec<u8>),
 }
 
+impl CarryInput {
+    /// The input's bytes (`data`: the batch's).
+    fn bytes<'d>(&'d self, data: &'d [u8]) -> &'d [u8] {
+        match self {
+            CarryInput::Data(r) => &data[r.clone()],
+            CarryInput::Owned(v) => v,
+        }
+    }
+}
+
 /// One `run`: walks the batch's data and keeps what each feed left.
 struct Batch<'a> {
     data: &'a [u8],
@@ -172,11 +182,7 @@ impl<'a> Batch<'a> {
                 };
                 let k = self.carries.swap_remove(i);
                 let data = self.data;
-                let prev: &[u8] = match &k.input {
-                    CarryInput::Data(r) => &data[r.clone()],
-                    CarryInput::Owned(v) => v,
-                };
-                let carried = prev.get(k.done..).unwrap_or(&[]);
+                let carried = k.input.bytes(data).get(k.done..).unwrap_or(&[]);
                 let drop = k.skip.min(r.len() as u64) as usize;
                 let fresh = r.start + drop..r.end;
                 // With nothing carried (the earlier call consumed all it
@@ -191,10 +197,7 @@ impl<'a> Batch<'a> {
                     v.extend_from_slice(&data[fresh]);
                     CarryInput::Owned(v)
                 };
-                let bytes: &[u8] = match &input {
-                    CarryInput::Data(r) => &data[r.clone()],
-                    CarryInput::Owned(v) => v,
-                };
+                let bytes = input.bytes(data);
                 let skip = k.skip - drop as u64;
                 // `base` is the stream offset of the new bytes; the input
                 // starts with the carried ones before them.
@@ -237,10 +240,7 @@ impl<'a> Batch<'a> {
 
     fn keep(&mut self, session: u32, dir: Direction, input: CarryInput, p: crate::Progress) {
         let _ = self.forget(session, dir);
-        let len = match &input {
-            CarryInput::Data(r) => r.len(),
-            CarryInput::Owned(v) => v.len(),
-        };
+        let len = input.bytes(self.data).len();
         // Out-of-range answers reach the host, which rejects them; nothing
         // is carried past them.
         let done = p.consumed.min(len);
