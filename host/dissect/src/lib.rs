@@ -609,6 +609,7 @@ impl<B: Backend> DissectStage<B> {
                         match batches.iter_mut().find(|(p, _)| p == plugin) {
                             Some((_, calls)) => calls.push(*q),
                             None => {
+                                // `calls_list` would borrow all of self; `f` is held.
                                 let mut calls = self.spare_calls.pop().unwrap_or_default();
                                 calls.push(*q);
                                 batches.push((*plugin, calls));
