@@ -842,6 +842,21 @@ where
         if let Some(c) = collector {
             c.join().expect("collector thread panicked");
         }
+        // What the router learnt and what waiting was left, for tuning it
+        // (`RUST_LOG=remora_pipeline=debug`).
+        if router.local {
+            let assigned = router.slots.iter().filter(|&&s| s != Router::UNASSIGNED);
+            let local = router.slots.iter().filter(|&&s| s == 0).count();
+            tracing::debug!(
+                "shards: remote idle {:?} (mean), reader blocked {:?}; \
+                 local share of new flows {:.3}, hash slots local {} of {}",
+                remote_idle.total() / remotes,
+                reader_blocked.total(),
+                f64::from(router.local_share) / 65536.0,
+                local,
+                assigned.count()
+            );
+        }
         (flows, dissect)
     })
 }
