@@ -24,6 +24,9 @@ pub enum DropReason {
     Truncated,
     /// A plugin trapped or exceeded a limit; the flow fell back to raw TCP/UDP.
     PluginFault,
+    /// The plugin's instance held as many sessions as its memory allows; the
+    /// new flow is raw TCP/UDP (the sessions it holds go on).
+    PluginSessionLimit,
     /// A dissector's pending-bytes buffer exceeded its cap.
     DissectBufferLimit,
     /// A queue between stages was full.
@@ -31,7 +34,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::Undecodable,
         DropReason::UnsupportedLinkType,
         DropReason::NotTcpUdp,
@@ -40,6 +43,7 @@ impl DropReason {
         DropReason::ReassemblyLimit,
         DropReason::Truncated,
         DropReason::PluginFault,
+        DropReason::PluginSessionLimit,
         DropReason::DissectBufferLimit,
         DropReason::QueueFull,
     ];
@@ -54,6 +58,7 @@ impl DropReason {
             DropReason::ReassemblyLimit => "reassembly_limit",
             DropReason::Truncated => "truncated",
             DropReason::PluginFault => "plugin_fault",
+            DropReason::PluginSessionLimit => "plugin_session_limit",
             DropReason::DissectBufferLimit => "dissect_buffer_limit",
             DropReason::QueueFull => "queue_full",
         }

@@ -183,6 +183,15 @@ pub enum Fault {
     Capacity(String),
     /// The session belonged to an instance that has since been dropped.
     Stale,
+    /// The instance holds as many sessions as fit in its memory (see
+    /// [`SESSION_HEADROOM`]): a new one is refused before it could exhaust
+    /// the memory and lose every session of the instance. Not a fault.
+    SessionLimit {
+        /// Sessions open when the limit was learnt (the limit itself).
+        limit: u64,
+        /// The instance's linear memory, in bytes.
+        memory: usize,
+    },
     /// The plugin faulted recently and is in back-off in this shard.
     Quarantined,
 }
@@ -198,6 +207,7 @@ impl Fault {
             Fault::Malformed(_) => "malformed",
             Fault::Capacity(_) => "capacity",
             Fault::Stale => "stale",
+            Fault::SessionLimit { .. } => "session_limit",
             Fault::Quarantined => "quarantined",
         }
     }
@@ -213,6 +223,11 @@ impl fmt::Display for Fault {
             Fault::Malformed(m) => write!(f, "malformed output: {m}"),
             Fault::Capacity(m) => write!(f, "no instance slot free: {m}"),
             Fault::Stale => f.write_str("stale session (its instance was dropped)"),
+            Fault::SessionLimit { limit, memory } => write!(
+                f,
+                "session refused: the instance holds {limit} sessions in {} MiB of its memory limit",
+                memory >> 20
+            ),
             Fault::Quarantined => f.write_str("plugin quarantined in this shard"),
         }
     }
@@ -227,6 +242,9 @@ struct Limiter {
     memory_limit: usize,
     /// Set when a memory grow was refused; read after a trap.
     hit: bool,
+    /// The largest linear memory granted so far, in bytes (memories never
+    /// shrink, so this is what the instance holds).
+    size: usize,
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
@@ -240,6 +258,7 @@ impl wasmtime::ResourceLimiter for Limiter {
             self.hit = true;
             return Ok(false);
         }
+        self.size = self.size.max(desired);
         Ok(true)
     }
 
@@ -857,6 +876,7 @@ impl Runtime {
                 limiter: Limiter {
                     memory_limit: self.cfg.memory_limit,
                     hit: false,
+                    size: 0,
                 },
                 plugin,
                 stderr,
@@ -978,7 +998,7 @@ impl FaultCounts {
             Fault::Trap(_) => self.trap += 1,
             Fault::Malformed(_) => self.malformed += 1,
             Fault::Capacity(_) => self.capacity += 1,
-            Fault::Stale | Fault::Quarantined => {}
+            Fault::Stale | Fault::Quarantined | Fault::SessionLimit { .. } => {}
         }
     }
 
@@ -1000,6 +1020,8 @@ pub struct PluginCounters {
     /// Calls refused because the plugin was quarantined.
     pub quarantined_calls: u64,
     pub instances_created: u64,
+    /// Sessions refused because the instance's memory was nearly full.
+    pub sessions_refused: u64,
     /// Set while the plugin is quarantined in this shard.
     pub quarantined_until: Option<Instant>,
     pub sessions_open: u64,
@@ -1025,6 +1047,10 @@ struct Slot {
     quarantined_calls: u64,
     instances_created: u64,
     sessions_open: u64,
+    /// How many sessions the live instance may hold, learnt when its memory
+    /// first reached [`SESSION_HEADROOM`] of the limit; `None` until then.
+    session_limit: Option<u64>,
+    sessions_refused: u64,
 }
 
 /// The per-thread side of the runtime: one store and instance per plugin,
@@ -1042,6 +1068,12 @@ impl fmt::Debug for Shard {
             .finish_non_exhaustive()
     }
 }
+
+/// Share of its memory limit at which an instance stops taking sessions
+/// ([`Shard::admit`]).
+pub const SESSION_HEADROOM: f64 = 0.75;
+/// Fewest open sessions for which a full memory limits the sessions.
+pub const SESSION_LIMIT_MIN: u64 = 64;
 
 /// A protocol switch's name and parameters are small handshake facts; this
 /// bounds what one switch can make the host hold.
@@ -1097,6 +1129,7 @@ fn record_fault(rt: &Runtime, shard: u32, slot: &mut Slot, p: PluginId, fault: F
     slot.live = None;
     slot.generation = slot.generation.wrapping_add(1);
     slot.sessions_open = 0;
+    slot.session_limit = None;
     slot.faults.record(&fault);
     let backoff = slot.backoff;
     let now = Instant::now();
@@ -1131,6 +1164,8 @@ impl Shard {
                 quarantined_calls: 0,
                 instances_created: 0,
                 sessions_open: 0,
+                session_limit: None,
+                sessions_refused: 0,
             })
             .collect();
         Shard {
@@ -1265,8 +1300,10 @@ impl Shard {
         Ok(r)
     }
 
-    /// Creates a session (one per flow).
+    /// Creates a session (one per flow), unless the instance is full (see
+    /// [`Shard::admit`]).
     pub fn open(&mut self, p: PluginId, flow: &wit::FlowInfo) -> Result<SessionId, Fault> {
+        self.admit(p)?;
         let handle = self.call(p, None, |store, b| {
             b.remora_plugin_dissector().call_open(store, *flow)
         })?;
@@ -1278,6 +1315,47 @@ impl Shard {
             generation: slot.generation,
             handle,
         })
+    }
+
+    /// Whether the plugin's instance has room for another session. Sessions
+    /// live in the instance's memory, and an instance that runs out of it
+    /// traps and loses every session it holds: a flood of connections to
+    /// one protocol would blind its dissection of all of them. So once the
+    /// memory reaches [`SESSION_HEADROOM`] of the limit, the sessions open
+    /// then are as many as the instance may hold, until it is replaced; the
+    /// rest of the memory is left to what the open sessions still grow by.
+    /// Below [`SESSION_LIMIT_MIN`] sessions the memory is not theirs to
+    /// blame and nothing is refused.
+    fn admit(&mut self, p: PluginId) -> Result<(), Fault> {
+        let limit_bytes = self.rt.cfg.memory_limit;
+        let slot = &mut self.slots[p.0 as usize];
+        let Some(live) = &slot.live else {
+            return Ok(());
+        };
+        let memory = live.store.data().limiter.size;
+        let limit = match slot.session_limit {
+            Some(l) => l,
+            None if memory as f64 >= limit_bytes as f64 * SESSION_HEADROOM
+                && slot.sessions_open >= SESSION_LIMIT_MIN =>
+            {
+                tracing::warn!(
+                    plugin = %self.rt.plugins[p.0 as usize].info.name,
+                    shard = self.id,
+                    sessions = slot.sessions_open,
+                    memory_mib = memory >> 20,
+                    "plugin instance nearly out of memory: further sessions are refused \
+                     (their flows are counted raw, drop reason plugin_session_limit) \
+                     until some of these end"
+                );
+                *slot.session_limit.insert(slot.sessions_open)
+            }
+            None => return Ok(()),
+        };
+        if slot.sessions_open < limit {
+            return Ok(());
+        }
+        slot.sessions_refused += 1;
+        Err(Fault::SessionLimit { limit, memory })
     }
 
     /// Tells a new session it takes a flow over from protocol `previous`
@@ -1469,6 +1547,7 @@ impl Shard {
                 faults: s.faults,
                 quarantined_calls: s.quarantined_calls,
                 instances_created: s.instances_created,
+                sessions_refused: s.sessions_refused,
                 quarantined_until: s.quarantined_until.filter(|t| Instant::now() < *t),
                 sessions_open: s.sessions_open,
             })

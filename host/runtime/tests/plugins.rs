@@ -507,6 +507,67 @@ fn a_full_instance_pool_is_a_capacity_fault_not_a_trap() {
     });
 }
 
+/// A flood of sessions fills an instance's memory: from three quarters of
+/// it on, further opens are refused (no trap), the sessions already open go
+/// on, and closing some makes room for as many. Without the limit the
+/// instance would run out of memory and lose every session it holds.
+#[test]
+fn a_flood_of_sessions_is_refused_before_the_memory_runs_out() {
+    bounded(300, || {
+        let cfg = RuntimeConfig {
+            memory_limit: 8 << 20,
+            ..test_config()
+        };
+        let (rt, ids) = runtime_with(cfg, &["remora-redis"]);
+        let p = ids[0];
+        let mut shard = Shard::new(rt);
+        let f = flow(6379);
+        let ping = b"*1\r\n$4\r\nPING\r\n";
+        let mut open = Vec::new();
+        // Each session parses a command, so it holds what a real one does.
+        let refused = loop {
+            assert!(open.len() < 1_000_000, "never refused");
+            match shard.open(p, &f) {
+                Ok(s) => {
+                    let r = shard.feed(&s, Direction::ToServer, 0, ping).unwrap();
+                    assert_eq!(r.messages.len(), 1);
+                    open.push(s);
+                }
+                Err(e) => break e,
+            }
+        };
+        match refused {
+            Fault::SessionLimit { limit, memory } => {
+                assert_eq!(limit, open.len() as u64);
+                assert!((6 << 20..=8 << 20).contains(&memory), "{memory} bytes");
+            }
+            other => panic!("expected a session limit, got {other:?}"),
+        }
+        assert!(open.len() >= 64, "only {} sessions", open.len());
+        assert!(matches!(shard.open(p, &f), Err(Fault::SessionLimit { .. })));
+        let c = &shard.counters()[0];
+        assert_eq!(c.faults.total(), 0, "{:?}", c.faults);
+        assert_eq!((c.instances_created, c.sessions_refused), (1, 2));
+        assert_eq!(c.sessions_open, open.len() as u64);
+        // The first session and the last still answer.
+        for s in [&open[0], &open[open.len() - 1]] {
+            let r = shard
+                .feed(s, Direction::ToServer, ping.len() as u64, ping)
+                .unwrap();
+            assert_eq!(r.messages.len(), 1);
+        }
+        // Ten closed make room for ten more, not eleven.
+        for s in open.drain(..10) {
+            shard.close(&s);
+        }
+        for _ in 0..10 {
+            open.push(shard.open(p, &f).expect("room after closing"));
+        }
+        assert!(matches!(shard.open(p, &f), Err(Fault::SessionLimit { .. })));
+        assert_eq!(shard.counters()[0].faults.total(), 0);
+    });
+}
+
 #[test]
 fn session_from_another_shard_is_stale() {
     bounded(300, || {
