@@ -14,6 +14,9 @@ pub struct BackendFault {
     /// quarantined, or the session died with its instance). Counted once,
     /// where it happened, not again for every flow it touches.
     pub consequence: bool,
+    /// Nothing failed: the plugin's instance had no room for another
+    /// session, so the flow is raw (counted as `plugin_session_limit`).
+    pub refused: bool,
 }
 
 impl BackendFault {
@@ -21,6 +24,7 @@ impl BackendFault {
         BackendFault {
             message: message.into(),
             consequence: false,
+            refused: false,
         }
     }
 }
@@ -268,6 +272,7 @@ fn fault(f: Fault) -> BackendFault {
     BackendFault {
         message: f.to_string(),
         consequence: matches!(f, Fault::Stale | Fault::Quarantined),
+        refused: matches!(f, Fault::SessionLimit { .. }),
     }
 }
 

@@ -429,7 +429,9 @@ impl<B: Backend> DissectStage<B> {
     }
 
     fn fault(&mut self, plugin: u16, fault: &BackendFault) {
-        if !fault.consequence {
+        if fault.refused {
+            self.counters.drops.add(DropReason::PluginSessionLimit, 1);
+        } else if !fault.consequence {
             self.counters.plugin_faults += 1;
             self.counters.drops.add(DropReason::PluginFault, 1);
         }

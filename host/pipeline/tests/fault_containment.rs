@@ -70,7 +70,14 @@ fn runtime() -> Arc<Runtime> {
 }
 
 fn run(rt: &Arc<Runtime>, threads: usize) -> (Vec<Entry>, Summary, Arc<Catalog>) {
-    let (cap, _) = capture();
+    run_capture(rt, capture().0, threads)
+}
+
+fn run_capture(
+    rt: &Arc<Runtime>,
+    cap: Capture,
+    threads: usize,
+) -> (Vec<Entry>, Summary, Arc<Catalog>) {
     let mut reader = cap.reader();
     let catalog = Arc::new(catalog_from_runtime(rt));
     let cfg = PipelineConfig {
@@ -155,4 +162,51 @@ fn containment_holds_with_several_shards() {
         .count();
     assert_eq!(n, good);
     assert_eq!(summary.dissect.flows_fallen_back as usize, BROKEN.len());
+}
+
+/// A flood of flows to one plugin, all open at once: once its instance's
+/// memory is three quarters full it takes no new sessions. The flows it
+/// holds are dissected to their end, the refused ones are raw and counted
+/// as `plugin_session_limit`, and nothing faults (running out of memory
+/// would have ended every session of the instance).
+#[test]
+fn a_flood_of_flows_is_refused_before_the_plugin_runs_out_of_memory() {
+    const FLOWS: u16 = 40_000;
+    let cfg = RuntimeConfig {
+        memory_limit: 4 << 20,
+        quarantine_base: Duration::from_millis(1),
+        ..RuntimeConfig::default()
+    };
+    let mut rt = Runtime::new(cfg).unwrap();
+    rt.load_file(&plugin_path("remora-test-lines")).unwrap();
+    let rt = Arc::new(rt);
+    let mut cap = Capture::new();
+    let mut conns: Vec<_> = (0..FLOWS)
+        .map(|i| {
+            let mut c = cap.connect(20_000 + i, 7777);
+            cap.client_sends(&mut c, format!("hello {i}\n").as_bytes());
+            cap.server_sends(&mut c, format!("world {i}\n").as_bytes());
+            c
+        })
+        .collect();
+    // Every flow speaks again while all are open, then closes.
+    for (i, c) in conns.iter_mut().enumerate() {
+        cap.client_sends(c, format!("again {i}\n").as_bytes());
+        cap.server_sends(c, format!("still {i}\n").as_bytes());
+        cap.close(c);
+    }
+    let (entries, summary, _) = run_capture(&rt, cap, 1);
+
+    let refused = summary
+        .drops()
+        .get(remora_core::DropReason::PluginSessionLimit);
+    let admitted = u64::from(FLOWS) - refused;
+    assert!(refused > 0, "nothing refused: {:?}", summary.dissect);
+    assert!(admitted >= 64, "{admitted} sessions admitted");
+    assert_eq!(summary.dissect.plugin_faults, 0, "{:?}", summary.dissect);
+    assert_eq!(summary.dissect.flows_dissected, admitted);
+    assert_eq!(summary.dissect.flows_fallen_back, 0);
+    // Both exchanges of every admitted flow, complete.
+    assert_eq!(entries.len() as u64, 2 * admitted);
+    assert!(entries.iter().all(|e| e.complete()));
 }
