@@ -199,9 +199,42 @@ const WINDOW_PACKETS: u64 = 64;
 /// Phase of the entries a window's batch finished.
 const PHASE_WINDOW: u8 = 3;
 
-/// Sorts what was appended to `out` since `start` by key.
-fn sort_from(out: &mut Out, start: usize) {
-    out[start..].sort_by_key(|(k, _)| *k);
+/// Reusable room for [`sort_from`].
+#[derive(Default)]
+struct SortScratch {
+    order: Vec<(OrderKey, u32)>,
+    held: Vec<Option<(OrderKey, Entry)>>,
+}
+
+impl SortScratch {
+    /// What a scratch list keeps between sorts; a larger event's lists go.
+    const KEEP: usize = 4096;
+}
+
+/// Sorts what was appended to `out` since `start` by key. An entry is a
+/// few hundred bytes, and a sort of them moved each several times (a
+/// visible share of the host's copying on the mixed capture), so the keys
+/// are sorted with their positions and each entry then moves twice.
+fn sort_from(out: &mut Out, start: usize, scratch: &mut SortScratch) {
+    let tail = &out[start..];
+    if tail.is_sorted_by_key(|(k, _)| *k) {
+        return;
+    }
+    let SortScratch { order, held } = scratch;
+    order.clear();
+    order.extend(tail.iter().enumerate().map(|(i, (k, _))| (*k, i as u32)));
+    // With the position as the tie-break this is the stable order.
+    order.sort_unstable();
+    held.clear();
+    held.extend(out.drain(start..).map(Some));
+    out.extend(
+        order
+            .iter()
+            .map(|&(_, i)| held[i as usize].take().expect("each position once")),
+    );
+    held.clear();
+    order.shrink_to(SortScratch::KEEP);
+    held.shrink_to(SortScratch::KEEP);
 }
 
 /// Keys an entry that event (`seq`, `phase`) finished as its `n`-th.
@@ -225,6 +258,7 @@ pub(crate) struct ShardWorker<B: Backend> {
     publisher: Option<ShardPublisher>,
     /// First sequence number of the next batch window.
     window_end: u64,
+    sort: SortScratch,
 }
 
 impl<B: Backend> ShardWorker<B> {
@@ -243,6 +277,7 @@ impl<B: Backend> ShardWorker<B> {
                 .map(|_| RecentFlows::new(RECENT_FLOWS_PER_SHARD)),
             publisher,
             window_end: 0,
+            sort: SortScratch::default(),
         }
     }
 
@@ -291,7 +326,7 @@ impl<B: Backend> ShardWorker<B> {
     fn flush_window(&mut self, seq: u64, phase: u8, out: &mut Out) {
         let start = out.len();
         self.flush_into(out, seq, phase, 0);
-        sort_from(out, start);
+        sort_from(out, start, &mut self.sort);
     }
 
     /// Appends the entries of the queued calls, keyed from `n`; returns the
@@ -336,7 +371,7 @@ impl<B: Backend> ShardWorker<B> {
         if full {
             self.flush_into(out, seq, phase, n);
         }
-        sort_from(out, start);
+        sort_from(out, start, &mut self.sort);
     }
 
     pub(crate) fn tick(&mut self, seq: u64, now: Timestamp, out: &mut Out) {
@@ -419,6 +454,49 @@ mod tests {
         assert!(!large.full(4, 1024));
         large.push_packet(&udp(&[7; 600]), 2, None);
         assert!(!large.full(4, 1024));
+    }
+
+    #[test]
+    fn sorting_a_tail_by_positions_is_the_stable_sort_of_it() {
+        let entry = |id: u64| Entry {
+            id,
+            flow_id: 0,
+            plugin: 0,
+            protocol: 0,
+            transport: remora_core::Transport::Tcp,
+            client: Endpoint::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1),
+            server: Endpoint::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 2),
+            request: None,
+            response: None,
+            standalone: true,
+        };
+        let mut scratch = SortScratch::default();
+        // A pseudo-random sequence with repeated keys, so ties occur; the
+        // entry id records each one's original position.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for len in [0usize, 1, 2, 5, 20, 33, 200] {
+            for start in [0usize, 3] {
+                let mut out: Out = (0..start + len)
+                    .map(|i| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        let key = OrderKey {
+                            seq: x % 4,
+                            phase: (x >> 8) as u8 % 2,
+                            flow: (x >> 16) % 3,
+                            n: 0,
+                        };
+                        (key, entry(i as u64))
+                    })
+                    .collect();
+                let mut want = out.clone();
+                want[start..].sort_by_key(|(k, _)| *k);
+                sort_from(&mut out, start, &mut scratch);
+                let ids = |o: &Out| o.iter().map(|(k, e)| (*k, e.id)).collect::<Vec<_>>();
+                assert_eq!(ids(&out), ids(&want), "len {len} from {start}");
+            }
+        }
     }
 
     #[test]
