@@ -195,7 +195,7 @@ impl MessageObject {
         if !self.bodies {
             return None;
         }
-        self.msg().body.as_ref().map(BodyObject::from)
+        self.msg().body.as_deref().map(BodyObject::from)
     }
 }
 

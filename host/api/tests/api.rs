@@ -141,12 +141,12 @@ fn entry(n: u64) -> Entry {
                 value: Value::Int(if n.is_multiple_of(10) { 500 } else { 200 }),
             }]
             .into(),
-            body: Some(Body {
+            body: Some(Box::new(Body {
                 data: format!("{{\"n\":{n}}}").into_bytes(),
                 original_len: 7,
                 truncated: false,
                 decoded_from: None,
-            }),
+            })),
         }),
         standalone: false,
     }

@@ -107,11 +107,13 @@ impl<'a> Visit<'a> for ToPairing<'_> {
         if let Some((kind, txn, mut m)) = self.current.take() {
             self.pairing.fields_hint[self.dir.index()] = m.fields.encoded_len();
             self.held += body.map_or(0, |b| b.data.len());
-            m.body = body.map(|b| Body {
-                data: b.data.to_vec(),
-                original_len: b.original_len,
-                truncated: b.truncated,
-                decoded_from: b.decoded_from.map(str::to_owned),
+            m.body = body.map(|b| {
+                Box::new(Body {
+                    data: b.data.to_vec(),
+                    original_len: b.original_len,
+                    truncated: b.truncated,
+                    decoded_from: b.decoded_from.map(str::to_owned),
+                })
             });
             self.pairing.push(kind, txn, self.dir, m, self.held);
         }
@@ -262,8 +264,8 @@ mod tests {
             ]
         );
         assert_eq!(
-            q.body,
-            Some(Body {
+            q.body.as_deref(),
+            Some(&Body {
                 data: b"xy".to_vec(),
                 original_len: 9,
                 truncated: true,

@@ -114,7 +114,7 @@ fn message_json(schema: &PluginSchema, m: &Message) -> Json {
     json!({
         "timestamp": rfc3339_micros(m.ts),
         "fields": message_fields_json(schema, m),
-        "body": m.body.as_ref().map(body_json),
+        "body": m.body.as_deref().map(body_json),
     })
 }
 

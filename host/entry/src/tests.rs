@@ -89,12 +89,12 @@ fn entry() -> Entry {
                 value: Value::Int(404),
             }]
             .into(),
-            body: Some(Body {
+            body: Some(Box::new(Body {
                 data: b"nope".to_vec(),
                 original_len: 4,
                 truncated: false,
                 decoded_from: None,
-            }),
+            })),
         }),
         standalone: false,
     }
@@ -323,18 +323,18 @@ fn random_message(r: &mut Rng) -> Message {
         .collect();
     let body = match r.below(4) {
         0 => None,
-        1 => Some(Body {
+        1 => Some(Box::new(Body {
             data: (0..r.below(12)).map(|_| r.next() as u8).collect(),
             original_len: r.next() >> r.below(64),
             truncated: r.below(2) == 0,
             decoded_from: None,
-        }),
-        _ => Some(Body {
+        })),
+        _ => Some(Box::new(Body {
             data: r.text().into_bytes(),
             original_len: r.below(1000),
             truncated: r.below(2) == 0,
             decoded_from: (r.below(2) == 0).then(|| r.text()),
-        }),
+        })),
     };
     // Microseconds reaching years before 0 and past 9999 (not representable).
     let span = 400_000_000_000_000_000i64;

@@ -138,11 +138,13 @@ fn entry(n: u64) -> Entry {
     let request = Message {
         ts: Timestamp(ts),
         fields: req.into(),
-        body: req_body.map(|data| Body {
-            original_len: data.len() as u64,
-            data,
-            truncated: false,
-            decoded_from: None,
+        body: req_body.map(|data| {
+            Box::new(Body {
+                original_len: data.len() as u64,
+                data,
+                truncated: false,
+                decoded_from: None,
+            })
         }),
     };
     let response = has_response(n).then(|| {
@@ -171,12 +173,12 @@ fn entry(n: u64) -> Entry {
         Message {
             ts: Timestamp(ts + 900 + (n % 300) as i64),
             fields: fields.into(),
-            body: Some(Body {
+            body: Some(Box::new(Body {
                 original_len: data.len() as u64,
                 decoded_from: n.is_multiple_of(4).then(|| "gzip".to_string()),
                 truncated: false,
                 data,
-            }),
+            })),
         }
     });
     Entry {

@@ -416,11 +416,13 @@ fn decode_message_into(
         1 => {
             let original_len = r.varint()?;
             let truncated = r.u8()? != 0;
-            let b = m.body.get_or_insert_with(|| Body {
-                data: Vec::new(),
-                original_len: 0,
-                truncated: false,
-                decoded_from: None,
+            let b = m.body.get_or_insert_with(|| {
+                Box::new(Body {
+                    data: Vec::new(),
+                    original_len: 0,
+                    truncated: false,
+                    decoded_from: None,
+                })
             });
             b.original_len = original_len;
             b.truncated = truncated;
@@ -643,12 +645,12 @@ mod tests {
                     value: Value::Pair("k".into(), "v".into()),
                 }]
                 .into(),
-                body: Some(Body {
+                body: Some(Box::new(Body {
                     data: b"hello".to_vec(),
                     original_len: 5,
                     truncated: false,
                     decoded_from: Some("gzip".into()),
-                }),
+                })),
             }),
             response: None,
             standalone: true,

@@ -689,7 +689,7 @@ fn shifting_shape(n: u64) -> remora_entry::Entry {
             0 => None,
             // Two bodies in a row, so the second overwrites the first's
             // long `decoded_from` and data.
-            1 | 2 => Some(Body {
+            1 | 2 => Some(Box::new(Body {
                 data: if n % 5 == 1 {
                     long.clone().into_bytes()
                 } else {
@@ -702,7 +702,7 @@ fn shifting_shape(n: u64) -> remora_entry::Entry {
                 } else {
                     "br".into()
                 }),
-            }),
+            })),
             _ => m.body.take(),
         };
     }

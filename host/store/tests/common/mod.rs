@@ -81,13 +81,15 @@ pub fn entry(n: u64) -> Entry {
             },
         ]
         .into(),
-        body: (n % 2 == 1).then(|| Body {
-            data: format!("request body {n} ")
-                .repeat((n % 4) as usize)
-                .into_bytes(),
-            original_len: 100 + n,
-            truncated: n.is_multiple_of(3),
-            decoded_from: (n % 4 == 1).then(|| "gzip".to_string()),
+        body: (n % 2 == 1).then(|| {
+            Box::new(Body {
+                data: format!("request body {n} ")
+                    .repeat((n % 4) as usize)
+                    .into_bytes(),
+                original_len: 100 + n,
+                truncated: n.is_multiple_of(3),
+                decoded_from: (n % 4 == 1).then(|| "gzip".to_string()),
+            })
         }),
     });
     let response = (n % 11 != 5).then(|| Message {
@@ -111,12 +113,12 @@ pub fn entry(n: u64) -> Entry {
             },
         ]
         .into(),
-        body: Some(Body {
+        body: Some(Box::new(Body {
             data: vec![b'x'; (n % 50) as usize],
             original_len: n % 50,
             truncated: false,
             decoded_from: None,
-        }),
+        })),
     });
     Entry {
         id: 0,
