@@ -241,7 +241,6 @@ fn lines_round_trip() {
         assert_eq!(c.instances_created, 1);
         assert_eq!(c.faults.total(), 0);
         assert_eq!(c.calls, 4 + 1 + 3 + 2 + 1);
-        assert!(c.call_ns > 0);
     });
 }
 
