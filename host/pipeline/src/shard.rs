@@ -203,7 +203,7 @@ const PHASE_WINDOW: u8 = 3;
 #[derive(Default)]
 struct SortScratch {
     order: Vec<(OrderKey, u32)>,
-    held: Vec<Option<(OrderKey, Entry)>>,
+    held: Vec<Option<Entry>>,
 }
 
 impl SortScratch {
@@ -226,12 +226,11 @@ fn sort_from(out: &mut Out, start: usize, scratch: &mut SortScratch) {
     // With the position as the tie-break this is the stable order.
     order.sort_unstable();
     held.clear();
-    held.extend(out.drain(start..).map(Some));
-    out.extend(
-        order
-            .iter()
-            .map(|&(_, i)| held[i as usize].take().expect("each position once")),
-    );
+    held.extend(out.drain(start..).map(|(_, e)| Some(e)));
+    out.extend(order.iter().map(|&(k, i)| {
+        let e = held[i as usize].take().expect("each position once");
+        (k, e)
+    }));
     held.clear();
     order.shrink_to(SortScratch::KEEP);
     held.shrink_to(SortScratch::KEEP);
