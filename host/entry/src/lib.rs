@@ -50,7 +50,7 @@ pub struct Field {
 }
 
 /// What a plugin kept of a message body.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Body {
     /// At most the plugin's cap; decoded when `decoded_from` is set.
     pub data: Vec<u8>,

@@ -9,8 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use remora_core::{Endpoint, Timestamp, Transport};
 use remora_entry::{
-    Body, Catalog, Entry, FieldSchema, FieldType, Fields, Message, PluginSchema, ProtocolSchema,
-    ValueRef,
+    Catalog, Entry, FieldSchema, FieldType, Fields, Message, PluginSchema, ProtocolSchema, ValueRef,
 };
 
 /// Why a record could not be decoded, and where inside it.
@@ -416,14 +415,7 @@ fn decode_message_into(
         1 => {
             let original_len = r.varint()?;
             let truncated = r.u8()? != 0;
-            let b = m.body.get_or_insert_with(|| {
-                Box::new(Body {
-                    data: Vec::new(),
-                    original_len: 0,
-                    truncated: false,
-                    decoded_from: None,
-                })
-            });
+            let b = m.body.get_or_insert_default();
             b.original_len = original_len;
             b.truncated = truncated;
             match r.u8()? {
@@ -596,7 +588,7 @@ fn field_type_from_tag(t: u8) -> Option<FieldType> {
 
 #[cfg(test)]
 mod tests {
-    use remora_entry::{Field, Value};
+    use remora_entry::{Body, Field, Value};
 
     use super::*;
 
