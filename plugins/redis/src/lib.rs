@@ -430,6 +430,10 @@ struct Agg {
 enum Kept {
     /// Raw bytes in the current input.
     At(Span),
+    /// Raw bytes in the current input, known to be UTF-8: a command's
+    /// arguments are validated once, for the command line, and their
+    /// spans then go out as they are.
+    Text(Span),
     Owned(String),
     /// An aggregate element of a command.
     Nested,
@@ -444,14 +448,25 @@ impl Kept {
     /// current input) when the raw bytes are valid UTF-8.
     fn render<'a>(&'a self, data: &'a [u8]) -> Cow<'a, str> {
         match self {
-            Kept::At(sp) => cut_cow(lossy(data.get(sp.range()).unwrap_or(&[])), KEEP),
+            Kept::At(sp) | Kept::Text(sp) => {
+                cut_cow(lossy(data.get(sp.range()).unwrap_or(&[])), KEEP)
+            }
             Kept::Owned(s) => Cow::Borrowed(s),
             Kept::Nested => Cow::Borrowed("(nested)"),
         }
     }
 
+    /// The text to emit, cut to `max` bytes: the span itself when it is
+    /// known to be UTF-8 and short enough (the host reads spans as text).
+    fn text(&self, input: &Input<'_>, max: usize) -> Text {
+        match self {
+            Kept::Text(sp) if sp.len as usize <= max => Text::Span(*sp),
+            _ => input.text_of(cut(&self.render(input.data), max)),
+        }
+    }
+
     fn detach(&mut self, data: &[u8]) {
-        if let Kept::At(_) = self {
+        if let Kept::At(_) | Kept::Text(_) = self {
             *self = Kept::Owned(self.render(data).into_owned());
         }
     }
@@ -715,32 +730,63 @@ impl Frame {
                     self.add_arg(input, l);
                 }
                 Elem::Null => self.add_arg(input, b""),
-                Elem::Agg(_) => self.push_arg(b"(nested)", Kept::Nested),
+                Elem::Agg(_) => self.push_arg("(nested)", Kept::Nested),
             },
             _ => {}
         }
     }
 
-    /// One more argument, `l` (in `input`).
+    /// One more argument, `l` (in `input`). Its kept bytes are validated
+    /// as UTF-8 once, for both the command line and its own text.
     fn add_arg(&mut self, input: &Input<'_>, l: &[u8]) {
-        self.push_arg(l, Kept::at(input, &l[..l.len().min(KEEP)]));
+        self.argc += 1;
+        let wanted = self.args.len() < MAX_ARGS + 2;
+        if self.reply || !(wanted || self.command_open()) {
+            return;
+        }
+        let kept = &l[..l.len().min(KEEP)];
+        let text = std::str::from_utf8(kept).ok();
+        if self.command_open() {
+            // `kept` is all of `l` unless `l` is a long simple string.
+            let s = match text {
+                Some(t) if kept.len() == l.len() => Cow::Borrowed(t),
+                _ => lossy(&l[..l.len().min(MAX_COMMAND + 4)]),
+            };
+            self.extend_command(&s);
+        }
+        if wanted {
+            let span = input.span_of(kept);
+            self.args.push(match text {
+                Some(_) => Kept::Text(span),
+                None => Kept::At(span),
+            });
+        }
     }
 
-    fn push_arg(&mut self, raw: &[u8], kept: Kept) {
+    /// An argument shown as `raw`, kept as `kept`.
+    fn push_arg(&mut self, raw: &str, kept: Kept) {
         self.argc += 1;
         if self.reply {
             return;
         }
-        if self.command.len() < MAX_COMMAND + 4 {
-            let s = lossy(&raw[..raw.len().min(MAX_COMMAND + 4)]);
-            if !self.command.is_empty() {
-                self.command.push(' ');
-            }
-            self.command.push_str(&s);
+        if self.command_open() {
+            self.extend_command(raw);
         }
         if self.args.len() < MAX_ARGS + 2 {
             self.args.push(kept);
         }
+    }
+
+    /// Whether the command line takes more arguments.
+    fn command_open(&self) -> bool {
+        self.command.len() < MAX_COMMAND + 4
+    }
+
+    fn extend_command(&mut self, arg: &str) {
+        if !self.command.is_empty() {
+            self.command.push(' ');
+        }
+        self.command.push_str(arg);
     }
 
     /// The input of this call goes away: keep owned texts instead of spans.
@@ -1074,10 +1120,10 @@ impl Pairing {
             .int(F_ARGC, f.argc as i64)
             .int(F_REQUEST_SIZE, f.size as i64);
         if f.args.len() >= 2 && keyed {
-            m.field(F_KEY, input.text_of(&f.args[1].render(data)));
+            m.field(F_KEY, f.args[1].text(input, KEEP));
         }
         for a in f.args.iter().skip(1).take(MAX_ARGS) {
-            m.field(F_ARGS, input.text_of(cut(&a.render(data), MAX_ARG)));
+            m.field(F_ARGS, a.text(input, MAX_ARG));
         }
         if matches!(sub, Some("subscribe" | "psubscribe" | "ssubscribe")) {
             self.subscribed = true;
