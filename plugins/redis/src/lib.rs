@@ -848,11 +848,39 @@ fn find_crlf(data: &[u8], from: usize) -> Option<usize> {
     }
 }
 
+/// The common header line at `at`: a type byte, 1 to 18 digits and CRLF,
+/// read in one pass; its value and where the line ends (after the CRLF).
+/// `None` for anything else, which `find_crlf` and `parse_int` then read
+/// (to the same end and value when this one has them).
+#[inline]
+fn digits_line(data: &[u8], at: usize) -> Option<(i64, usize)> {
+    let mut v: i64 = 0;
+    let mut i = at + 1;
+    loop {
+        let c = *data.get(i)?;
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        if i - at > 18 {
+            return None; // a 19th digit
+        }
+        v = v * 10 + i64::from(d);
+        i += 1;
+    }
+    (i > at + 1 && data.get(i..i + 2) == Some(&b"\r\n"[..])).then_some((v, i + 2))
+}
+
 /// Parse one element at `pos` of `input` into `frame`.
 fn step(frame: &mut Frame, input: &Input<'_>, pos: usize) -> Step {
     let data = input.data;
     let avail = data.len() - pos;
-    let Some(eol) = find_crlf(data, pos) else {
+    let quick = digits_line(data, pos);
+    let int = |line: &[u8]| quick.map_or_else(|| parse_int(line), |(v, _)| Some(v));
+    let Some(eol) = quick
+        .map(|(_, end)| end - 2)
+        .or_else(|| find_crlf(data, pos))
+    else {
         return if avail > MAX_LINE {
             Step::Err("line too long")
         } else {
@@ -871,7 +899,7 @@ fn step(frame: &mut Frame, input: &Input<'_>, pos: usize) -> Step {
     let hdr = (after - pos) as u64;
     match t {
         b'+' | b'-' | b':' | b',' | b'#' | b'(' | b'_' => {
-            if t == b':' && parse_int(line).is_none() {
+            if t == b':' && int(line).is_none() {
                 return Step::Err("bad integer");
             }
             let e = if t == b'_' {
@@ -888,7 +916,7 @@ fn step(frame: &mut Frame, input: &Input<'_>, pos: usize) -> Step {
             }
         }
         b'$' | b'!' | b'=' => {
-            let Some(n) = parse_int(line) else {
+            let Some(n) = int(line) else {
                 return Step::Err("bad bulk length");
             };
             if n == -1 {
@@ -933,7 +961,7 @@ fn step(frame: &mut Frame, input: &Input<'_>, pos: usize) -> Step {
             }
         }
         b'*' | b'%' | b'~' | b'>' | b'|' => {
-            let Some(n) = parse_int(line) else {
+            let Some(n) = int(line) else {
                 return Step::Err("bad aggregate length");
             };
             frame.size += hdr;
@@ -990,6 +1018,9 @@ fn whole_command(frame: &mut Frame, input: &Input<'_>, pos: usize) -> Option<usi
     let header = |at: usize, t: u8| -> Option<(i64, usize)> {
         if data.get(at) != Some(&t) {
             return None;
+        }
+        if let Some(quick) = digits_line(data, at) {
+            return Some(quick);
         }
         let eol = find_crlf(data, at)?;
         if eol - at > MAX_LINE {
@@ -1424,10 +1455,41 @@ mod tests {
             prop_assert_eq!(parse_int(s.as_bytes()), reference(s.as_bytes()));
         }
 
+        /// Where the quick path reads a line, the general one reads it alike.
+        #[test]
+        fn digits_line_is_find_crlf_and_parse_int(
+            b in proptest::collection::vec(proptest::sample::select(b"0123456789\r\n+-$a".to_vec()), 0..28)
+        ) {
+            if let Some((v, end)) = digits_line(&b, 0) {
+                let eol = find_crlf(&b, 0).expect("a line");
+                prop_assert_eq!(end, eol + 2);
+                prop_assert_eq!(parse_int(&b[1..eol]), Some(v));
+            }
+        }
+
         #[test]
         fn parse_int_on_any_bytes(b in proptest::collection::vec(any::<u8>(), 0..24)) {
             prop_assert_eq!(parse_int(&b), reference(&b));
         }
+    }
+
+    #[test]
+    fn digits_line_takes_up_to_18_digits() {
+        let line = |d: &str| format!("${d}\r\n").into_bytes();
+        let max = "9".repeat(18);
+        assert_eq!(
+            digits_line(&line(&max), 0),
+            Some((999_999_999_999_999_999, 21))
+        );
+        assert_eq!(digits_line(&line(&"9".repeat(19)), 0), None);
+        for other in ["", "-1", "+1", "1 ", "12\r", "1\n"] {
+            assert_eq!(
+                digits_line(format!("${other}").as_bytes(), 0),
+                None,
+                "{other:?}"
+            );
+        }
+        assert_eq!(digits_line(b"$3\r\nabc", 0), Some((3, 4)));
     }
 
     #[test]
