@@ -848,11 +848,18 @@ fn find_crlf(data: &[u8], from: usize) -> Option<usize> {
     }
 }
 
+/// Whether CRLF is at `at`: two byte compares, where comparing slices
+/// was a call to the guest's `memcmp`.
+#[inline(always)]
+fn crlf_at(data: &[u8], at: usize) -> bool {
+    data.get(at) == Some(&b'\r') && data.get(at + 1) == Some(&b'\n')
+}
+
 /// The common header line at `at`: a type byte, 1 to 18 digits and CRLF,
 /// read in one pass; its value and where the line ends (after the CRLF).
 /// `None` for anything else, which `find_crlf` and `parse_int` then read
 /// (to the same end and value when this one has them).
-#[inline]
+#[inline(always)]
 fn digits_line(data: &[u8], at: usize) -> Option<(i64, usize)> {
     let mut v: i64 = 0;
     let mut i = at + 1;
@@ -868,7 +875,7 @@ fn digits_line(data: &[u8], at: usize) -> Option<(i64, usize)> {
         v = v * 10 + i64::from(d);
         i += 1;
     }
-    (i > at + 1 && data.get(i..i + 2) == Some(&b"\r\n"[..])).then_some((v, i + 2))
+    (i > at + 1 && crlf_at(data, i)).then_some((v, i + 2))
 }
 
 /// Parse one element at `pos` of `input` into `frame`.
@@ -935,7 +942,7 @@ fn step(frame: &mut Frame, input: &Input<'_>, pos: usize) -> Step {
             let keep = if frame.wanted() { n_us.min(KEEP) } else { 0 };
             let full_end = after.checked_add(n_us).and_then(|e| e.checked_add(2));
             if let Some(end) = full_end.filter(|&e| e <= data.len()) {
-                if &data[end - 2..end] != b"\r\n" {
+                if !crlf_at(data, end - 2) {
                     return Step::Err("bulk string not terminated by CRLF");
                 }
                 frame.record(input, t, &Elem::Bulk(&data[after..after + keep]));
@@ -1038,7 +1045,7 @@ fn whole_command(frame: &mut Frame, input: &Input<'_>, pos: usize) -> Option<usi
         let (len, after) = header(at, b'$')?;
         let len = usize::try_from(len).ok()?;
         let end = after.checked_add(len)?.checked_add(2)?;
-        if end > data.len() || &data[end - 2..end] != b"\r\n" {
+        if end > data.len() || !crlf_at(data, end - 2) {
             return None;
         }
         frame.add_arg(input, &data[after..after + len.min(KEEP)]);
