@@ -89,11 +89,13 @@ impl<D: Dissector> Native<D> {
             need: u32::try_from(progress.need).unwrap_or(u32::MAX),
             messages,
             error: self.out.take_error(),
-            switch: self.out.take_switch().map(|s| wit::ProtocolSwitch {
-                protocol: s.protocol,
-                to_server: s.offsets[0],
-                to_client: s.offsets[1],
-                params: s.params,
+            switch: self.out.take_switch().map(|s| {
+                Box::new(wit::ProtocolSwitch {
+                    protocol: s.protocol,
+                    to_server: s.offsets[0],
+                    to_client: s.offsets[1],
+                    params: s.params,
+                })
             }),
         })
     }

@@ -882,7 +882,7 @@ impl<B: Backend> DissectStage<B> {
         if give_up {
             self.fall_back(id, out);
         } else if let Some(switch) = outcome.switch {
-            self.switch_protocol(id, switch, out);
+            self.switch_protocol(id, *switch, out);
         }
     }
 

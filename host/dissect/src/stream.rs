@@ -62,7 +62,7 @@ pub(crate) struct Outcome {
     pub over_limit: bool,
     /// The plugin asked to hand the flow to another protocol; no further
     /// call was made on its session.
-    pub switch: Option<wit::ProtocolSwitch>,
+    pub switch: Option<Box<wit::ProtocolSwitch>>,
 }
 
 /// Hands a call's messages to the pairing, with the input their spans point into.

@@ -104,12 +104,12 @@ impl Backend for Lines {
             if let Some(rest) = line.strip_prefix(b"SWITCH ") {
                 let rest = std::str::from_utf8(rest).unwrap();
                 let (name, to_client) = rest.split_once(' ').unwrap();
-                res.switch = Some(wit::ProtocolSwitch {
+                res.switch = Some(Box::new(wit::ProtocolSwitch {
                     protocol: name.into(),
                     to_server: base + pos as u64,
                     to_client: to_client.parse().unwrap(),
                     params: vec![("k".into(), "v".into())],
-                });
+                }));
                 break;
             }
             if line == b"ERR" {

@@ -1261,7 +1261,7 @@ impl Shard {
             need: raw.need,
             messages,
             error: raw.error,
-            switch: raw.switch,
+            switch: raw.switch.map(Box::new),
         };
         match validate_result(&r, data_len) {
             Ok(()) => Ok(r),
@@ -1647,7 +1647,7 @@ mod tests {
             to_client: 0,
             params: vec![],
         };
-        assert!(validate_result(&res(0, Some(empty)), 10)
+        assert!(validate_result(&res(0, Some(Box::new(empty))), 10)
             .unwrap_err()
             .contains("empty protocol"));
     }

@@ -87,7 +87,9 @@ pub struct FeedResult {
     pub need: u32,
     pub messages: Messages,
     pub error: Option<String>,
-    pub switch: Option<crate::wit::ProtocolSwitch>,
+    /// Boxed: rare, and a result is moved for every call (unboxed, the
+    /// switch was most of its 144 bytes).
+    pub switch: Option<Box<crate::wit::ProtocolSwitch>>,
 }
 
 const KIND_REQUEST: u8 = 0;
