@@ -32,6 +32,10 @@ pub(crate) struct Pairing {
     unpaired: VecDeque<Waiting>,
     /// What `unpaired` holds, in bytes.
     unpaired_bytes: usize,
+    /// How many of `unpaired` are requests: a message looks for a partner
+    /// only among those of the other kind, and pipelined requests wait in
+    /// numbers (each scanned all the others for a response before).
+    unpaired_requests: usize,
     /// Entries finished by the last calls, in the order they finished.
     ready: Vec<Ready>,
     /// Encoded size of the fields of each direction's last message: the
@@ -68,14 +72,23 @@ impl Pairing {
                 return;
             }
         };
-        let partner = self
-            .unpaired
-            .iter()
-            .position(|w| w.is_request != is_request && w.txn == txn);
+        let others = if is_request {
+            self.unpaired.len() - self.unpaired_requests
+        } else {
+            self.unpaired_requests
+        };
+        let partner = (others > 0)
+            .then(|| {
+                self.unpaired
+                    .iter()
+                    .position(|w| w.is_request != is_request && w.txn == txn)
+            })
+            .flatten();
         match partner {
             Some(i) => {
                 let other = self.unpaired.remove(i).expect("index from position");
                 self.unpaired_bytes -= other.bytes;
+                self.unpaired_requests -= usize::from(other.is_request);
                 self.ready.push(if is_request {
                     Ready::Pair(msg, other.msg)
                 } else {
@@ -84,6 +97,7 @@ impl Pairing {
             }
             None => {
                 self.unpaired_bytes += bytes;
+                self.unpaired_requests += usize::from(is_request);
                 self.unpaired.push_back(Waiting {
                     is_request,
                     txn,
@@ -154,6 +168,7 @@ impl Pairing {
         {
             let oldest = self.unpaired.pop_front().expect("non-empty");
             self.unpaired_bytes -= oldest.bytes;
+            self.unpaired_requests -= usize::from(oldest.is_request);
             Self::emit(Self::unpaired_entry(oldest), template, counters, out);
         }
     }
@@ -173,8 +188,129 @@ impl Pairing {
     ) {
         self.emit_ready(template, (usize::MAX, usize::MAX), counters, out);
         self.unpaired_bytes = 0;
+        self.unpaired_requests = 0;
         while let Some(oldest) = self.unpaired.pop_front() {
             Self::emit(Self::unpaired_entry(oldest), template, counters, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use remora_core::{Endpoint, Timestamp, Transport};
+    use remora_entry::Fields;
+
+    use super::*;
+
+    fn message(id: i64) -> Message {
+        Message {
+            ts: Timestamp(id),
+            fields: Fields::default(),
+            body: None,
+        }
+    }
+
+    /// Entries as (request id, response id), -1 for none.
+    fn ids(e: &Entry) -> (i64, i64) {
+        let id = |m: &Option<Message>| m.as_ref().map_or(-1, |m| m.ts.0);
+        (id(&e.request), id(&e.response))
+    }
+
+    /// Pairing as it was before it counted requests: every message scans
+    /// all the waiting ones; the oldest goes when more than `max` wait.
+    #[derive(Default)]
+    struct Model {
+        waiting: Vec<(bool, u64, i64)>,
+        out: Vec<(i64, i64)>,
+    }
+
+    impl Model {
+        fn push(&mut self, is_request: bool, txn: u64, id: i64) {
+            match (self.waiting.iter()).position(|w| w.0 != is_request && w.1 == txn) {
+                Some(i) => {
+                    let other = self.waiting.remove(i);
+                    self.out.push(if is_request {
+                        (id, other.2)
+                    } else {
+                        (other.2, id)
+                    });
+                }
+                None => self.waiting.push((is_request, txn, id)),
+            }
+        }
+
+        fn evict(&mut self, max: usize) {
+            while self.waiting.len() > max {
+                let (is_request, _, id) = self.waiting.remove(0);
+                self.out.push(if is_request { (id, -1) } else { (-1, id) });
+            }
+        }
+    }
+
+    /// Requests and responses in any order, pipelined or not, with txns
+    /// reused and the waiting bound hit: entries come out as before.
+    #[test]
+    fn pairs_like_a_scan_of_every_waiting_message() {
+        let ep = Endpoint {
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 1,
+        };
+        let template = Entry {
+            id: 0,
+            flow_id: 1,
+            plugin: 0,
+            protocol: 0,
+            transport: Transport::Tcp,
+            client: ep,
+            server: ep,
+            request: None,
+            response: None,
+            standalone: false,
+        };
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        for (round, max) in [(0, 4), (1, 16), (2, usize::MAX)] {
+            let mut pairing = Pairing::default();
+            let mut model = Model::default();
+            let mut out = Vec::new();
+            let mut counters = DissectCounters::default();
+            for id in 0..5_000i64 {
+                // Runs of one kind, as pipelining makes them.
+                let is_request = (id / (1 + next(20) as i64)) % 2 == 0;
+                let txn = next(12);
+                pairing.push(
+                    if is_request {
+                        MessageKind::Request
+                    } else {
+                        MessageKind::Response
+                    },
+                    txn,
+                    Direction::ToServer,
+                    message(id),
+                    1,
+                );
+                model.push(is_request, txn, id);
+                pairing.emit_ready(&template, (max, usize::MAX), &mut counters, &mut |e| {
+                    out.push(ids(&e))
+                });
+                model.evict(max);
+                assert_eq!(
+                    pairing.unpaired_requests,
+                    model.waiting.iter().filter(|w| w.0).count(),
+                    "round {round}, message {id}"
+                );
+            }
+            pairing.flush(&template, &mut counters, &mut |e| out.push(ids(&e)));
+            model.evict(0);
+            assert_eq!(out, model.out, "round {round}");
+            assert_eq!(pairing.unpaired_requests, 0);
         }
     }
 }
