@@ -143,9 +143,7 @@ pub(crate) fn collect(
 
 #[cfg(test)]
 mod tests {
-    use std::net::{IpAddr, Ipv4Addr};
-
-    use remora_core::{Endpoint, Timestamp, Transport};
+    use remora_core::Timestamp;
     use remora_entry::{Entry, Field, Value};
 
     use super::*;
@@ -176,22 +174,7 @@ mod tests {
 
     fn entries_of(msgs: &wit::Messages, input: &[u8]) -> Vec<Entry> {
         let mut pairing = collected(msgs, input);
-        let end = Endpoint {
-            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            port: 1,
-        };
-        let template = Entry {
-            id: 0,
-            flow_id: 9,
-            plugin: 0,
-            protocol: 0,
-            transport: Transport::Tcp,
-            client: end,
-            server: end,
-            request: None,
-            response: None,
-            standalone: false,
-        };
+        let template = crate::pairing::test_template(9);
         let mut out = Vec::new();
         pairing.flush(&template, &mut DissectCounters::default(), &mut |e| {
             out.push(e)

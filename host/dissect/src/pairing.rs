@@ -77,13 +77,13 @@ impl Pairing {
         } else {
             self.unpaired_requests
         };
-        let partner = (others > 0)
-            .then(|| {
-                self.unpaired
-                    .iter()
-                    .position(|w| w.is_request != is_request && w.txn == txn)
-            })
-            .flatten();
+        let partner = if others == 0 {
+            None
+        } else {
+            self.unpaired
+                .iter()
+                .position(|w| w.is_request != is_request && w.txn == txn)
+        };
         match partner {
             Some(i) => {
                 let other = self.unpaired.remove(i).expect("index from position");
@@ -195,11 +195,28 @@ impl Pairing {
     }
 }
 
+/// An entry of flow `flow_id` on loopback with nothing in it, for the
+/// pairing to fill in tests.
+#[cfg(test)]
+pub(crate) fn test_template(flow_id: u64) -> Entry {
+    let ep = remora_core::Endpoint::new(std::net::Ipv4Addr::LOCALHOST.into(), 1);
+    Entry {
+        id: 0,
+        flow_id,
+        plugin: 0,
+        protocol: 0,
+        transport: remora_core::Transport::Tcp,
+        client: ep,
+        server: ep,
+        request: None,
+        response: None,
+        standalone: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::net::{IpAddr, Ipv4Addr};
-
-    use remora_core::{Endpoint, Timestamp, Transport};
+    use remora_core::Timestamp;
     use remora_entry::Fields;
 
     use super::*;
@@ -253,22 +270,7 @@ mod tests {
     /// reused and the waiting bound hit: entries come out as before.
     #[test]
     fn pairs_like_a_scan_of_every_waiting_message() {
-        let ep = Endpoint {
-            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            port: 1,
-        };
-        let template = Entry {
-            id: 0,
-            flow_id: 1,
-            plugin: 0,
-            protocol: 0,
-            transport: Transport::Tcp,
-            client: ep,
-            server: ep,
-            request: None,
-            response: None,
-            standalone: false,
-        };
+        let template = test_template(1);
         let mut rng = 0x2545_f491_4f6c_dd1du64;
         let mut next = |n: u64| {
             rng ^= rng << 13;
