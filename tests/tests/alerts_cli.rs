@@ -197,6 +197,7 @@ fn plugin_test(wasm: &Path, pcap: &str) -> Vec<Value> {
         None,
     );
     assert!(run.ok(), "{}", run.stderr);
+    assert!(run.stderr.contains(" s inside it), "), "{}", run.stderr);
     common::parse_jsonl(&run.stdout).unwrap()
 }
 
@@ -534,6 +535,14 @@ fn plugin_alerts_obey_the_rate_limit_of_their_config() {
         withheld(),
         tap.stderr()
     );
+    // The plugin ran (it raised an alert), so time was spent inside it.
+    let m = common::live::curl(&["-s", &format!("{}/metrics", tap.url())]).stdout;
+    let busy = String::from_utf8_lossy(&m).lines().find_map(|l| {
+        l.strip_prefix(r#"remora_alert_plugin_call_seconds_total{plugin="cloud-metadata"} "#)?
+            .parse::<f64>()
+            .ok()
+    });
+    assert!(busy.is_some_and(|s| s > 0.0), "call seconds: {busy:?}");
     std::thread::sleep(Duration::from_millis(1000));
     let got = got.lock().unwrap().clone();
     assert_eq!(got.len(), 1, "{got:?}");

@@ -298,6 +298,18 @@ fn alert_metrics(o: &mut Out, a: &remora_alert::hub::HubCounters) {
         }
     }
     o.family(
+        "remora_alert_plugin_call_seconds_total",
+        "counter",
+        "Time spent inside each alert plugin's calls.",
+    );
+    for (name, d) in &a.detectors {
+        o.sample(
+            "remora_alert_plugin_call_seconds_total",
+            &[("plugin", name)],
+            d.busy_ns as f64 / 1e9,
+        );
+    }
+    o.family(
         "remora_alert_plugin_alerts_withheld_total",
         "counter",
         "Alerts of each alert plugin withheld by its rate_limit or dedupe.",

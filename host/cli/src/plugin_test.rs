@@ -80,12 +80,13 @@ pub(crate) fn run(cli: &Cli, cmd: &PluginCommand) -> anyhow::Result<ExitCode> {
     let c = detector.counters();
     let r = detector.runtime_counters();
     eprintln!(
-        "remora: {}: {} entries, {} sent to `{}` in {} batches, {} alerts; faults: {} (deadline {}, memory {}, trap {}, malformed {}, no instance slot {}), {} entries lost",
+        "remora: {}: {} entries, {} sent to `{}` in {} batches ({:.3} s inside it), {} alerts; faults: {} (deadline {}, memory {}, trap {}, malformed {}, no instance slot {}), {} entries lost",
         args.capture.display(),
         c.entries_seen,
         c.entries_sent,
         detector.name(),
         c.batches,
+        r.call_ns as f64 / 1e9,
         alerts.len(),
         r.faults.total(),
         r.faults.deadline,

@@ -152,6 +152,7 @@ impl Runtime {
 pub struct AlertCounters {
     /// Calls that reached the plugin (describe excluded).
     pub calls: u64,
+    /// Time spent inside those calls, in nanoseconds.
     pub call_ns: u64,
     pub faults: FaultCounts,
     /// Calls refused because the plugin was quarantined.
