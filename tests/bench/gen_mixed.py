@@ -11,6 +11,12 @@ not verify them (the capture is never replayed onto a wire).
 
     gen_mixed.py --packets 1000000 -o mixed.pcap FILE...
     gen_mixed.py --rounds 50 --only redis -o redis.pcap FILE...   # one protocol's share
+    gen_mixed.py --packets 1000000 --by-protocol -o grouped.pcap FILE...
+
+--by-protocol writes each round's protocols one after the other (each
+protocol's inputs merged by time, in a time slot of its own) instead of all
+of them merged by time: the same packets, flows and entries, without the
+interleaving, to measure what interleaving costs.
 
 The protocol label of an input is its fixture directory (tests/fixtures/<p>/)
 or the file name's stem up to the first '-' (http1-nginx.pcap -> http1).
@@ -87,6 +93,8 @@ def main():
     g.add_argument("--packets", type=int, help="stop after the round that reaches this many packets")
     g.add_argument("--rounds", type=int)
     ap.add_argument("--only", help="write only the inputs with this protocol label (same rounds and addresses)")
+    ap.add_argument("--by-protocol", action="store_true",
+                    help="within a round, one protocol after the other instead of all merged by time")
     args = ap.parse_args()
     if args.packets is not None and args.packets <= 0:
         ap.error(f"--packets must be positive, got {args.packets}")
@@ -109,11 +117,17 @@ def main():
         sys.exit(f"--only {args.only!r}: no input has that label (labels: {', '.join(labels)})")
     per_round = sum(len(p) for _, p in inputs)
     rounds = args.rounds or -(-args.packets // per_round)
-    span = max(p[-1][0] for _, p in inputs) + ROUND_GAP_US
+    # one round's time: all inputs at once, or (--by-protocol) one slot per protocol
+    slot = max(p[-1][0] for _, p in inputs) + ROUND_GAP_US
+    span = slot * len(labels) if args.by_protocol else slot
+
+    def when(ts, i):
+        """A packet's time within its round."""
+        return labels.index(inputs[i][0]) * slot + ts if args.by_protocol else ts
 
     # one merged, time-ordered round: (rel_ts, input index, frame, orig_len)
     merged = sorted(
-        ((ts, i, fr, orig) for i, (_, pk) in enumerate(inputs) for ts, fr, orig in pk),
+        ((when(ts, i), i, fr, orig) for i, (_, pk) in enumerate(inputs) for ts, fr, orig in pk),
         key=lambda r: (r[0], r[1]),
     )
     offsets = [addr_offsets(fr) for _, _, fr, _ in merged]
