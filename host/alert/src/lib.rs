@@ -58,7 +58,7 @@ pub struct DetectorStats {
     pub calls: u64,
     /// Time spent inside those calls, in nanoseconds: which plugin costs
     /// the alert engine its time.
-    pub busy_ns: u64,
+    pub call_ns: u64,
     /// Faults by kind: deadline, memory, stack, trap, malformed, capacity.
     pub faults: [(&'static str, u64); 6],
     /// Calls refused while the plugin was quarantined.

@@ -238,7 +238,7 @@ impl Detector for PluginDetector {
             entries_lost: c.entries_lost,
             ticks_lost: c.ticks_lost,
             calls: r.calls,
-            busy_ns: r.call_ns,
+            call_ns: r.call_ns,
             faults: [
                 ("deadline", f.deadline),
                 ("memory", f.memory),

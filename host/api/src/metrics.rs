@@ -306,7 +306,7 @@ fn alert_metrics(o: &mut Out, a: &remora_alert::hub::HubCounters) {
         o.sample(
             "remora_alert_plugin_call_seconds_total",
             &[("plugin", name)],
-            d.busy_ns as f64 / 1e9,
+            d.call_ns as f64 / 1e9,
         );
     }
     o.family(
