@@ -201,6 +201,14 @@ fn plugin_test(wasm: &Path, pcap: &str) -> Vec<Value> {
     common::parse_jsonl(&run.stdout).unwrap()
 }
 
+/// The value of `sample` (name and labels) in the tap's `/metrics` now.
+fn metric<T: std::str::FromStr>(tap: &Tap, sample: &str) -> Option<T> {
+    let m = common::live::curl(&["-s", &format!("{}/metrics", tap.url())]).stdout;
+    String::from_utf8_lossy(&m)
+        .lines()
+        .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
+}
+
 fn ids(v: &Value) -> Vec<u64> {
     v.as_array()
         .unwrap_or_else(|| panic!("not a list: {v}"))
@@ -520,14 +528,10 @@ fn plugin_alerts_obey_the_rate_limit_of_their_config() {
         &dir.join("store"),
     );
     let withheld = || {
-        let m = common::live::curl(&["-s", &format!("{}/metrics", tap.url())]).stdout;
-        String::from_utf8_lossy(&m).lines().find_map(|l| {
-            l.strip_prefix(
-                r#"remora_alert_plugin_alerts_withheld_total{plugin="cloud-metadata"} "#,
-            )?
-            .parse::<u64>()
-            .ok()
-        })
+        metric::<u64>(
+            &tap,
+            r#"remora_alert_plugin_alerts_withheld_total{plugin="cloud-metadata"}"#,
+        )
     };
     assert!(
         wait_until(Duration::from_secs(60), || withheld() == Some(1)),
@@ -536,12 +540,10 @@ fn plugin_alerts_obey_the_rate_limit_of_their_config() {
         tap.stderr()
     );
     // The plugin ran (it raised an alert), so time was spent inside it.
-    let m = common::live::curl(&["-s", &format!("{}/metrics", tap.url())]).stdout;
-    let busy = String::from_utf8_lossy(&m).lines().find_map(|l| {
-        l.strip_prefix(r#"remora_alert_plugin_call_seconds_total{plugin="cloud-metadata"} "#)?
-            .parse::<f64>()
-            .ok()
-    });
+    let busy = metric::<f64>(
+        &tap,
+        r#"remora_alert_plugin_call_seconds_total{plugin="cloud-metadata"}"#,
+    );
     assert!(busy.is_some_and(|s| s > 0.0), "call seconds: {busy:?}");
     std::thread::sleep(Duration::from_millis(1000));
     let got = got.lock().unwrap().clone();

@@ -229,6 +229,20 @@ pub fn render(state: &ApiState) -> String {
     o.0
 }
 
+/// A counter family with one sample per alert plugin, labelled `plugin`.
+fn per_plugin<V: std::fmt::Display>(
+    o: &mut Out,
+    a: &remora_alert::hub::HubCounters,
+    name: &str,
+    help: &str,
+    value: impl Fn(&remora_alert::DetectorStats) -> V,
+) {
+    o.family(name, "counter", help);
+    for (plugin, d) in &a.detectors {
+        o.sample(name, &[("plugin", plugin)], value(d));
+    }
+}
+
 fn alert_metrics(o: &mut Out, a: &remora_alert::hub::HubCounters) {
     o.family(
         "remora_alerts_raised_total",
@@ -297,30 +311,20 @@ fn alert_metrics(o: &mut Out, a: &remora_alert::hub::HubCounters) {
             );
         }
     }
-    o.family(
+    per_plugin(
+        o,
+        a,
         "remora_alert_plugin_call_seconds_total",
-        "counter",
         "Time spent inside each alert plugin's calls.",
+        |d| d.call_ns as f64 / 1e9,
     );
-    for (name, d) in &a.detectors {
-        o.sample(
-            "remora_alert_plugin_call_seconds_total",
-            &[("plugin", name)],
-            d.call_ns as f64 / 1e9,
-        );
-    }
-    o.family(
+    per_plugin(
+        o,
+        a,
         "remora_alert_plugin_alerts_withheld_total",
-        "counter",
         "Alerts of each alert plugin withheld by its rate_limit or dedupe.",
+        |d| d.alerts_withheld,
     );
-    for (name, d) in &a.detectors {
-        o.sample(
-            "remora_alert_plugin_alerts_withheld_total",
-            &[("plugin", name)],
-            d.alerts_withheld,
-        );
-    }
     o.family(
         "remora_alert_plugin_faults_total",
         "counter",

@@ -740,7 +740,7 @@ impl Frame {
     /// as UTF-8 once, for both the command line and its own text.
     fn add_arg(&mut self, input: &Input<'_>, l: &[u8]) {
         self.argc += 1;
-        let wanted = self.args.len() < MAX_ARGS + 2;
+        let wanted = self.args_open();
         if self.reply || !(wanted || self.command_open()) {
             return;
         }
@@ -772,7 +772,7 @@ impl Frame {
         if self.command_open() {
             self.extend_command(raw);
         }
-        if self.args.len() < MAX_ARGS + 2 {
+        if self.args_open() {
             self.args.push(kept);
         }
     }
@@ -780,6 +780,11 @@ impl Frame {
     /// Whether the command line takes more arguments.
     fn command_open(&self) -> bool {
         self.command.len() < MAX_COMMAND + 4
+    }
+
+    /// Whether more arguments are kept on their own.
+    fn args_open(&self) -> bool {
+        self.args.len() < MAX_ARGS + 2
     }
 
     fn extend_command(&mut self, arg: &str) {
