@@ -289,33 +289,69 @@ impl<B: Backend> DissectStage<B> {
         c
     }
 
+    /// Flows this stage holds state for: those that carried bytes, a gap
+    /// or an end and have not closed.
+    pub fn flows_tracked(&self) -> usize {
+        self.flows.len()
+    }
+
     pub fn backend(&self) -> &B {
         &self.backend
     }
 
     pub fn on_event(&mut self, ev: FlowEvent<'_>, out: &mut EntrySink<'_>) {
         match ev {
-            FlowEvent::Open { flow } => self.open(flow),
+            // A flow's state is made at its first bytes, gap or end: a flow
+            // that never carries any (a port scan, a SYN flood) then costs
+            // this stage nothing. Such a flow would have ended raw without a
+            // call, which `Close` accounts for.
+            FlowEvent::Open { .. } => {}
             FlowEvent::Data {
                 flow,
                 dir,
                 ts,
                 offset,
                 data,
-            } => self.data(flow.id, dir, ts, Some(offset), data, out),
+            } => {
+                if !self.data(flow.id, dir, ts, Some(offset), data, out) {
+                    self.track(flow);
+                    self.data(flow.id, dir, ts, Some(offset), data, out);
+                }
+            }
             FlowEvent::Datagram {
                 flow,
                 dir,
                 ts,
                 data,
-            } => self.data(flow.id, dir, ts, None, data, out),
-            FlowEvent::Gap { flow, dir, len, .. } => self.gap(flow.id, dir, len, out),
-            FlowEvent::End { flow, dir, .. } => self.end(flow.id, dir, out),
-            FlowEvent::Close { flow, .. } => self.close(flow.id, out),
+            } => {
+                if !self.data(flow.id, dir, ts, None, data, out) {
+                    self.track(flow);
+                    self.data(flow.id, dir, ts, None, data, out);
+                }
+            }
+            FlowEvent::Gap { flow, dir, len, .. } => {
+                self.track(flow);
+                self.gap(flow.id, dir, len, out)
+            }
+            FlowEvent::End { flow, dir, .. } => {
+                self.track(flow);
+                self.end(flow.id, dir, out)
+            }
+            FlowEvent::Close { flow, .. } => {
+                if self.flows.contains_key(&flow.id) {
+                    self.close(flow.id, out)
+                } else {
+                    self.counters.flows_raw += 1;
+                }
+            }
         }
     }
 
-    fn open(&mut self, flow: &FlowInfo) {
+    /// Makes the flow's state, once.
+    fn track(&mut self, flow: &FlowInfo) {
+        if self.flows.contains_key(&flow.id) {
+            return;
+        }
         let info = wit::FlowInfo {
             id: flow.id,
             transport: match flow.transport {
@@ -352,7 +388,9 @@ impl<B: Backend> DissectStage<B> {
     }
 
     /// New bytes of a flow: stream bytes at `offset` (TCP), or one datagram
-    /// when `offset` is `None` (UDP).
+    /// when `offset` is `None` (UDP). False if the flow has no state yet
+    /// (its first bytes): the caller makes it and calls again, so the
+    /// common case looks the flow up once.
     fn data(
         &mut self,
         id: u64,
@@ -361,9 +399,9 @@ impl<B: Backend> DissectStage<B> {
         offset: Option<u64>,
         data: &[u8],
         out: &mut EntrySink<'_>,
-    ) {
+    ) -> bool {
         let Some(f) = self.flows.get_mut(&id) else {
-            return;
+            return false;
         };
         match (&mut f.state, offset) {
             (FlowState::Raw, _) => self.counters.raw_bytes += data.len() as u64,
@@ -377,6 +415,7 @@ impl<B: Backend> DissectStage<B> {
             }
             (FlowState::Dissecting { .. }, None) => self.datagram(id, dir, ts, data, out),
         }
+        true
     }
 
     /// Run the probes; on a verdict, open a session and replay what was buffered.

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use remora_core::{Direction, Endpoint, FlowKey, Timestamp, Transport};
+use remora_core::{Direction, Endpoint, Timestamp, Transport};
 use remora_entry::{
     Catalog, Entry, FieldSchema, FieldType, PluginSchema, ProtocolSchema, ValueRef,
 };
@@ -234,7 +234,6 @@ impl Harness {
         let server = Endpoint::new("10.0.0.2".parse().unwrap(), 7777);
         let flow = FlowInfo {
             id: 1,
-            key: FlowKey::new(transport, client, server),
             transport,
             client,
             server,
@@ -437,6 +436,51 @@ fn unclaimed_flow_is_counted_raw() {
     assert!(h.entries.is_empty());
     assert_eq!(h.stage.counters().flows_raw, 1);
     assert_eq!(h.stage.counters().flows_dissected, 0);
+}
+
+#[test]
+fn a_flow_without_bytes_holds_no_state_and_closes_raw() {
+    let mut h = Harness::new();
+    assert_eq!(h.stage.flows_tracked(), 0, "Open alone makes no state");
+    h.close();
+    let c = h.stage.counters();
+    assert_eq!((c.flows_raw, c.flows_dissected, c.plugin_calls), (1, 0, 0));
+    assert_eq!(h.stage.flows_tracked(), 0);
+    assert!(h.entries.is_empty());
+}
+
+#[test]
+fn a_flows_first_bytes_make_its_state_and_its_close_drops_it() {
+    let mut h = Harness::new();
+    h.send(Direction::ToServer, 1, b"hello\n");
+    assert_eq!(h.stage.flows_tracked(), 1);
+    h.send(Direction::ToClient, 2, b"world\n");
+    h.close();
+    assert_eq!(h.stage.flows_tracked(), 0);
+    assert_eq!(h.lines(), vec![(s("hello"), s("world"))]);
+    let c = h.stage.counters();
+    assert_eq!((c.flows_raw, c.flows_dissected), (0, 1));
+}
+
+#[test]
+fn an_end_before_any_bytes_makes_the_state_that_remembers_it() {
+    let mut h = Harness::new();
+    let flow = h.flow.clone();
+    h.event(FlowEvent::End {
+        flow: &flow,
+        dir: Direction::ToServer,
+        ts: Timestamp(1),
+    });
+    assert_eq!(h.stage.flows_tracked(), 1);
+    h.event(FlowEvent::End {
+        flow: &flow,
+        dir: Direction::ToClient,
+        ts: Timestamp(1),
+    });
+    h.close();
+    let c = h.stage.counters();
+    assert_eq!((c.flows_raw, c.flows_dissected, c.plugin_calls), (1, 0, 0));
+    assert_eq!(h.stage.flows_tracked(), 0);
 }
 
 #[test]

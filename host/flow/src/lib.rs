@@ -66,13 +66,20 @@ impl Default for FlowConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowInfo {
     pub id: FlowId,
-    pub key: FlowKey,
     pub transport: Transport,
     pub client: Endpoint,
     pub server: Endpoint,
     pub first_seen: Timestamp,
     /// The roles come from a SYN or SYN-ACK (otherwise from the port heuristic).
     pub syn_seen: bool,
+}
+
+impl FlowInfo {
+    /// The flow's key, made from its endpoints rather than kept: a copy of
+    /// them in canonical order was a sixth of a dataless flow's memory.
+    pub fn key(&self) -> FlowKey {
+        FlowKey::new(self.transport, self.client, self.server)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

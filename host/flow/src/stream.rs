@@ -409,7 +409,7 @@ impl Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use remora_core::{Endpoint, FlowKey, Transport};
+    use remora_core::{Endpoint, Transport};
     use std::net::{IpAddr, Ipv4Addr};
 
     /// Events of one direction, flattened for assertions.
@@ -438,7 +438,6 @@ mod tests {
                 c: FlowCounters::default(),
                 info: FlowInfo {
                     id: 0,
-                    key: FlowKey::new(Transport::Tcp, a, b),
                     transport: Transport::Tcp,
                     client: a,
                     server: b,

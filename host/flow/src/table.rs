@@ -7,7 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 use remora_core::{Direction, DropReason, Endpoint, FlowKey, Packet, Timestamp, Transport, L4};
 
 use crate::stream::{Ctx, Out, RxState, Stream};
+
+mod slab;
 use crate::{CloseReason, FlowConfig, FlowCounters, FlowEvent, FlowId, FlowInfo, FlowStats};
+use slab::Slab;
 
 const NIL: u32 = u32::MAX;
 
@@ -34,8 +37,7 @@ struct Lru {
 pub struct FlowTable {
     cfg: FlowConfig,
     map: HashMap<FlowKey, u32, ahash::RandomState>,
-    slab: Vec<Option<Flow>>,
-    free: Vec<u32>,
+    slab: Slab<Flow>,
     /// Least recently active first; index 0 TCP, 1 UDP.
     lru: [Lru; 2],
     /// Flows with a hole in some direction, by id.
@@ -77,8 +79,7 @@ impl FlowTable {
         FlowTable {
             cfg,
             map: HashMap::default(),
-            slab: Vec::new(),
-            free: Vec::new(),
+            slab: Slab::new(),
             lru: [Lru {
                 head: NIL,
                 tail: NIL,
@@ -110,11 +111,11 @@ impl FlowTable {
     }
 
     fn flow(&self, idx: u32) -> &Flow {
-        self.slab[idx as usize].as_ref().expect("live slot")
+        self.slab.get(idx)
     }
 
     fn flow_mut(&mut self, idx: u32) -> &mut Flow {
-        self.slab[idx as usize].as_mut().expect("live slot")
+        self.slab.get_mut(idx)
     }
 
     // ---- LRU ----
@@ -156,7 +157,7 @@ impl FlowTable {
     }
 
     fn sync_holey(&mut self, idx: u32) {
-        let f = self.slab[idx as usize].as_mut().expect("live slot");
+        let f = self.slab.get_mut(idx);
         let holey = f.rx.iter().any(Stream::has_hole);
         if holey != f.holey {
             f.holey = holey;
@@ -188,7 +189,6 @@ impl FlowTable {
         let flow = Flow {
             info: FlowInfo {
                 id: seq,
-                key,
                 transport: key.transport,
                 client,
                 server,
@@ -204,16 +204,7 @@ impl FlowTable {
             next: NIL,
             holey: false,
         };
-        let idx = match self.free.pop() {
-            Some(i) => {
-                self.slab[i as usize] = Some(flow);
-                i
-            }
-            None => {
-                self.slab.push(Some(flow));
-                (self.slab.len() - 1) as u32
-            }
-        };
+        let idx = self.slab.insert(flow);
         self.lru_push_back(idx);
         self.map.insert(key, idx);
         self.counters.flows_opened += 1;
@@ -232,9 +223,8 @@ impl FlowTable {
         sink: &mut dyn FnMut(FlowEvent<'_>),
     ) {
         self.lru_unlink(idx);
-        let mut flow = self.slab[idx as usize].take().expect("live slot");
-        self.free.push(idx);
-        self.map.remove(&flow.info.key);
+        let mut flow = self.slab.remove(idx);
+        self.map.remove(&flow.info.key());
         if flow.holey {
             self.holey.remove(&flow.info.id);
         }
@@ -357,7 +347,7 @@ impl FlowTable {
                     self.close(idx, CloseReason::Rst, pkt.ts, sink);
                     return;
                 }
-                let f = self.slab[idx as usize].as_mut().expect("live slot");
+                let f = self.slab.get_mut(idx);
                 let mut ctx = Ctx {
                     cfg: &self.cfg,
                     c: &mut self.counters,
@@ -420,7 +410,7 @@ impl FlowTable {
         todo.clear();
         todo.extend(self.holey.iter().map(|(&id, &idx)| (id, idx)));
         for &(_, idx) in &todo {
-            let f = self.slab[idx as usize].as_mut().expect("live slot");
+            let f = self.slab.get_mut(idx);
             let mut ctx = Ctx {
                 cfg: &self.cfg,
                 c: &mut self.counters,
@@ -448,8 +438,7 @@ impl FlowTable {
         let mut todo: Vec<(FlowId, u32, Timestamp)> = self
             .slab
             .iter()
-            .enumerate()
-            .filter_map(|(i, f)| f.as_ref().map(|f| (f.info.id, i as u32, f.stats.last_seen)))
+            .map(|(i, f)| (f.info.id, i, f.stats.last_seen))
             .collect();
         todo.sort_unstable();
         for (_, idx, ts) in todo {

@@ -64,7 +64,7 @@ impl RecentFlows {
                     self.flows.pop_front();
                     self.forgotten += 1;
                 }
-                self.open.insert(flow.key, flow.id);
+                self.open.insert(flow.key(), flow.id);
                 self.flows.push_back(FlowRecord {
                     id: flow.id,
                     transport: flow.transport,
@@ -84,7 +84,7 @@ impl RecentFlows {
                 stats,
                 ..
             } => {
-                self.open.remove(&flow.key);
+                self.open.remove(&flow.key());
                 if let Some(r) = self.find(flow.id) {
                     r.packets = stats.packets.iter().sum();
                     r.bytes = stats.bytes.iter().sum();
@@ -132,7 +132,6 @@ mod tests {
         };
         FlowInfo {
             id,
-            key: FlowKey::new(Transport::Tcp, client, server),
             transport: Transport::Tcp,
             client,
             server,
