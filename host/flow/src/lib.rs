@@ -80,6 +80,13 @@ impl FlowInfo {
     pub fn key(&self) -> FlowKey {
         FlowKey::new(self.transport, self.client, self.server)
     }
+
+    /// Whether `key` is this flow's, without building its key.
+    pub fn has_key(&self, key: &FlowKey) -> bool {
+        self.transport == key.transport
+            && ((self.client == key.lo && self.server == key.hi)
+                || (self.client == key.hi && self.server == key.lo))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

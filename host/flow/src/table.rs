@@ -1,8 +1,10 @@
-//! The flow table: a slab of flows indexed by an ahash map, with one intrusive
+//! The flow table: a slab of flows indexed by a hash table, with one intrusive
 //! LRU list per transport (idle expiry and eviction walk only from the head)
 //! and an ordered set of flows holding holes (gap timeouts).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use hashbrown::HashTable;
 
 use remora_core::{Direction, DropReason, Endpoint, FlowKey, Packet, Timestamp, Transport, L4};
 
@@ -36,7 +38,12 @@ struct Lru {
 /// across tables by `FlowKey::symmetric_hash` for parallelism.
 pub struct FlowTable {
     cfg: FlowConfig,
-    map: HashMap<FlowKey, u32, ahash::RandomState>,
+    /// Slab indices by the hash of their flow's key. The keys are the
+    /// flows' own endpoints, so a bucket is 4 bytes rather than a copy of
+    /// the key (48): a port scan's table stays small enough to cache.
+    map: HashTable<u32>,
+    /// Keyed per table: a capture cannot choose flows that collide.
+    hasher: ahash::RandomState,
     slab: Slab<Flow>,
     /// Least recently active first; index 0 TCP, 1 UDP.
     lru: [Lru; 2],
@@ -78,7 +85,8 @@ impl FlowTable {
     pub fn new(cfg: FlowConfig) -> Self {
         FlowTable {
             cfg,
-            map: HashMap::default(),
+            map: HashTable::new(),
+            hasher: ahash::RandomState::new(),
             slab: Slab::new(),
             lru: [Lru {
                 head: NIL,
@@ -171,7 +179,21 @@ impl FlowTable {
 
     // ---- lifecycle ----
 
-    fn open(&mut self, pkt: &Packet<'_>, seq: u64, sink: &mut dyn FnMut(FlowEvent<'_>)) -> u32 {
+    /// The flow of `key` (whose hash is `hash`), if tracked.
+    fn find(&self, hash: u64, key: &FlowKey) -> Option<u32> {
+        self.map
+            .find(hash, |&i| self.slab.get(i).info.has_key(key))
+            .copied()
+    }
+
+    /// Opens the flow of `pkt`, whose key hashes to `hash`.
+    fn open(
+        &mut self,
+        pkt: &Packet<'_>,
+        seq: u64,
+        hash: u64,
+        sink: &mut dyn FnMut(FlowEvent<'_>),
+    ) -> u32 {
         if self.map.len() >= self.cfg.max_flows.max(1) {
             self.evict_one(pkt.ts, sink);
         }
@@ -206,7 +228,9 @@ impl FlowTable {
         };
         let idx = self.slab.insert(flow);
         self.lru_push_back(idx);
-        self.map.insert(key, idx);
+        self.map.insert_unique(hash, idx, |&i| {
+            self.hasher.hash_one(self.slab.get(i).info.key())
+        });
         self.counters.flows_opened += 1;
         sink(FlowEvent::Open {
             flow: &self.flow(idx).info,
@@ -224,7 +248,11 @@ impl FlowTable {
     ) {
         self.lru_unlink(idx);
         let mut flow = self.slab.remove(idx);
-        self.map.remove(&flow.info.key());
+        let hash = self.hasher.hash_one(flow.info.key());
+        self.map
+            .find_entry(hash, |&i| i == idx)
+            .expect("a tracked flow is in the map")
+            .remove();
         if flow.holey {
             self.holey.remove(&flow.info.id);
         }
@@ -291,8 +319,9 @@ impl FlowTable {
         self.counters.packets += 1;
         self.counters.payload_bytes += pkt.payload.len() as u64;
         let key = pkt.flow_key();
-        let idx = match self.map.get(&key) {
-            Some(&idx) => {
+        let hash = self.hasher.hash_one(key);
+        let idx = match self.find(hash, &key) {
+            Some(idx) => {
                 let reuse = match pkt.l4 {
                     L4::Tcp { seq: s, flags, .. } if flags.syn && !flags.ack => {
                         let dir = self.direction(idx, pkt);
@@ -309,7 +338,7 @@ impl FlowTable {
                         CloseReason::Evicted
                     };
                     self.close(idx, reason, pkt.ts, sink);
-                    self.open(pkt, seq, sink)
+                    self.open(pkt, seq, hash, sink)
                 } else {
                     self.touch(idx);
                     idx
@@ -321,7 +350,7 @@ impl FlowTable {
                         return;
                     }
                 }
-                self.open(pkt, seq, sink)
+                self.open(pkt, seq, hash, sink)
             }
         };
         let dir = self.direction(idx, pkt);

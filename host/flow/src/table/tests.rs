@@ -814,3 +814,34 @@ proptest! {
         prop_assert_eq!(t.t.counters().buffered_bytes, 0);
     }
 }
+
+#[test]
+fn many_flows_are_found_from_either_side_after_others_closed() {
+    // 3,000 flows across several slab chunks and table growths; every
+    // other one is reset, then each survivor's server answers: it must
+    // land in the survivor (no new flow), and the reset ones stay gone.
+    let mut t = T::new(FlowConfig::default());
+    let client = |i: u16| ((i % 200) as u8 + 1, 10_000 + i);
+    let server = |i: u16| (250, 1 + i % 7);
+    for i in 0..3000u16 {
+        t.tcp(i.into(), client(i), server(i), 100, "S", b"");
+    }
+    for i in (0..3000u16).step_by(2) {
+        t.tcp(3000, client(i), server(i), 101, "R", b"");
+    }
+    t.take();
+    assert_eq!(t.t.len(), 1500);
+    for i in (1..3000u16).step_by(2) {
+        t.tcp(4000, server(i), client(i), 500, "SA", b"");
+    }
+    let evs = t.take();
+    assert!(evs.iter().all(|e| !matches!(e, Ev::Open { .. })), "{evs:?}");
+    let c = t.t.counters();
+    assert_eq!((c.flows_opened, c.flows_active), (3000, 1500));
+    t.finish();
+    let closed: Vec<FlowId> = closes(&t.take()).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(
+        closed,
+        (1..3000u64).step_by(2).map(|i| i + 1).collect::<Vec<_>>()
+    );
+}
