@@ -256,6 +256,17 @@ pub struct DissectStage<B: Backend> {
     spare_calls: Vec<Vec<Queued>>,
     /// A batch's calls sent, kept for the same reason.
     spare_sent: Vec<(Queued, bool)>,
+    /// Ends of a flow without state, waiting to see whether its close
+    /// follows: the table closes a flow (an RST, the end of the capture)
+    /// with its ends and its close in a row, and a flow that carried
+    /// nothing needs no state for them. Anything else releases them first.
+    held_end: Option<HeldEnd>,
+}
+
+struct HeldEnd {
+    flow: FlowInfo,
+    /// By `Direction::index`.
+    dirs: [bool; 2],
 }
 
 /// Spare call lists kept at most (more are freed): rounds nest only when a
@@ -277,6 +288,7 @@ impl<B: Backend> DissectStage<B> {
             scratch: Vec::new(),
             spare_calls: Vec::new(),
             spare_sent: Vec::new(),
+            held_end: None,
         }
     }
 
@@ -300,6 +312,12 @@ impl<B: Backend> DissectStage<B> {
     }
 
     pub fn on_event(&mut self, ev: FlowEvent<'_>, out: &mut EntrySink<'_>) {
+        if let Some(held) = &self.held_end {
+            let closing = matches!(ev, FlowEvent::End { .. } | FlowEvent::Close { .. });
+            if !(closing && ev.flow().id == held.flow.id) {
+                self.release_held_end(out);
+            }
+        }
         match ev {
             // A flow's state is made at its first bytes, gap or end: a flow
             // that never carries any (a port scan, a SYN flood) then costs
@@ -334,14 +352,38 @@ impl<B: Backend> DissectStage<B> {
                 self.gap(flow.id, dir, len, out)
             }
             FlowEvent::End { flow, dir, .. } => {
-                self.track(flow);
-                self.end(flow.id, dir, out)
+                if self.flows.contains_key(&flow.id) {
+                    self.end(flow.id, dir, out)
+                } else {
+                    let held = self.held_end.get_or_insert_with(|| HeldEnd {
+                        flow: flow.clone(),
+                        dirs: [false; 2],
+                    });
+                    held.dirs[dir.index()] = true;
+                }
             }
             FlowEvent::Close { flow, .. } => {
                 if self.flows.contains_key(&flow.id) {
                     self.close(flow.id, out)
                 } else {
+                    // Its ends, if held, go with it: they would have
+                    // settled the probing of a flow without bytes.
+                    self.held_end = None;
                     self.counters.flows_raw += 1;
+                }
+            }
+        }
+    }
+
+    /// The held ends of a flow without state, applied now that something
+    /// else comes first: its state is made and each end runs as it would
+    /// have when it came.
+    fn release_held_end(&mut self, out: &mut EntrySink<'_>) {
+        if let Some(HeldEnd { flow, dirs }) = self.held_end.take() {
+            self.track(&flow);
+            for dir in Direction::BOTH {
+                if dirs[dir.index()] {
+                    self.end(flow.id, dir, out);
                 }
             }
         }

@@ -463,24 +463,57 @@ fn a_flows_first_bytes_make_its_state_and_its_close_drops_it() {
 }
 
 #[test]
-fn an_end_before_any_bytes_makes_the_state_that_remembers_it() {
+fn ends_and_close_of_a_flow_without_bytes_make_no_state() {
     let mut h = Harness::new();
     let flow = h.flow.clone();
-    h.event(FlowEvent::End {
-        flow: &flow,
-        dir: Direction::ToServer,
-        ts: Timestamp(1),
-    });
-    assert_eq!(h.stage.flows_tracked(), 1);
-    h.event(FlowEvent::End {
-        flow: &flow,
-        dir: Direction::ToClient,
-        ts: Timestamp(1),
-    });
+    for dir in Direction::BOTH {
+        h.event(FlowEvent::End {
+            flow: &flow,
+            dir,
+            ts: Timestamp(1),
+        });
+        assert_eq!(h.stage.flows_tracked(), 0, "an end waits for the close");
+    }
     h.close();
     let c = h.stage.counters();
     assert_eq!((c.flows_raw, c.flows_dissected, c.plugin_calls), (1, 0, 0));
     assert_eq!(h.stage.flows_tracked(), 0);
+}
+
+#[test]
+fn a_held_end_is_applied_when_another_event_comes_first() {
+    let mut h = Harness::new();
+    let a = h.flow.clone();
+    let b = FlowInfo {
+        id: 2,
+        client: Endpoint::new("10.0.0.3".parse().unwrap(), 40001),
+        ..a.clone()
+    };
+    h.event(FlowEvent::End {
+        flow: &a,
+        dir: Direction::ToServer,
+        ts: Timestamp(1),
+    });
+    assert_eq!(h.stage.flows_tracked(), 0);
+    h.event(FlowEvent::Data {
+        flow: &b,
+        dir: Direction::ToServer,
+        ts: Timestamp(2),
+        offset: 0,
+        data: b"hi\n",
+    });
+    assert_eq!(h.stage.flows_tracked(), 2, "a's end made its state");
+    // a's other direction ends: with the first end remembered, both are
+    // settled without bytes and a is raw at once, before its close.
+    h.event(FlowEvent::End {
+        flow: &a,
+        dir: Direction::ToClient,
+        ts: Timestamp(3),
+    });
+    assert_eq!(h.stage.counters().flows_raw, 1);
+    h.close();
+    assert_eq!(h.stage.counters().flows_raw, 1);
+    assert_eq!(h.stage.flows_tracked(), 1);
 }
 
 #[test]
