@@ -32,8 +32,10 @@ pub struct FlowRecord {
 pub(crate) struct RecentFlows {
     capacity: usize,
     flows: VecDeque<FlowRecord>,
-    /// Open flows by key, so each packet can be counted on its flow; entries
-    /// leave at `Close`, so this is bounded by the flow table.
+    /// Open flows among `flows` by key, so each packet can be counted on
+    /// its flow; entries leave at `Close` or with their record, so this is
+    /// bounded by `capacity` (a port scan's many open flows are not kept
+    /// twice).
     open: HashMap<FlowKey, FlowId, ahash::RandomState>,
     /// Records pushed out by newer flows.
     pub forgotten: u64,
@@ -61,7 +63,12 @@ impl RecentFlows {
         match ev {
             FlowEvent::Open { flow } => {
                 if self.flows.len() == self.capacity {
-                    self.flows.pop_front();
+                    if let Some(old) = self.flows.pop_front() {
+                        if old.closed.is_none() {
+                            self.open
+                                .remove(&FlowKey::new(old.transport, old.client, old.server));
+                        }
+                    }
                     self.forgotten += 1;
                 }
                 self.open.insert(flow.key(), flow.id);
@@ -175,6 +182,8 @@ mod tests {
             stats: FlowStats::default(),
         });
         assert_eq!(r.iter().count(), 3);
-        assert!(r.open.len() == 3, "closed flows leave the key index");
+        // Only the kept flows still open (30 and 50) stay in the key index:
+        // closed ones and the forgotten ones leave it.
+        assert_eq!(r.open.len(), 2);
     }
 }
