@@ -44,7 +44,7 @@ pub use metered::{CallLatency, Metered, Meters, PluginMeter, LATENCY_BOUNDS_US, 
 
 use std::sync::Arc;
 
-use ahash::AHashMap;
+use ahash::{AHashMap, AHashSet};
 use remora_core::{Direction, DropReason, Drops, Timestamp, Transport};
 use remora_entry::{Catalog, Entry};
 use remora_flow::{FlowEvent, FlowInfo};
@@ -242,7 +242,18 @@ pub struct DissectStage<B: Backend> {
     backend: B,
     catalog: Arc<Catalog>,
     cfg: DissectConfig,
-    flows: AHashMap<u64, FlowDissect<B::Session>>,
+    /// Boxed: a bucket is then 16 bytes, not the ~530 of the state, so a
+    /// look-up reads a small table (a UDP flood's 200,000 flows made it
+    /// 105 MB, every probe of it a cache miss) and growing it moves no
+    /// states.
+    flows: AHashMap<u64, Box<FlowDissect<B::Session>>>,
+    /// Flows no plugin claimed, by id, until they close: all a raw flow
+    /// needs is to be known as raw (its bytes are counted, never held),
+    /// so it keeps no state (unclaimed traffic such as TLS, or a flood of
+    /// datagrams nothing recognises, would otherwise hold ~600 bytes
+    /// each). A flow that fell back after dissecting keeps its state: its
+    /// pairing still holds what it paired.
+    raw: AHashSet<u64>,
     counters: DissectCounters,
     /// Calls waiting for the next batch, in arrival order; `None` once a
     /// flow-local flush ran it early.
@@ -283,6 +294,7 @@ impl<B: Backend> DissectStage<B> {
             catalog,
             cfg,
             flows: AHashMap::new(),
+            raw: AHashSet::new(),
             counters: DissectCounters::default(),
             queue: Vec::new(),
             scratch: Vec::new(),
@@ -302,9 +314,14 @@ impl<B: Backend> DissectStage<B> {
     }
 
     /// Flows this stage holds state for: those that carried bytes, a gap
-    /// or an end and have not closed.
+    /// or an end, are not raw and have not closed.
     pub fn flows_tracked(&self) -> usize {
         self.flows.len()
+    }
+
+    /// Raw flows this stage remembers as raw (by id only) until they close.
+    pub fn flows_known_raw(&self) -> usize {
+        self.raw.len()
     }
 
     pub fn backend(&self) -> &B {
@@ -332,8 +349,7 @@ impl<B: Backend> DissectStage<B> {
                 data,
             } => {
                 if !self.data(flow.id, dir, ts, Some(offset), data, out) {
-                    self.track(flow);
-                    self.data(flow.id, dir, ts, Some(offset), data, out);
+                    self.untracked_data(flow, dir, ts, Some(offset), data, out);
                 }
             }
             FlowEvent::Datagram {
@@ -343,18 +359,19 @@ impl<B: Backend> DissectStage<B> {
                 data,
             } => {
                 if !self.data(flow.id, dir, ts, None, data, out) {
-                    self.track(flow);
-                    self.data(flow.id, dir, ts, None, data, out);
+                    self.untracked_data(flow, dir, ts, None, data, out);
                 }
             }
             FlowEvent::Gap { flow, dir, len, .. } => {
-                self.track(flow);
-                self.gap(flow.id, dir, len, out)
+                if !self.raw.contains(&flow.id) {
+                    self.track(flow);
+                    self.gap(flow.id, dir, len, out)
+                }
             }
             FlowEvent::End { flow, dir, .. } => {
                 if self.flows.contains_key(&flow.id) {
                     self.end(flow.id, dir, out)
-                } else {
+                } else if !self.raw.contains(&flow.id) {
                     let held = self.held_end.get_or_insert_with(|| HeldEnd {
                         flow: flow.clone(),
                         dirs: [false; 2],
@@ -365,13 +382,46 @@ impl<B: Backend> DissectStage<B> {
             FlowEvent::Close { flow, .. } => {
                 if self.flows.contains_key(&flow.id) {
                     self.close(flow.id, out)
-                } else {
+                } else if !self.raw.remove(&flow.id) {
                     // Its ends, if held, go with it: they would have
                     // settled the probing of a flow without bytes.
                     self.held_end = None;
                     self.counters.flows_raw += 1;
                 }
             }
+        }
+    }
+
+    /// Bytes of a flow without state: a known raw flow's are counted; a new
+    /// flow gets its state and then its bytes.
+    fn untracked_data(
+        &mut self,
+        flow: &FlowInfo,
+        dir: Direction,
+        ts: Timestamp,
+        offset: Option<u64>,
+        data: &[u8],
+        out: &mut EntrySink<'_>,
+    ) {
+        if !self.raw.contains(&flow.id) {
+            self.track(flow);
+            if self.data(flow.id, dir, ts, offset, data, out) {
+                return;
+            }
+        }
+        self.counters.raw_bytes += data.len() as u64;
+    }
+
+    /// Keeps a flow that went raw before any session as its id only.
+    fn forget_raw(&mut self, id: u64) {
+        let Some(f) = self.flows.get(&id) else {
+            return;
+        };
+        // Only probing leads here: no session ran, so nothing is queued or
+        // paired that the state would still be needed for.
+        if matches!(f.state, FlowState::Raw) && f.last.is_none() {
+            self.flows.remove(&id);
+            self.raw.insert(id);
         }
     }
 
@@ -391,7 +441,7 @@ impl<B: Backend> DissectStage<B> {
 
     /// Makes the flow's state, once.
     fn track(&mut self, flow: &FlowInfo) {
-        if self.flows.contains_key(&flow.id) {
+        if self.flows.contains_key(&flow.id) || self.raw.contains(&flow.id) {
             return;
         }
         let info = wit::FlowInfo {
@@ -406,15 +456,15 @@ impl<B: Backend> DissectStage<B> {
             server_port: flow.server.port,
         };
         let selection = Selection::new(&self.catalog, flow);
-        let state = if selection.is_empty() {
+        if selection.is_empty() {
             self.counters.flows_raw += 1;
-            FlowState::Raw
-        } else {
-            FlowState::Probing(selection)
-        };
+            self.raw.insert(flow.id);
+            return;
+        }
+        let state = FlowState::Probing(selection);
         self.flows.insert(
             flow.id,
-            FlowDissect {
+            Box::new(FlowDissect {
                 info,
                 flow: flow.clone(),
                 state,
@@ -425,7 +475,7 @@ impl<B: Backend> DissectStage<B> {
                 queued: [None; 2],
                 last: None,
                 epoch: 0,
-            },
+            }),
         );
     }
 
@@ -480,6 +530,7 @@ impl<B: Backend> DissectStage<B> {
                 self.counters.raw_bytes += sel.buffered_bytes();
                 f.state = FlowState::Raw;
                 self.counters.flows_raw += 1;
+                self.forget_raw(id);
             }
             select::Verdict::Chosen { plugin, protocol } => {
                 let FlowState::Probing(sel) = std::mem::replace(&mut f.state, FlowState::Raw)
@@ -503,6 +554,7 @@ impl<B: Backend> DissectStage<B> {
                     Err(fault) => {
                         self.fault(plugin, &fault);
                         self.counters.flows_raw += 1;
+                        self.forget_raw(id);
                     }
                 }
             }
@@ -1125,7 +1177,10 @@ impl<B: Backend> DissectStage<B> {
             self.end(id, dir, out);
         }
         match self.flows.get(&id) {
-            None => {}
+            // The ends settled its probing: it went raw, and closes now.
+            None => {
+                self.raw.remove(&id);
+            }
             // The session ends in the batch, after the flow's ends.
             Some(f) if matches!(f.state, FlowState::Dissecting { .. }) => {
                 self.enqueue(id, Direction::ToServer, 0, Op::Close, out)

@@ -439,6 +439,70 @@ fn unclaimed_flow_is_counted_raw() {
 }
 
 #[test]
+fn a_raw_flow_is_remembered_by_id_only_until_it_closes() {
+    let mut h = Harness::new();
+    h.send(Direction::ToServer, 1, b"\x00\x01binary");
+    assert_eq!((h.stage.flows_tracked(), h.stage.flows_known_raw()), (0, 1));
+    // Later bytes, a gap and the ends count or do nothing; none brings
+    // probing back or counts the flow twice.
+    h.send(Direction::ToClient, 2, b"hello\n");
+    let flow = h.flow.clone();
+    h.event(FlowEvent::Gap {
+        flow: &flow,
+        dir: Direction::ToServer,
+        offset: 8,
+        len: 10,
+        ts: Timestamp(3),
+    });
+    for dir in Direction::BOTH {
+        h.event(FlowEvent::End {
+            flow: &flow,
+            dir,
+            ts: Timestamp(4),
+        });
+    }
+    assert_eq!(h.stage.flows_tracked(), 0);
+    let c = h.stage.counters();
+    assert_eq!((c.raw_bytes, c.plugin_calls), (8 + 6, 1), "one probe only");
+    h.close();
+    let c = h.stage.counters();
+    assert_eq!((c.flows_raw, c.flows_dissected), (1, 0));
+    assert_eq!((h.stage.flows_tracked(), h.stage.flows_known_raw()), (0, 0));
+    assert!(h.entries.is_empty());
+}
+
+#[test]
+fn a_flow_that_probing_settles_raw_at_its_close_is_counted_once() {
+    // Both directions end before any byte: the ends settle the probing
+    // (raw) inside the close.
+    let mut h = Harness::new();
+    let flow = h.flow.clone();
+    let b = FlowInfo {
+        id: 2,
+        client: Endpoint::new("10.0.0.3".parse().unwrap(), 40001),
+        ..flow.clone()
+    };
+    h.event(FlowEvent::End {
+        flow: &flow,
+        dir: Direction::ToServer,
+        ts: Timestamp(1),
+    });
+    // Another flow's event applies the held end: the state exists now.
+    h.event(FlowEvent::Data {
+        flow: &b,
+        dir: Direction::ToServer,
+        ts: Timestamp(2),
+        offset: 0,
+        data: b"hi\n",
+    });
+    h.close();
+    let c = h.stage.counters();
+    assert_eq!((c.flows_raw, c.flows_dissected), (1, 1));
+    assert_eq!(h.stage.flows_known_raw(), 0, "its close forgot it");
+    assert_eq!(h.stage.flows_tracked(), 1, "b is still open");
+}
+
+#[test]
 fn a_flow_without_bytes_holds_no_state_and_closes_raw() {
     let mut h = Harness::new();
     assert_eq!(h.stage.flows_tracked(), 0, "Open alone makes no state");
