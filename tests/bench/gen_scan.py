@@ -1,17 +1,25 @@
 #!/usr/bin/env python3
-"""Write the capture a TCP SYN port scan leaves: many flows, no payload.
+"""Write the capture a port scan leaves: many flows, each one packet or two.
 
 Used by tests/bench/scan.sh. One scanner (10.1.0.0/16, a source port per
-probe) sends one SYN to each of --flows (address, port) targets in
-10.2.0.0/16; every other target answers RST-ACK (a closed port) and the rest
-stay silent (filtered), so half the flows close at once and half stay open
-until the capture ends. Probes are 10 µs apart. Nothing carries payload:
-what such traffic costs is the flow tracking alone, which is what this
-measures (memory per flow, flows per second). The packets are built here,
-with valid IPv4 header checksums; TCP checksums are left zero (Remora does
-not verify them).
+probe) probes each of --flows (address, port) targets in 10.2.0.0/16, 10 µs
+apart.
+
+TCP (default): one SYN per target; every other target answers RST-ACK (a
+closed port) and the rest stay silent (filtered), so half the flows close
+at once and half stay open until the capture ends. Nothing carries
+payload: what such traffic costs is the flow tracking alone.
+
+--udp: one datagram of 32 pseudo-random bytes per target (ports 2000-2999,
+which no built-in plugin hints), unanswered: every flow is probed by the
+plugins that speak UDP, none claims it, and it stays open (raw) until the
+capture ends.
+
+The packets are built here, with valid IPv4 header checksums; TCP and UDP
+checksums are left zero (Remora does not verify them).
 
     gen_scan.py --flows 200000 -o scan.pcap
+    gen_scan.py --udp --flows 200000 -o udp.pcap
 """
 import argparse
 import struct
@@ -36,9 +44,17 @@ def frame(src, dst, sport, dport, seq, ack, flags, ident, from_scanner):
     return macs + b"\x08\x00" + bytes(ip) + tcp
 
 
+def datagram(src, dst, sport, dport, payload, ident):
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), ident, 0, 64, 17, 0, src, dst))
+    ip[10:12] = struct.pack("!H", ip_checksum(bytes(ip)))
+    return TARGET_MAC + SCANNER_MAC + b"\x08\x00" + bytes(ip) + udp
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--flows", type=int, required=True, help="targets probed (one flow each)")
+    ap.add_argument("--udp", action="store_true", help="one unanswered datagram per target instead of a SYN")
     ap.add_argument("-o", "--output", required=True)
     args = ap.parse_args()
     if not 1 <= args.flows <= 1 << 24:
@@ -59,6 +75,11 @@ def main():
             target = bytes([10, 2, (i >> 8) & 0xFF, i & 0xFF])
             sport, dport = 20000 + i % 40000, 1 + i % 1024
             ts = t0 + i * 10
+            if args.udp:
+                seed = ((i + 1) * 0x9E3779B97F4A7C15) & (2**64 - 1)
+                payload = b"".join(((seed * (k + 1)) >> 24 & 0xFFFFFFFF).to_bytes(4, "big") for k in range(8))
+                write(ts, datagram(scanner, target, sport, 2000 + i % 1000, payload, i & 0xFFFF))
+                continue
             isn = (i * 2654435761) & 0xFFFFFFFF
             write(ts, frame(scanner, target, sport, dport, isn, 0, SYN, i & 0xFFFF, True))
             if i % 2 == 0:

@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
-# Port-scan benchmark: what flows without payload cost (a SYN scan, a SYN
-# flood): peak memory per flow and packets/s of `remora read`.
+# Port-scan benchmark: what many short flows cost (a SYN scan or flood, a
+# UDP scan nothing claims): peak memory per flow and packets/s of
+# `remora read`.
 #
 #   tests/bench/scan.sh                          # RUNS=5
 #   BASE_BIN=/path/to/other/remora tests/bench/scan.sh   # and another build, same run
 #
 # No root needed; no network. Inputs, generated if absent (deterministic,
-# tests/bench/gen_scan.py): tests/out/bench/scan-200k.pcap and scan-20k.pcap,
-# 200,000 and 20,000 probed targets (one flow each; half answer RST-ACK and
-# close at once, half stay open to the end of the capture).
+# tests/bench/gen_scan.py) under tests/out/bench/: scan-200k.pcap and
+# scan-20k.pcap, SYNs to 200,000 and 20,000 targets (one flow each; half
+# answer RST-ACK and close at once, half stay open to the end of the
+# capture); udpscan-200k.pcap and udpscan-20k.pcap, one unanswered datagram
+# per target (each flow probed by the UDP plugins, claimed by none).
 # Measured, RUNS runs each, alternating the binaries:
 #   remora read FILE --format count --threads 1     wall time and peak RSS
 #   remora-bench --stage decode FILE                the same-run baseline: the
 #       packets decoded with no flow table behind them
 # Reported: median wall time, packets/s and flows/s, the ratio to the decode
 # baseline, peak RSS, and memory per flow = (peak RSS on 200k - on 20k) /
-# 180,000 (what grows with the flows, not what every run has).
+# 180,000 (what grows with the flows, not what every run has), per kind.
 # Every run is bounded by `timeout $BENCH_TIMEOUT` (default 300 s).
 # Output: markdown on stdout.
 set -euo pipefail
@@ -28,21 +31,27 @@ RUNS="${RUNS:-5}"
 BENCH_TIMEOUT="${BENCH_TIMEOUT:-300}"
 . "$here/lib.sh"
 
-for n in 200000 20000; do
-    f="$out/scan-$((n / 1000))k.pcap"
-    if [ ! -s "$f" ] || [ "$f" -ot "$here/gen_scan.py" ]; then
-        python3 "$here/gen_scan.py" --flows "$n" -o "$f.tmp" >&2
-        mv "$f.tmp" "$f"
-    fi
+for kind in scan udpscan; do
+    for n in 200000 20000; do
+        f="$out/$kind-$((n / 1000))k.pcap"
+        if [ ! -s "$f" ] || [ "$f" -ot "$here/gen_scan.py" ]; then
+            python3 "$here/gen_scan.py" $([ "$kind" = udpscan ] && echo --udp) --flows "$n" -o "$f.tmp" >&2
+            mv "$f.tmp" "$f"
+        fi
+    done
 done
-settle "$out/scan-200k.pcap" "$out/scan-20k.pcap"
+settle "$out"/scan-200k.pcap "$out"/scan-20k.pcap "$out"/udpscan-200k.pcap "$out"/udpscan-20k.pcap
 
 python3 - "$RUNS" "$BENCH_TIMEOUT" "$out" "$REMORA_BENCH_BIN" "remora=$REMORA_BIN" ${BASE_BIN:+"base=$BASE_BIN"} <<'PY'
 import os, re, statistics, subprocess, sys, time
 
 runs, limit, out, bench = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 bins = [a.split("=", 1) for a in sys.argv[5:]]
-files = {"200k": (f"{out}/scan-200k.pcap", 200_000), "20k": (f"{out}/scan-20k.pcap", 20_000)}
+files = {
+    f"{kind}-{n // 1000}k": (f"{out}/{kind}-{n // 1000}k.pcap", n)
+    for kind in ("scan", "udpscan")
+    for n in (200_000, 20_000)
+}
 
 
 def run(cmd):
@@ -84,10 +93,11 @@ for name, _ in bins + [("decode", bench)]:
         label = "remora-bench --stage decode" if name == "decode" else f"{name} read"
         print(f"| {label} | {os.path.basename(f)} | {flows:,} | {pk:,} | {wall:.3f} | {pk / wall:,.0f} | {flows / wall:,.0f} | {ratio} | {rss / 1e6:.0f} |")
 print()
-print("| binary | memory per flow (peak RSS 200k − 20k) / 180,000 |")
-print("|---|---:|")
+print("| binary | capture | memory per flow (peak RSS 200k − 20k) / 180,000 |")
+print("|---|---|---:|")
 for name, _ in bins:
-    big = max(x[1] for x in res[(name, "200k")])
-    small = max(x[1] for x in res[(name, "20k")])
-    print(f"| {name} | {(big - small) / 180_000:,.0f} bytes |")
+    for kind in ("scan", "udpscan"):
+        big = max(x[1] for x in res[(name, f"{kind}-200k")])
+        small = max(x[1] for x in res[(name, f"{kind}-20k")])
+        print(f"| {name} | {kind} | {(big - small) / 180_000:,.0f} bytes |")
 PY
