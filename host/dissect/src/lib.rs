@@ -313,8 +313,9 @@ impl<B: Backend> DissectStage<B> {
         c
     }
 
-    /// Flows this stage holds state for: those that carried bytes, a gap
-    /// or an end, are not raw and have not closed.
+    /// Flows this stage holds state for: those that carried bytes or a gap
+    /// (or an end another event came after), are not known raw, and have
+    /// not closed.
     pub fn flows_tracked(&self) -> usize {
         self.flows.len()
     }
@@ -336,10 +337,11 @@ impl<B: Backend> DissectStage<B> {
             }
         }
         match ev {
-            // A flow's state is made at its first bytes, gap or end: a flow
-            // that never carries any (a port scan, a SYN flood) then costs
-            // this stage nothing. Such a flow would have ended raw without a
-            // call, which `Close` accounts for.
+            // A flow's state is made at its first bytes or gap (its ends
+            // wait, `held_end`): a flow that never carries any (a port
+            // scan, a SYN flood) then costs this stage nothing. Such a flow
+            // would have ended raw without a call, which `Close` accounts
+            // for.
             FlowEvent::Open { .. } => {}
             FlowEvent::Data {
                 flow,
@@ -480,9 +482,9 @@ impl<B: Backend> DissectStage<B> {
     }
 
     /// New bytes of a flow: stream bytes at `offset` (TCP), or one datagram
-    /// when `offset` is `None` (UDP). False if the flow has no state yet
-    /// (its first bytes): the caller makes it and calls again, so the
-    /// common case looks the flow up once.
+    /// when `offset` is `None` (UDP). False if the flow has no state (its
+    /// first bytes, or a flow known raw): the caller sees to it
+    /// (`untracked_data`), so the common case looks the flow up once.
     fn data(
         &mut self,
         id: u64,
