@@ -9,10 +9,10 @@ use hashbrown::HashTable;
 use remora_core::{Direction, DropReason, Endpoint, FlowKey, Packet, Timestamp, Transport, L4};
 
 use crate::stream::{Ctx, Out, RxState, Stream};
-
-mod slab;
 use crate::{CloseReason, FlowConfig, FlowCounters, FlowEvent, FlowId, FlowInfo, FlowStats};
 use slab::Slab;
+
+mod slab;
 
 const NIL: u32 = u32::MAX;
 
