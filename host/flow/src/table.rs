@@ -197,7 +197,6 @@ impl FlowTable {
         if self.map.len() >= self.cfg.max_flows.max(1) {
             self.evict_one(pkt.ts, sink);
         }
-        let key = pkt.flow_key();
         let (client_is_src, syn_seen) = match pkt.l4 {
             L4::Tcp { flags, .. } if flags.syn => (!flags.ack, true),
             L4::Tcp { .. } => (!server_by_port(pkt.src, pkt.dst), false),
@@ -211,7 +210,7 @@ impl FlowTable {
         let flow = Flow {
             info: FlowInfo {
                 id: seq,
-                transport: key.transport,
+                transport: pkt.l4.transport(),
                 client,
                 server,
                 first_seen: pkt.ts,
