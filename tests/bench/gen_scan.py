@@ -36,19 +36,22 @@ def ip_checksum(header):
     return ~total & 0xFFFF
 
 
-def frame(src, dst, sport, dport, seq, ack, flags, ident, from_scanner):
-    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, 1024, 0, 0)
-    ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), ident, 0, 64, 6, 0, src, dst))
+def ethernet_ipv4(src, dst, proto, l4, ident, from_scanner):
+    """An Ethernet frame carrying `l4` in an IPv4 packet with a valid header checksum."""
+    ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), ident, 0, 64, proto, 0, src, dst))
     ip[10:12] = struct.pack("!H", ip_checksum(bytes(ip)))
     macs = TARGET_MAC + SCANNER_MAC if from_scanner else SCANNER_MAC + TARGET_MAC
-    return macs + b"\x08\x00" + bytes(ip) + tcp
+    return macs + b"\x08\x00" + bytes(ip) + l4
+
+
+def frame(src, dst, sport, dport, seq, ack, flags, ident, from_scanner):
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, 1024, 0, 0)
+    return ethernet_ipv4(src, dst, 6, tcp, ident, from_scanner)
 
 
 def datagram(src, dst, sport, dport, payload, ident):
     udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
-    ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), ident, 0, 64, 17, 0, src, dst))
-    ip[10:12] = struct.pack("!H", ip_checksum(bytes(ip)))
-    return TARGET_MAC + SCANNER_MAC + b"\x08\x00" + bytes(ip) + udp
+    return ethernet_ipv4(src, dst, 17, udp, ident, True)
 
 
 def main():
