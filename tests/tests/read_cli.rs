@@ -262,6 +262,33 @@ fn thread_count_does_not_change_output() {
     assert_same_jsonl("--threads 1 vs default", baseline(), &one.stdout);
 }
 
+/// `--threads` outside 1..=255 is refused by name and value (100,000 made
+/// the process abort when the system refused the threads); 255, the most a
+/// pipeline runs, gives the same entries as one.
+#[test]
+fn thread_counts_out_of_range_are_refused_and_the_largest_works() {
+    let p = http1_pcap();
+    let p = p.to_str().unwrap();
+    for bad in ["0", "256", "100000", "many"] {
+        for cmd in [&["read", p][..], &["tap", "-r", p][..]] {
+            let mut args = cmd.to_vec();
+            args.extend(["--threads", bad]);
+            let run = remora(&args, None);
+            assert_eq!(run.code, Some(2), "`{}`: {}", run.cmdline, run.stderr);
+            let want = format!("invalid value '{bad}' for '--threads <N>'");
+            assert!(
+                run.stderr.contains(&want) && run.stderr.contains("from 1 to 255"),
+                "`{}`: expected {want:?} and the range in stderr:\n{}",
+                run.cmdline,
+                run.stderr
+            );
+        }
+    }
+    let most = remora(&["read", p, "--format", "jsonl", "--threads", "255"], None);
+    most.expect_ok();
+    assert_same_jsonl("--threads 255 vs default", baseline(), &most.stdout);
+}
+
 /// Writing entries takes a thread of its own, so by default the shards get
 /// one core less; counting keeps every core for the shards; an explicit
 /// --threads is taken as given.

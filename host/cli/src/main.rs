@@ -109,6 +109,15 @@ enum Command {
     Plugin(plugin_test::PluginCommand),
 }
 
+/// `--threads`: 1 to [`remora_pipeline::MAX_THREADS`] shard threads.
+fn threads_arg(s: &str) -> Result<usize, String> {
+    let max = remora_pipeline::MAX_THREADS;
+    match s.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("expected a number of threads from 1 to {max}")),
+    }
+}
+
 fn main() -> ExitCode {
     no_transparent_huge_pages();
     unset_empty_env();

@@ -43,8 +43,8 @@ pub(crate) struct ReadArgs {
     /// same for any value. Writing the table or JSONL (or counting --filter
     /// matches) runs on one more thread of its own, so the default is the
     /// number of cores minus one then, the number of cores for a plain
-    /// `count`.
-    #[arg(long, short = 'j', value_name = "N")]
+    /// `count` (at most 255).
+    #[arg(long, short = 'j', value_name = "N", value_parser = crate::threads_arg)]
     threads: Option<usize>,
 
     /// Bytes of each message body kept for display (default 16384; the
@@ -140,10 +140,7 @@ pub(crate) fn run(cli: &Cli, args: &ReadArgs) -> anyhow::Result<ExitCode> {
     let counting_matches = format == Format::Count && filter.is_some();
     let writes_entries = format != Format::Count || counting_matches;
     match args.threads {
-        Some(n) => {
-            anyhow::ensure!(n >= 1, "--threads must be at least 1, got {n}");
-            cfg.threads = n;
-        }
+        Some(n) => cfg.threads = n,
         // The writer thread keeps a core busy on its own (rendering JSONL
         // costs about as much as dissecting): the shards get the others.
         // With as many shards as cores the three-way contention made

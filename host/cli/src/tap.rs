@@ -58,8 +58,9 @@ pub(crate) struct TapArgs {
     #[arg(long)]
     no_promisc: bool,
 
-    /// Shard threads for flows, reassembly and dissection (default: cores).
-    #[arg(long, short = 'j', value_name = "N")]
+    /// Shard threads for flows, reassembly and dissection (default: cores;
+    /// at most 255).
+    #[arg(long, short = 'j', value_name = "N", value_parser = crate::threads_arg)]
     threads: Option<usize>,
 
     /// Bytes of each message body kept (default 16384).
@@ -284,7 +285,6 @@ pub(crate) fn run(cli: &Cli, args: &TapArgs) -> Result<ExitCode> {
         ..PipelineConfig::default()
     };
     if let Some(n) = args.threads {
-        anyhow::ensure!(n >= 1, "--threads must be at least 1, got {n}");
         cfg.threads = n;
     }
     let started = Instant::now();

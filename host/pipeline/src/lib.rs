@@ -52,9 +52,14 @@ pub enum Stage {
     Dissect,
 }
 
+/// Most shard threads a pipeline runs (shard ids are bytes); more asked
+/// for run as this many.
+pub const MAX_THREADS: usize = 255;
+
 #[derive(Clone, Debug)]
 pub struct PipelineConfig {
-    /// Shard threads; 1 runs everything on the calling thread.
+    /// Shard threads; 1 runs everything on the calling thread. At most
+    /// [`MAX_THREADS`]; a system that refuses threads gets fewer (logged).
     pub threads: usize,
     pub decode: DecodeConfig,
     /// Limits for the whole pipeline; each shard gets its share.
@@ -79,7 +84,7 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS)),
             decode: DecodeConfig::default(),
             flow: FlowConfig::default(),
             dissect: DissectConfig::default(),
@@ -285,7 +290,7 @@ where
     F: Fn() -> B + Sync,
 {
     let started = Instant::now();
-    let threads = cfg.threads.max(1);
+    let threads = cfg.threads.clamp(1, MAX_THREADS);
     let live = cfg.live || source.is_live();
     let mut decoder = Decoder::new(cfg.decode);
     let entries = AtomicU64::new(0);
@@ -538,8 +543,11 @@ impl Router {
     const QUIET: u64 = 50;
 
     fn new(threads: usize, local: bool) -> Self {
-        // Shard ids are stored in a byte; more threads than that share.
-        let threads = threads.min(usize::from(Self::UNASSIGNED)) as u64;
+        // Shard ids are stored in a byte, below `UNASSIGNED`.
+        const _: () = assert!(MAX_THREADS <= Router::UNASSIGNED as usize);
+        let threads = threads.clamp(1, MAX_THREADS) as u64;
+        // A reading shard alone takes every flow: nothing to learn.
+        let local = local && threads > 1;
         let share = (1.0 - Self::READER_SHARE) / threads as f64;
         Router {
             threads,
@@ -634,6 +642,36 @@ impl IdleClock {
     }
 }
 
+/// Starts a named thread of `scope`; an error when the system refuses one.
+fn spawn_thread<'scope, T: Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    name: String,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> std::io::Result<std::thread::ScopedJoinHandle<'scope, T>> {
+    let allowed = THREADS_ALLOWED.get();
+    if allowed == Some(0) {
+        return Err(std::io::Error::other("refused for a test"));
+    }
+    let handle = std::thread::Builder::new()
+        .name(name)
+        .spawn_scoped(scope, f)?;
+    THREADS_ALLOWED.set(allowed.map(|n| n - 1));
+    Ok(handle)
+}
+
+thread_local! {
+    /// See [`allow_threads_for_tests`].
+    static THREADS_ALLOWED: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// For tests: pipelines run from the calling thread may start only `n`
+/// more threads (`None`: as many as the system gives), as on a system at
+/// its process limit.
+#[doc(hidden)]
+pub fn allow_threads_for_tests(n: Option<usize>) {
+    THREADS_ALLOWED.set(n);
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_sharded<S, B, F>(
     source: &mut S,
@@ -653,7 +691,6 @@ where
     F: Fn() -> B + Sync,
 {
     use crossbeam_channel::bounded;
-    let mut router = Router::new(threads, !reader.live);
     // Limits are table-wide; each shard gets an even part of them (with a
     // local shard the split of the flows is learnt, so an even part is
     // what keeps the table-wide bound whatever it turns out to be).
@@ -673,28 +710,21 @@ where
     let remote_idle = IdleClock::default();
     let reader_blocked = IdleClock::default();
     std::thread::scope(|scope| {
-        let mut publishers = publishers.into_iter();
-        let mut local = router.local.then(|| {
-            let publisher = publishers.next().flatten();
-            LocalShard {
-                worker: ShardWorker::new(&shard_cfgs[0], make_backend, catalog.clone(), publisher),
-                produced: Vec::new(),
-                items: 0,
-                watermark: None,
-            }
-        });
-        let first_remote = usize::from(local.is_some());
+        // Reading a file, the reading thread is shard 0; live, every shard
+        // is a thread of its own.
+        let reading_shard = !reader.live;
+        let mut first_remote = usize::from(reading_shard);
         let mut inputs = Vec::with_capacity(threads);
         let mut handles = Vec::with_capacity(threads);
-        for (shard, publisher) in (first_remote..).zip(publishers) {
+        for (shard, shard_cfg) in shard_cfgs.iter().enumerate().skip(first_remote) {
             let (tx, rx) = bounded::<Batch>(QUEUE_BATCHES);
-            inputs.push(tx);
             let out_tx = out_tx.clone();
             let spare_tx = spare_tx.clone();
             let catalog = catalog.clone();
-            let shard_cfg = &shard_cfgs[shard];
             let idle = &remote_idle;
-            handles.push(scope.spawn(move || {
+            // A copy: if the thread cannot start, shard 0 may take it.
+            let publisher = publishers.get(shard).cloned().flatten();
+            let started = spawn_thread(scope, format!("remora-shard-{shard}"), move || {
                 let mut worker = ShardWorker::new(shard_cfg, make_backend, catalog, publisher);
                 // Entries of the last batch: the next one's first guess, so
                 // that `produced` seldom grows (each growth moves every entry).
@@ -730,8 +760,40 @@ where
                     watermark: Some(OrderKey::END),
                 });
                 worker.counters()
-            }));
+            });
+            match started {
+                Ok(handle) => {
+                    inputs.push(tx);
+                    handles.push(handle);
+                }
+                // The system refused a thread (a process or cgroup limit):
+                // the shards already running take all the flows.
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot start shard thread {} of {threads} ({e}); running with {}",
+                        shard + 1,
+                        shard.max(1)
+                    );
+                    break;
+                }
+            }
         }
+        // Without any remote shard, even live, the reading thread dissects.
+        let local_shard = reading_shard || handles.is_empty();
+        if local_shard {
+            first_remote = 1;
+        }
+        let threads = first_remote + handles.len();
+        let mut router = Router::new(threads, local_shard);
+        let mut local = local_shard.then(|| {
+            let publisher = publishers.first().cloned().flatten();
+            LocalShard {
+                worker: ShardWorker::new(&shard_cfgs[0], make_backend, catalog.clone(), publisher),
+                produced: Vec::new(),
+                items: 0,
+                watermark: None,
+            }
+        });
         drop(spare_tx);
         drop(out_tx);
         // Where the shards' entries meet. Reading a file, the reading thread
@@ -750,7 +812,24 @@ where
         let (mut merging, collector) = if local.is_some() {
             (Some(merging), None)
         } else {
-            (None, Some(scope.spawn(move || merging.finish())))
+            // Handed over through a channel, so that it comes back if the
+            // thread cannot start: then the reading thread merges, between
+            // the batches it sends.
+            let (hand_tx, hand_rx) = bounded::<Merging>(1);
+            let _ = hand_tx.send(merging);
+            let handed = hand_rx.clone();
+            let started = spawn_thread(scope, "remora-merge".into(), move || {
+                if let Ok(m) = handed.recv() {
+                    m.finish();
+                }
+            });
+            match started {
+                Ok(handle) => (None, Some(handle)),
+                Err(e) => {
+                    tracing::warn!("cannot start the merging thread ({e}); the reader merges");
+                    (hand_rx.try_recv().ok(), None)
+                }
+            }
         };
 
         // Remote shard `s` is `inputs[s - first_remote]`.

@@ -173,6 +173,7 @@ impl LiveStats {
 }
 
 /// A shard's handle on its slot.
+#[derive(Clone)]
 pub(crate) struct ShardPublisher {
     slot: Arc<Mutex<ShardSlot>>,
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use remora_dissect::catalog_from_runtime;
 use remora_entry::{Entry, ValueRef};
-use remora_pipeline::PipelineConfig;
+use remora_pipeline::{LiveStats, PipelineConfig};
 use remora_runtime::testing::plugin_path;
 use remora_runtime::{Runtime, RuntimeConfig, Shard};
 use support::Capture;
@@ -42,10 +42,23 @@ fn capture() -> Capture {
 }
 
 fn lines(threads: usize, rt: &Arc<Runtime>, stall_every: usize) -> Vec<String> {
+    lines_with(threads, rt, stall_every, None)
+}
+
+/// Each entry as `id request | response`, in the order they came; live
+/// mode when given stats to publish.
+fn lines_with(
+    threads: usize,
+    rt: &Arc<Runtime>,
+    stall_every: usize,
+    live: Option<Arc<LiveStats>>,
+) -> Vec<String> {
     let mut reader = capture().reader();
     let catalog = Arc::new(catalog_from_runtime(rt));
     let cfg = PipelineConfig {
         threads,
+        live: live.is_some(),
+        stats: live,
         ..PipelineConfig::default()
     };
     let mut seen = Vec::new();
@@ -101,5 +114,50 @@ fn a_stalled_sink_fills_every_queue_and_loses_or_reorders_nothing() {
         // Bounded: the stalls (a few deadlines, 6 sink stalls of 20 ms)
         // plus slack, not a deadlock broken by a timeout.
         assert!(started.elapsed() < Duration::from_secs(30));
+    }
+}
+
+/// A system at its process limit refuses some shard threads (and live, the
+/// merging thread): the pipeline runs on the threads it got, with every
+/// entry and the same order (in live mode, the same entries), no panic.
+#[test]
+fn shard_threads_the_system_refuses_leave_the_others_with_every_flow() {
+    let mut rt = Runtime::new(RuntimeConfig::default()).unwrap();
+    rt.load_file(&plugin_path("remora-test-lines")).unwrap();
+    let rt = Arc::new(rt);
+    let one = lines(1, &rt, 0);
+    assert_eq!(one.len(), 200 * 12);
+    // Reading a file: 4 shards asked for, the reading one and one more started.
+    remora_pipeline::allow_threads_for_tests(Some(1));
+    let refused = lines(4, &rt, 0);
+    remora_pipeline::allow_threads_for_tests(None);
+    assert_eq!(refused, one);
+
+    let without_ids = |mut v: Vec<String>| {
+        for l in &mut v {
+            *l = l
+                .split_once(' ')
+                .map_or(String::new(), |(_, rest)| rest.to_owned());
+        }
+        v.sort();
+        v
+    };
+    let one = without_ids(one);
+    // Live: no shard thread at all (the reader dissects), then shards but
+    // no merging thread (the reader merges).
+    for allowed in [0, 3] {
+        let stats = LiveStats::new();
+        remora_pipeline::allow_threads_for_tests(Some(allowed));
+        let live = lines_with(3, &rt, 0, Some(stats.clone()));
+        remora_pipeline::allow_threads_for_tests(None);
+        assert_eq!(without_ids(live), one, "live, {allowed} threads allowed");
+        // The shards that ran published their counters: every flow is there.
+        let flows: u64 = stats
+            .snapshot()
+            .shards
+            .iter()
+            .map(|s| s.flows.flows_opened)
+            .sum();
+        assert_eq!(flows, 206, "live, {allowed} threads allowed");
     }
 }
