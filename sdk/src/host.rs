@@ -83,3 +83,37 @@ pub fn config_or<T: core::str::FromStr>(key: &str, default: T) -> T {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(default)
 }
+
+/// Most body bytes the host takes in one message: a larger body is
+/// malformed output, which faults the plugin (see `wit/README.md`).
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// The `body-cap` configuration value (bytes kept of each message body):
+/// `default` when unset or unparsable, never more than [`MAX_BODY_BYTES`].
+pub fn body_cap(default: usize) -> usize {
+    config_or("body-cap", default).min(MAX_BODY_BYTES)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::native::{clear_config, set_config};
+
+    #[test]
+    fn body_cap_is_the_config_value_up_to_what_the_host_takes() {
+        clear_config();
+        assert_eq!(body_cap(16384), 16384);
+        for (value, want) in [
+            ("100", 100),
+            (" 0 ", 0),
+            ("1048576", MAX_BODY_BYTES),
+            ("5000000", MAX_BODY_BYTES),
+            ("99999999999999999999999", 16384),
+            ("junk", 16384),
+        ] {
+            set_config("body-cap", value);
+            assert_eq!(body_cap(16384), want, "body-cap {value:?}");
+        }
+        clear_config();
+    }
+}

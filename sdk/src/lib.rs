@@ -23,7 +23,7 @@ mod types;
 #[doc(hidden)]
 pub mod wire;
 
-pub use host::{config, config_or, log};
+pub use host::{body_cap, config, config_or, log, MAX_BODY_BYTES};
 pub use io::{Cursor, Input, MessageBuilder, Output, Progress};
 pub use types::*;
 
@@ -37,9 +37,9 @@ static GUEST_ALLOCATOR: alloc_cache::CachingAlloc = alloc_cache::CachingAlloc::n
 /// `use remora_sdk::prelude::*;` brings in everything a dissector needs.
 pub mod prelude {
     pub use crate::{
-        config, config_or, Body, Cursor, Direction, Dissector, Field, FieldDecl, FieldType,
-        FlowInfo, Input, Message, MessageBuilder, MessageKind, Output, PluginInfo, Probe, Progress,
-        ProtocolDecl, ProtocolSwitch, Session, Span, Text, Transport, Value,
+        body_cap, config, config_or, Body, Cursor, Direction, Dissector, Field, FieldDecl,
+        FieldType, FlowInfo, Input, Message, MessageBuilder, MessageKind, Output, PluginInfo,
+        Probe, Progress, ProtocolDecl, ProtocolSwitch, Session, Span, Text, Transport, Value,
     };
 }
 

@@ -289,6 +289,52 @@ fn thread_counts_out_of_range_are_refused_and_the_largest_works() {
     assert_same_jsonl("--threads 255 vs default", baseline(), &most.stdout);
 }
 
+/// `--body-cap` above what the host takes in one body (1 MiB) is refused:
+/// a plugin keeping 2 MB faulted on its own output and the entry was lost.
+/// At the limit, the generated capture's 2 MiB body is kept to 1 MiB with
+/// its whole size recorded, and no plugin faults.
+#[test]
+fn body_caps_beyond_the_hosts_limit_are_refused_and_the_limit_works() {
+    let big = shared_dir().join("captures/generated/http1.pcap");
+    let big = big.to_str().unwrap();
+    for bad in ["1048577", "2000000", "99999999999999999999", "-1k"] {
+        let arg = format!("--body-cap={bad}");
+        for cmd in [&["read", big][..], &["tap", "-r", big][..]] {
+            let mut args = cmd.to_vec();
+            args.push(&arg);
+            let run = remora(&args, None);
+            assert_eq!(run.code, Some(2), "`{}`: {}", run.cmdline, run.stderr);
+            assert!(
+                run.stderr
+                    .contains(&format!("invalid value '{bad}' for '--body-cap <BYTES>'"))
+                    && run.stderr.contains("from 0 to 1048576"),
+                "`{}`: {}",
+                run.cmdline,
+                run.stderr
+            );
+        }
+    }
+    let run = remora(
+        &["read", big, "--format", "jsonl", "--body-cap", "1048576"],
+        None,
+    );
+    run.expect_ok();
+    assert!(run.stderr.contains(" 0 plugin faults"), "{}", run.stderr);
+    let entries = parse_jsonl(&run.stdout).expect("jsonl");
+    let largest = entries
+        .iter()
+        .flat_map(|e| [body(e, "request"), body(e, "response")])
+        .flatten()
+        .max_by_key(|b| b["size"].as_i64())
+        .expect("a body");
+    let facts = (
+        &largest["size"],
+        &largest["captured"],
+        &largest["truncated"],
+    );
+    assert_eq!(facts, (&2_097_152.into(), &1_048_576.into(), &true.into()));
+}
+
 /// Writing entries takes a thread of its own, so by default the shards get
 /// one core less; counting keeps every core for the shards; an explicit
 /// --threads is taken as given.

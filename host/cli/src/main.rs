@@ -118,6 +118,15 @@ fn threads_arg(s: &str) -> Result<usize, String> {
     }
 }
 
+/// `--body-cap`: up to what the runtime takes in one message body.
+fn body_cap_arg(s: &str) -> Result<usize, String> {
+    let max = remora_runtime::MAX_BODY_BYTES;
+    match s.parse::<usize>() {
+        Ok(n) if n <= max => Ok(n),
+        _ => Err(format!("expected a number of bytes from 0 to {max}")),
+    }
+}
+
 fn main() -> ExitCode {
     no_transparent_huge_pages();
     unset_empty_env();

@@ -47,9 +47,9 @@ pub(crate) struct ReadArgs {
     #[arg(long, short = 'j', value_name = "N", value_parser = crate::threads_arg)]
     threads: Option<usize>,
 
-    /// Bytes of each message body kept for display (default 16384; the
-    /// original length is always recorded).
-    #[arg(long, value_name = "BYTES")]
+    /// Bytes of each message body kept for display, at most 1048576
+    /// (default 16384; the original length is always recorded).
+    #[arg(long, value_name = "BYTES", value_parser = crate::body_cap_arg)]
     body_cap: Option<usize>,
 
     /// Only entries matching this CEL filter, e.g. 'http && method == "POST"'

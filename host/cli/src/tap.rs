@@ -63,8 +63,8 @@ pub(crate) struct TapArgs {
     #[arg(long, short = 'j', value_name = "N", value_parser = crate::threads_arg)]
     threads: Option<usize>,
 
-    /// Bytes of each message body kept (default 16384).
-    #[arg(long, value_name = "BYTES")]
+    /// Bytes of each message body kept, at most 1048576 (default 16384).
+    #[arg(long, value_name = "BYTES", value_parser = crate::body_cap_arg)]
     body_cap: Option<usize>,
 
     /// Address the API and dashboard listen on. Anything but loopback

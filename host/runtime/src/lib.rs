@@ -127,6 +127,10 @@ pub struct RuntimeConfig {
     pub max_output_bytes: usize,
 }
 
+/// Most body bytes one message may carry by default: what the SDK's
+/// `body_cap` keeps at most, and what `--body-cap` accepts.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
 impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
@@ -140,7 +144,7 @@ impl Default for RuntimeConfig {
             quarantine_base: Duration::from_secs(1),
             quarantine_max: Duration::from_secs(60),
             max_messages_per_call: 4096,
-            max_body_bytes: 1 << 20,
+            max_body_bytes: MAX_BODY_BYTES,
             max_output_bytes: 8 << 20,
         }
     }
@@ -1563,6 +1567,13 @@ const _: () = {
 mod tests {
     use super::*;
     use wit::*;
+
+    /// Plugins cap bodies at the SDK's limit; the host must take that much.
+    #[test]
+    fn the_default_body_limit_is_what_the_sdk_keeps_at_most() {
+        assert_eq!(RuntimeConfig::default().max_body_bytes, MAX_BODY_BYTES);
+        assert_eq!(MAX_BODY_BYTES, remora_sdk::MAX_BODY_BYTES);
+    }
 
     #[test]
     fn addresses_cross_as_big_endian_numbers_and_come_back_the_same() {

@@ -164,7 +164,7 @@ impl Dissector for Http1 {
     }
 
     fn session(_flow: &FlowInfo) -> Http1Session {
-        let cap = config_or("body-cap", DEFAULT_BODY_CAP).min(1 << 30);
+        let cap = body_cap(DEFAULT_BODY_CAP);
         Http1Session::with_cap(cap)
     }
 }

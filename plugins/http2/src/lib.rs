@@ -218,7 +218,7 @@ impl Dissector for Http2 {
     }
 
     fn session(_flow: &FlowInfo) -> Http2Session {
-        let cap = config_or("body-cap", DEFAULT_BODY_CAP).min(1 << 30);
+        let cap = body_cap(DEFAULT_BODY_CAP);
         Http2Session::with_cap(cap)
     }
 }

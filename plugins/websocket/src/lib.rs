@@ -143,7 +143,7 @@ impl Dissector for WebSocket {
     }
 
     fn session(_flow: &FlowInfo) -> WsSession {
-        WsSession::with_cap(config_or("body-cap", DEFAULT_BODY_CAP).min(1 << 30))
+        WsSession::with_cap(body_cap(DEFAULT_BODY_CAP))
     }
 }
 
