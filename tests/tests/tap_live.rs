@@ -359,3 +359,57 @@ fn off_loopback_needs_a_token_and_a_token_is_enforced() {
     assert_eq!(code(&["-H", "Authorization: Bearer nope"]), "401");
     assert_eq!(code(&["-H", "Authorization: Bearer t0ken"]), "200");
 }
+
+/// `--listen 127.0.0.1:0` takes a port the system chooses, and the address
+/// printed is that one (it printed `:0`), where the API answers.
+#[test]
+fn listening_on_port_zero_prints_the_port_that_serves() {
+    let fixture = common::fixtures_dir().join("http1-nginx.pcap");
+    let (_t, dir) = temp("tap-port0");
+    let mut child = std::process::Command::new(common::remora_bin())
+        .args([
+            "tap",
+            "-r",
+            fixture.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read to the end on a thread of its own: a closed stderr would fail
+    // the process's later lines.
+    let err = child.stderr.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufRead::lines(std::io::BufReader::new(err)).map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let line = lines
+        .iter()
+        .find(|l| l.contains("dashboard and API at"))
+        .expect("the start-up line");
+    let url = line
+        .split("API at ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("a URL");
+    let port: u16 = url.rsplit(':').next().unwrap().parse().expect("a port");
+    assert_ne!(port, 0, "{line}");
+    let code = curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &format!("{url}/healthz"),
+    ]);
+    let code = String::from_utf8(code.stdout).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(code, "200", "{url}/healthz");
+}

@@ -231,6 +231,8 @@ pub(crate) fn run(cli: &Cli, args: &TapArgs) -> Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let listener = tokio_rt.block_on(remora_api::bind(&api_cfg))?;
+    // What the system chose for port 0.
+    let listening = listener.local_addr().unwrap_or(args.listen);
     let router = remora_api::router(state.clone(), &api_cfg);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server_stop = stop_rx.clone();
@@ -252,8 +254,7 @@ pub(crate) fn run(cli: &Cli, args: &TapArgs) -> Result<ExitCode> {
         format!("reading {} file(s)", args.read.len())
     };
     eprintln!(
-        "remora: {what}; dashboard and API at http://{} (store: {}, {} entries kept); Ctrl-C stops",
-        args.listen,
+        "remora: {what}; dashboard and API at http://{listening} (store: {}, {} entries kept); Ctrl-C stops",
         data_dir.display(),
         recovery.entries
     );
@@ -325,10 +326,7 @@ pub(crate) fn run(cli: &Cli, args: &TapArgs) -> Result<ExitCode> {
 
     // Files are read: keep serving until asked to stop.
     if !args.read.is_empty() && !cancel.load(Ordering::Relaxed) {
-        eprintln!(
-            "remora: done reading; serving at http://{} until Ctrl-C",
-            args.listen
-        );
+        eprintln!("remora: done reading; serving at http://{listening} until Ctrl-C");
         while !cancel.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(100));
         }
