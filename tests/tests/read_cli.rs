@@ -335,6 +335,21 @@ fn body_caps_beyond_the_hosts_limit_are_refused_and_the_limit_works() {
     assert_eq!(facts, (&2_097_152.into(), &1_048_576.into(), &true.into()));
 }
 
+/// A closed stderr (`remora read F 2>&1 | head -1` once head is gone) takes
+/// the summary line away, not the exit status: printing it panicked (101).
+#[test]
+fn a_closed_stderr_does_not_fail_read() {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let status = Command::new(remora_bin())
+        .args(["read", http1_pcap().to_str().unwrap(), "--format", "count"])
+        .stdout(std::process::Stdio::null())
+        .stderr(writer)
+        .status()
+        .expect("run remora");
+    assert_eq!(status.code(), Some(0));
+}
+
 /// Writing entries takes a thread of its own, so by default the shards get
 /// one core less; counting keeps every core for the shards; an explicit
 /// --threads is taken as given.

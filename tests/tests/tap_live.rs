@@ -413,3 +413,71 @@ fn listening_on_port_zero_prints_the_port_that_serves() {
     let _ = child.wait();
     assert_eq!(code, "200", "{url}/healthz");
 }
+
+/// With its stderr gone (`remora tap 2>&1 | head -1`), tap keeps serving
+/// and stops cleanly on SIGINT: its later lines panicked it (exit 101).
+#[test]
+fn a_closed_stderr_neither_stops_nor_fails_tap() {
+    let fixture = common::fixtures_dir().join("http1-nginx.pcap");
+    let (_t, dir) = temp("tap-stderr");
+    let mut child = std::process::Command::new(common::remora_bin())
+        .args([
+            "tap",
+            "-r",
+            fixture.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    {
+        // Read the start-up line, then close the pipe.
+        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+        std::io::BufRead::read_line(&mut err, &mut first).unwrap();
+    }
+    let url = first
+        .split("API at ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no URL in {first:?}"))
+        .to_owned();
+    // Reading the capture ends, and its lines go nowhere; then it serves on.
+    let stored = wait_until(Duration::from_secs(20), || {
+        let out = curl(&[
+            "-s",
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            r#"{"query":"{ stats { entries } }"}"#,
+            &format!("{url}/graphql"),
+        ]);
+        String::from_utf8_lossy(&out.stdout).contains(r#""entries":10"#)
+    });
+    assert!(
+        stored,
+        "tap at {url} did not store the capture's 10 entries"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "tap exited");
+    let healthz = curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &format!("{url}/healthz"),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&healthz.stdout), "200");
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "tap's exit after SIGINT");
+}

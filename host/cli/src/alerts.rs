@@ -216,7 +216,7 @@ async fn list_and_follow(
         emit(out, a)?;
     }
     if newest.is_empty() && !args.follow {
-        eprintln!(
+        say!(
             "remora: no alerts on {} (is `remora tap` running with --alerts FILE?)",
             args.server.url()
         );

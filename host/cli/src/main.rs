@@ -1,6 +1,17 @@
 //! `remora`: the command line. Parses arguments and wires the crates; the
 //! work happens in them.
 
+/// `eprintln!` that never panics: with stderr closed (`remora tap 2>&1 |
+/// head`, a log collector gone) the std macro panics, which stopped a
+/// capture that was serving its API. A message nobody can read is no
+/// reason to stop.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 mod alert_print;
 mod alerts;
 mod client;
@@ -154,7 +165,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("remora: error: {}", error_chain(&e));
+            say!("remora: error: {}", error_chain(&e));
             ExitCode::from(2)
         }
     }

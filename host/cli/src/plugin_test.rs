@@ -63,7 +63,7 @@ pub(crate) fn run(cli: &Cli, cmd: &PluginCommand) -> anyhow::Result<ExitCode> {
         &mut |_| {},
     );
     if let Some(err) = &summary.source_error {
-        eprintln!("remora: warning: {err}; entries before the damage were processed");
+        say!("remora: warning: {err}; entries before the damage were processed");
     }
     let mut alerts = detector.on_entries(&entries);
     if let Some(last) = entries.iter().map(|e| e.entry.timestamp()).max() {
@@ -79,7 +79,7 @@ pub(crate) fn run(cli: &Cli, cmd: &PluginCommand) -> anyhow::Result<ExitCode> {
     out.flush()?;
     let c = detector.counters();
     let r = detector.runtime_counters();
-    eprintln!(
+    say!(
         "remora: {}: {} entries, {} sent to `{}` in {} batches ({:.3} s inside it), {} alerts; faults: {} (deadline {}, memory {}, trap {}, malformed {}, no instance slot {}), {} entries lost",
         args.capture.display(),
         c.entries_seen,

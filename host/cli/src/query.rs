@@ -80,11 +80,11 @@ pub(crate) fn run(args: &QueryArgs) -> Result<ExitCode> {
                 message,
                 span: Some((start, end)),
             }) => {
-                eprintln!("remora: error: {message}");
-                eprintln!("  {}", args.filter);
+                say!("remora: error: {message}");
+                say!("  {}", args.filter);
                 let pad: String = args.filter.chars().take(*start).map(|_| ' ').collect();
                 let width = end.saturating_sub(*start).max(1);
-                eprintln!("  {pad}{}", "^".repeat(width));
+                say!("  {pad}{}", "^".repeat(width));
                 Ok(ExitCode::from(2))
             }
             _ => Err(e),

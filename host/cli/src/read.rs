@@ -127,7 +127,7 @@ pub(crate) fn run(cli: &Cli, args: &ReadArgs) -> anyhow::Result<ExitCode> {
         Some(src) => match Filter::compile(src, &Variables::new(&[&catalog])) {
             Ok(f) => Some(f),
             Err(e) => {
-                eprintln!("remora: error: bad --filter: {e}");
+                say!("remora: error: bad --filter: {e}");
                 return Ok(ExitCode::from(2));
             }
         },
@@ -205,10 +205,10 @@ pub(crate) fn run(cli: &Cli, args: &ReadArgs) -> anyhow::Result<ExitCode> {
     io::stdout().flush().ok();
     let name = args.file.display().to_string();
     if let Some(err) = &summary.source_error {
-        eprintln!("remora: warning: {err}; entries before the damage were processed");
+        say!("remora: warning: {err}; entries before the damage were processed");
     }
     if !args.quiet {
-        eprintln!("{}", summary_line(&name, &summary));
+        say!("{}", summary_line(&name, &summary));
     }
     Ok(ExitCode::SUCCESS)
 }

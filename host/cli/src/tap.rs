@@ -195,7 +195,7 @@ pub(crate) fn run(cli: &Cli, args: &TapArgs) -> Result<ExitCode> {
     .with_context(|| format!("opening the entry store in {}", data_dir.display()))?;
     let store = Arc::new(store);
     if recovery.torn_bytes_cut > 0 {
-        eprintln!(
+        say!(
             "remora: the store in {} ended in an unfinished batch ({} bytes); it was cut, every acknowledged entry is kept",
             data_dir.display(),
             recovery.torn_bytes_cut
@@ -244,7 +244,7 @@ pub(crate) fn run(cli: &Cli, args: &TapArgs) -> Result<ExitCode> {
     let signal_cancel = cancel.clone();
     tokio_rt.spawn(async move {
         shutdown_signal().await;
-        eprintln!("remora: stopping: finishing open flows and flushing the store");
+        say!("remora: stopping: finishing open flows and flushing the store");
         signal_cancel.store(true, Ordering::Relaxed);
     });
 
@@ -253,7 +253,7 @@ pub(crate) fn run(cli: &Cli, args: &TapArgs) -> Result<ExitCode> {
     } else {
         format!("reading {} file(s)", args.read.len())
     };
-    eprintln!(
+    say!(
         "remora: {what}; dashboard and API at http://{listening} (store: {}, {} entries kept); Ctrl-C stops",
         data_dir.display(),
         recovery.entries
@@ -314,11 +314,12 @@ pub(crate) fn run(cli: &Cli, args: &TapArgs) -> Result<ExitCode> {
             &mut |_| {},
         );
         if let Some(err) = &summary.source_error {
-            eprintln!("remora: {name}: {err}; entries before it were processed");
+            say!("remora: {name}: {err}; entries before it were processed");
         }
-        eprintln!(
+        say!(
             "remora: {name}: {} packets, {} entries",
-            summary.packets, summary.entries
+            summary.packets,
+            summary.entries
         );
     }
     drop(tx);
@@ -326,7 +327,7 @@ pub(crate) fn run(cli: &Cli, args: &TapArgs) -> Result<ExitCode> {
 
     // Files are read: keep serving until asked to stop.
     if !args.read.is_empty() && !cancel.load(Ordering::Relaxed) {
-        eprintln!("remora: done reading; serving at http://{listening} until Ctrl-C");
+        say!("remora: done reading; serving at http://{listening} until Ctrl-C");
         while !cancel.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -343,7 +344,7 @@ pub(crate) fn run(cli: &Cli, args: &TapArgs) -> Result<ExitCode> {
     let s = store.stats();
     match written {
         Ok(n) => {
-            eprintln!(
+            say!(
                 "remora: stored {n} entries in {:.1}s; the store holds {} entries ({} bytes of {})",
                 started.elapsed().as_secs_f64(),
                 s.entries,
