@@ -690,7 +690,10 @@ impl Runtime {
                     mine.push((i, this.prepare(f)));
                 }
             };
-            let helpers: Vec<_> = (1..workers).map(|_| scope.spawn(take)).collect();
+            // A helper the system refuses leaves its share to the others.
+            let helpers: Vec<_> = (1..workers)
+                .filter_map(|_| std::thread::Builder::new().spawn_scoped(scope, take).ok())
+                .collect();
             let mut done = take();
             for h in helpers {
                 done.extend(h.join().expect("plugin loading thread panicked"));
@@ -698,10 +701,29 @@ impl Runtime {
             done
         });
         prepared.sort_unstable_by_key(|(i, _)| *i);
-        prepared
-            .into_iter()
-            .map(|(i, p)| self.register_prepared(&files[i], p))
-            .collect()
+        // Every file that fails is named, not only the first: a directory
+        // with several bad files is fixed in one go.
+        let mut ids = Vec::with_capacity(files.len());
+        let mut failed: Vec<anyhow::Error> = Vec::new();
+        for (i, p) in prepared {
+            match self.register_prepared(&files[i], p) {
+                Ok(id) => ids.push(id),
+                Err(e) => failed.push(e),
+            }
+        }
+        if failed.len() > 1 {
+            let each: Vec<String> = failed.iter().map(|e| format!("{e:#}")).collect();
+            bail!(
+                "{} of {} plugin files failed: {}",
+                each.len(),
+                files.len(),
+                each.join("; ")
+            );
+        }
+        match failed.pop() {
+            Some(e) => Err(e),
+            None => Ok(ids),
+        }
     }
 
     /// Compiles (or loads from the cache), links, instantiates once to call
