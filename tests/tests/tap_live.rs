@@ -481,3 +481,40 @@ fn a_closed_stderr_neither_stops_nor_fails_tap() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "tap's exit after SIGINT");
 }
+
+/// `remora query --follow` whose server stops ends by itself: cleanly, or
+/// with an error that names the server and says what probably happened
+/// (it said only "WebSocket protocol error: Connection reset ...").
+#[test]
+fn a_follower_ends_when_its_server_stops_and_says_why() {
+    let fixture = common::fixtures_dir().join("http1-nginx.pcap");
+    let (_t, dir) = temp("tap-follow-end");
+    let tap = Tap::start(&["-r", fixture.to_str().unwrap()], free_port(), &dir);
+    let url = tap.url();
+    let mut follower = std::process::Command::new(common::remora_bin())
+        .args([
+            "query", "--follow", "--format", "jsonl", "-n", "0", "--server", &url,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Subscribed well before the server goes.
+    std::thread::sleep(Duration::from_secs(1));
+    tap.proc.signal("INT");
+    let ended = wait_until(Duration::from_secs(15), || {
+        follower.try_wait().ok().flatten().is_some()
+    });
+    if !ended {
+        let _ = follower.kill();
+    }
+    assert!(ended, "the follower did not end after its server stopped");
+    let status = follower.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut follower.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        status.success()
+            || (err.contains(&url.replace("http", "ws")) && err.contains("did `remora tap` stop?")),
+        "{status}: {err}"
+    );
+}

@@ -172,7 +172,10 @@ impl Client {
             .await?;
         let mut subscribed = false;
         while let Some(msg) = ws.next().await {
-            let text = match msg? {
+            let msg = msg.map_err(|e| {
+                anyhow!("the subscription at {ws_url} broke off: {e} (did `remora tap` stop?)")
+            })?;
+            let text = match msg {
                 WsMessage::Text(t) => t,
                 WsMessage::Close(_) => break,
                 _ => continue,
