@@ -518,3 +518,30 @@ fn a_follower_ends_when_its_server_stops_and_says_why() {
         "{status}: {err}"
     );
 }
+
+/// A store limit the disk cannot hold is said at start (a full disk stops
+/// the capture, the limit only evicts); one that fits is not.
+#[test]
+fn a_store_size_beyond_the_free_disk_is_warned_about() {
+    let fixture = common::fixtures_dir().join("http1-nginx.pcap");
+    let fixture = fixture.to_str().unwrap();
+    let (_t, dir) = temp("tap-store-size");
+    for (size, warned) in [("1000TiB", true), ("1MiB", false)] {
+        let tap = Tap::start(
+            &["-r", fixture, "--store-size", size],
+            free_port(),
+            &dir.join(size),
+        );
+        // The start-up line comes after the warning.
+        wait_until(Duration::from_secs(10), || {
+            tap.stderr().contains("dashboard and API at")
+        });
+        let err = tap.stderr();
+        let said = err.contains("warning: --store-size")
+            && err.contains("the capture stops if the disk fills");
+        assert_eq!(said, warned, "--store-size {size}: {err}");
+        if warned {
+            assert!(err.contains("1000.00 TiB"), "{err}");
+        }
+    }
+}

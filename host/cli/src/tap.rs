@@ -102,6 +102,41 @@ pub(crate) struct TapArgs {
     alerts: Option<PathBuf>,
 }
 
+/// The store evicts at its size limit, but a full disk stops the writer
+/// and with it the capture: a limit the disk cannot hold is said at start.
+fn warn_if_disk_is_smaller(dir: &std::path::Path, limit: u64, held: u64) {
+    let Some(free) = free_bytes(dir) else { return };
+    if limit > free.saturating_add(held) {
+        use indicatif::HumanBytes;
+        say!(
+            "remora: warning: --store-size {} is more than the store holds ({}) plus what is \
+             free in {} ({}); the capture stops if the disk fills",
+            HumanBytes(limit),
+            HumanBytes(held),
+            dir.display(),
+            HumanBytes(free)
+        );
+    }
+}
+
+/// Bytes an unprivileged writer may still use on the file system of `dir`.
+fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a NUL-terminated string and `st` is written by
+    // statvfs before it is read (only on success).
+    let st = unsafe {
+        if libc::statvfs(path.as_ptr(), st.as_mut_ptr()) != 0 {
+            return None;
+        }
+        st.assume_init()
+    };
+    // Narrower than u64 on some targets.
+    #[allow(clippy::useless_conversion)]
+    Some(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
+}
+
 /// "64MiB", "1GiB", "500MB", "4096" → bytes.
 pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
@@ -194,6 +229,7 @@ pub(crate) fn run(cli: &Cli, args: &TapArgs) -> Result<ExitCode> {
     })
     .with_context(|| format!("opening the entry store in {}", data_dir.display()))?;
     let store = Arc::new(store);
+    warn_if_disk_is_smaller(&data_dir, args.store_size, store.stats().bytes);
     if recovery.torn_bytes_cut > 0 {
         say!(
             "remora: the store in {} ended in an unfinished batch ({} bytes); it was cut, every acknowledged entry is kept",
