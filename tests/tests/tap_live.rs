@@ -360,13 +360,11 @@ fn off_loopback_needs_a_token_and_a_token_is_enforced() {
     assert_eq!(code(&["-H", "Authorization: Bearer t0ken"]), "200");
 }
 
-/// `--listen 127.0.0.1:0` takes a port the system chooses, and the address
-/// printed is that one (it printed `:0`), where the API answers.
-#[test]
-fn listening_on_port_zero_prints_the_port_that_serves() {
+/// `remora tap -r http1-nginx.pcap --listen 127.0.0.1:0 --data-dir DIR`,
+/// its stderr piped.
+fn tap_on_any_port(dir: &std::path::Path) -> std::process::Child {
     let fixture = common::fixtures_dir().join("http1-nginx.pcap");
-    let (_t, dir) = temp("tap-port0");
-    let mut child = std::process::Command::new(common::remora_bin())
+    std::process::Command::new(common::remora_bin())
         .args([
             "tap",
             "-r",
@@ -375,11 +373,28 @@ fn listening_on_port_zero_prints_the_port_that_serves() {
             "127.0.0.1:0",
         ])
         .arg("--data-dir")
-        .arg(&dir)
+        .arg(dir)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// The URL in tap's start-up line (`... dashboard and API at URL (...`).
+fn api_url(line: &str) -> String {
+    line.split("API at ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_owned()
+}
+
+/// `--listen 127.0.0.1:0` takes a port the system chooses, and the address
+/// printed is that one (it printed `:0`), where the API answers.
+#[test]
+fn listening_on_port_zero_prints_the_port_that_serves() {
+    let (_t, dir) = temp("tap-port0");
+    let mut child = tap_on_any_port(&dir);
     // Read to the end on a thread of its own: a closed stderr would fail
     // the process's later lines.
     let err = child.stderr.take().unwrap();
@@ -393,11 +408,7 @@ fn listening_on_port_zero_prints_the_port_that_serves() {
         .iter()
         .find(|l| l.contains("dashboard and API at"))
         .expect("the start-up line");
-    let url = line
-        .split("API at ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .expect("a URL");
+    let url = api_url(&line);
     let port: u16 = url.rsplit(':').next().unwrap().parse().expect("a port");
     assert_ne!(port, 0, "{line}");
     let code = curl(&[
@@ -418,34 +429,15 @@ fn listening_on_port_zero_prints_the_port_that_serves() {
 /// and stops cleanly on SIGINT: its later lines panicked it (exit 101).
 #[test]
 fn a_closed_stderr_neither_stops_nor_fails_tap() {
-    let fixture = common::fixtures_dir().join("http1-nginx.pcap");
     let (_t, dir) = temp("tap-stderr");
-    let mut child = std::process::Command::new(common::remora_bin())
-        .args([
-            "tap",
-            "-r",
-            fixture.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(&dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = tap_on_any_port(&dir);
     let mut first = String::new();
     {
         // Read the start-up line, then close the pipe.
         let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
         std::io::BufRead::read_line(&mut err, &mut first).unwrap();
     }
-    let url = first
-        .split("API at ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no URL in {first:?}"))
-        .to_owned();
+    let url = api_url(&first);
     // Reading the capture ends, and its lines go nowhere; then it serves on.
     let stored = wait_until(Duration::from_secs(20), || {
         let out = curl(&[
