@@ -51,15 +51,7 @@ fn live_entries_reach_subscription_api_and_query() {
 
     let mut done: Vec<(String, Instant)> = Vec::new();
     for p in ["/", "/missing", "/fail"] {
-        let out = curl(&[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &format!("{base}{p}"),
-        ]);
-        assert!(out.status.success());
+        assert!(!http_code(&format!("{base}{p}")).is_empty());
         done.push((format!("http {p}"), Instant::now()));
     }
     assert_eq!(redis_cli(redis_port, &["SET", "session:1", "alice"]), "OK");
@@ -380,6 +372,17 @@ fn tap_on_any_port(dir: &std::path::Path) -> std::process::Child {
         .unwrap()
 }
 
+/// The HTTP status `url` answers with (curl must reach it).
+fn http_code(url: &str) -> String {
+    let out = curl(&["-s", "-o", "/dev/null", "-w", "%{http_code}", url]);
+    assert!(out.status.success(), "curl {url}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn healthz(url: &str) -> String {
+    http_code(&format!("{url}/healthz"))
+}
+
 /// The URL in tap's start-up line (`... dashboard and API at URL (...`).
 fn api_url(line: &str) -> String {
     line.split("API at ")
@@ -411,15 +414,7 @@ fn listening_on_port_zero_prints_the_port_that_serves() {
     let url = api_url(&line);
     let port: u16 = url.rsplit(':').next().unwrap().parse().expect("a port");
     assert_ne!(port, 0, "{line}");
-    let code = curl(&[
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        &format!("{url}/healthz"),
-    ]);
-    let code = String::from_utf8(code.stdout).unwrap();
+    let code = healthz(&url);
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(code, "200", "{url}/healthz");
@@ -456,15 +451,7 @@ fn a_closed_stderr_neither_stops_nor_fails_tap() {
     );
     std::thread::sleep(Duration::from_millis(300));
     assert!(child.try_wait().unwrap().is_none(), "tap exited");
-    let healthz = curl(&[
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        &format!("{url}/healthz"),
-    ]);
-    assert_eq!(String::from_utf8_lossy(&healthz.stdout), "200");
+    assert_eq!(healthz(&url), "200");
     let kill = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
