@@ -784,6 +784,9 @@ where
             first_remote = 1;
         }
         let threads = first_remote + handles.len();
+        if let Some(stats) = &cfg.stats {
+            stats.keep_shards(threads);
+        }
         let mut router = Router::new(threads, local_shard);
         let mut local = local_shard.then(|| {
             let publisher = publishers.first().cloned().flatten();

@@ -156,6 +156,12 @@ impl LiveStats {
             .collect()
     }
 
+    /// Only the first `n` shards run (the system refused threads for the
+    /// others): the rest are not reported.
+    pub(crate) fn keep_shards(&self, n: usize) {
+        lock(&self.shards).truncate(n);
+    }
+
     pub(crate) fn publish_reader(
         &self,
         source: SourceStats,

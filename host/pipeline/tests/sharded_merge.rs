@@ -151,13 +151,15 @@ fn shard_threads_the_system_refuses_leave_the_others_with_every_flow() {
         let live = lines_with(3, &rt, 0, Some(stats.clone()));
         remora_pipeline::allow_threads_for_tests(None);
         assert_eq!(without_ids(live), one, "live, {allowed} threads allowed");
-        // The shards that ran published their counters: every flow is there.
-        let flows: u64 = stats
-            .snapshot()
-            .shards
-            .iter()
-            .map(|s| s.flows.flows_opened)
-            .sum();
+        // The shards that ran, and only they, published their counters:
+        // every flow is there.
+        let shards = stats.snapshot().shards;
+        assert_eq!(
+            shards.len(),
+            allowed.max(1),
+            "live, {allowed} threads allowed"
+        );
+        let flows: u64 = shards.iter().map(|s| s.flows.flows_opened).sum();
         assert_eq!(flows, 206, "live, {allowed} threads allowed");
     }
 }
