@@ -524,3 +524,27 @@ fn a_store_size_beyond_the_free_disk_is_warned_about() {
         }
     }
 }
+
+/// A filter deep enough to overflow a thread's stack in the CEL parser
+/// (8,000 chained `+`, inside the 16 KiB limit) aborted the whole tap when
+/// sent over the API; it is refused as a bad filter and tap serves on.
+#[test]
+fn a_filter_too_deep_for_the_parser_is_refused_over_the_api() {
+    let fixture = common::fixtures_dir().join("http1-nginx.pcap");
+    let (_t, dir) = temp("tap-deep-filter");
+    let tap = Tap::start(&["-r", fixture.to_str().unwrap()], free_port(), &dir);
+    let deep = format!("{} == 8000", vec!["1"; 8000].join("+"));
+    for query in [
+        format!(r#"{{ entries(filter: "{deep}") {{ entries {{ id }} }} }}"#),
+        format!(r#"{{ checkFilter(filter: "{deep}") {{ ok error {{ message }} }} }}"#),
+    ] {
+        let answer = tap.graphql(&query);
+        let text = answer.to_string();
+        assert!(
+            text.contains("comparison, arithmetic"),
+            "{}",
+            &text[..text.len().min(400)]
+        );
+    }
+    assert_eq!(healthz(&tap.url()), "200");
+}

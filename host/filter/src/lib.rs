@@ -82,6 +82,101 @@ impl std::error::Error for FilterError {}
 /// multi-megabyte string held a core for seconds (2 MB: 16 s).
 pub const MAX_FILTER_BYTES: usize = 16 * 1024;
 
+/// Most brackets (`(`, `[`, `{`) open at once. The CEL parser and the
+/// evaluator recurse once per level (and the parser ~9 frames per
+/// parenthesis): a filter sent over the API could overflow a thread's stack,
+/// which aborts the whole process.
+pub const MAX_FILTER_NESTING: usize = 32;
+
+/// Most comparison, arithmetic and member operators (`==`, `<`, `in`, `+`,
+/// `.`, ...). Their grammar rules are left-recursive, so a chain of them
+/// (`1+1+…+1`) is as deep as it is long: 8,000 of them in a 16 KiB filter
+/// overflowed a 2 MiB API thread in the parser. `&&`, `||` and `!` chains
+/// are iterative and not counted.
+pub const MAX_FILTER_OPERATORS: usize = 256;
+
+/// Refuses a filter too deep for the parser's and evaluator's recursion
+/// (see [`MAX_FILTER_NESTING`], [`MAX_FILTER_OPERATORS`]), before parsing.
+/// String literals are skipped; the count errs on the safe side (a float's
+/// `.` counts), far below what real filters use.
+fn check_shape(src: &str) -> Result<(), FilterError> {
+    let error = |message: String, at: usize| FilterError {
+        message,
+        start: at,
+        end: at + 1,
+        source: src.to_owned(),
+    };
+    let chars: Vec<char> = src.chars().collect();
+    let (mut depth, mut operators) = (0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        if let Some(q) = quote {
+            match c {
+                '\\' => i += 1,
+                _ if c == q => quote = None,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        let operator = match c {
+            '"' | '\'' => {
+                quote = Some(c);
+                false
+            }
+            '(' | '[' | '{' => {
+                depth += 1;
+                if depth > MAX_FILTER_NESTING {
+                    return Err(error(
+                        format!("filter nests more than {MAX_FILTER_NESTING} brackets deep"),
+                        i,
+                    ));
+                }
+                c == '['
+            }
+            ')' | ']' | '}' => {
+                depth = depth.saturating_sub(1);
+                false
+            }
+            '=' | '!' | '<' | '>' if next == Some('=') => {
+                i += 1;
+                true
+            }
+            '<' | '>' | '+' | '-' | '*' | '/' | '%' | '.' => true,
+            'i' if next == Some('n')
+                && !chars
+                    .get(i + 2)
+                    .is_some_and(|c| c.is_alphanumeric() || *c == '_')
+                && !i
+                    .checked_sub(1)
+                    .and_then(|p| chars.get(p))
+                    .is_some_and(|c| c.is_alphanumeric() || *c == '_') =>
+            {
+                i += 1;
+                true
+            }
+            _ => false,
+        };
+        if operator {
+            operators += 1;
+            if operators > MAX_FILTER_OPERATORS {
+                return Err(error(
+                    format!(
+                        "filter has more than {MAX_FILTER_OPERATORS} comparison, arithmetic \
+                         and member operators (for a list of values, use `x in [a, b, ...]`)"
+                    ),
+                    i,
+                ));
+            }
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
 /// Plans are cached per catalog; a process has one or two catalogs, so this
 /// stays tiny. Past this many, the oldest is replaced.
 const MAX_PLANS: usize = 8;
@@ -166,6 +261,7 @@ impl Filter {
         if src.trim().is_empty() {
             return Ok(filter);
         }
+        check_shape(src)?;
         let program = Program::compile(src).map_err(|errs| {
             let e = errs.errors.first();
             let (start, message) = match e {

@@ -621,6 +621,75 @@ fn filters_longer_than_the_limit_are_rejected_before_parsing() {
     assert!(compile_err(&over).message.contains("16385 bytes"));
 }
 
+/// Deep filters are refused before the parser sees them: a chain of 8,000
+/// `+` (16 KiB) overflowed a 2 MiB API thread inside the CEL parser and
+/// aborted the process. Operators and brackets inside strings do not count;
+/// `&&` and `||` chains (iterative in the grammar) do not either.
+#[test]
+fn filters_too_deep_for_the_parser_are_rejected_before_parsing() {
+    let cat = catalog();
+    // `n` operators: n - 1 `+` and one `==`.
+    let chain = |n: usize| format!("{} == {n}", vec!["1"; n].join("+"));
+    for (src, what) in [
+        (
+            chain(crate::MAX_FILTER_OPERATORS + 1),
+            "comparison, arithmetic",
+        ),
+        (chain(8000), "comparison, arithmetic"),
+        (
+            format!("method{}", ".size()".repeat(300)),
+            "comparison, arithmetic",
+        ),
+        (
+            format!("{}true{}", "(".repeat(33), ")".repeat(33)),
+            "more than 32 brackets deep",
+        ),
+        (
+            format!("{}]{} == []", "[".repeat(40), "]".repeat(39)),
+            "more than 32 brackets deep",
+        ),
+    ] {
+        let e = compile_err(&src);
+        assert!(e.message.contains(what), "{}…: {e}", &src[..20]);
+    }
+    // Within the limits. The parser's debug build takes ~30 KiB of stack
+    // per level, so the largest filters run on a thread with room for it.
+    let big_stack = |src: String| {
+        let cat = cat.clone();
+        std::thread::Builder::new()
+            .stack_size(256 << 20)
+            .spawn(move || {
+                let e = http(&cat, "GET", "/", 200).build();
+                compile(&cat, &src).matches(&cat, &e)
+            })
+            .unwrap()
+            .join()
+            .unwrap()
+    };
+    assert!(big_stack(chain(crate::MAX_FILTER_OPERATORS)));
+    assert!(big_stack(format!(
+        "{}true{}",
+        "(".repeat(crate::MAX_FILTER_NESTING),
+        ")".repeat(crate::MAX_FILTER_NESTING)
+    )));
+    // Inside strings nothing counts; `||` chains are not counted.
+    compile(&cat, &format!(r#"path == "{}""#, "((([[+.".repeat(500)));
+    let alternatives: Vec<String> = (0..300).map(|i| format!("status_code == {i}")).collect();
+    compile(&cat, &alternatives[..100].join(" || "));
+    let e = compile_err(&alternatives.join(" || "));
+    assert!(e.message.contains("x in [a, b, ...]"), "{e}");
+    compile(
+        &cat,
+        &format!(
+            "status_code in [{}]",
+            (0..1000)
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
+}
+
 #[test]
 fn variables_listing() {
     let cat = catalog();
