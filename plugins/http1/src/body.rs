@@ -288,7 +288,9 @@ impl Http1Session {
                 decoded_from: None,
             };
             if let (Some(c), false) = (coding, truncated) {
-                let limit = self.cap.saturating_mul(4);
+                // A few times the cap shows a compressed body's text, but
+                // never more than the host takes in one body.
+                let limit = self.cap.saturating_mul(4).min(remora_sdk::MAX_BODY_BYTES);
                 if let Some((decoded, cut)) = decode(c, &body.data, limit) {
                     body.data = decoded;
                     body.truncated = cut;

@@ -2,6 +2,7 @@ use proptest::prelude::*;
 use remora_http1::*;
 use remora_sdk::native::{clear_config, feed_once, set_config, Harness};
 use remora_sdk::prelude::*;
+use remora_sdk::MAX_BODY_BYTES;
 use std::io::Write;
 
 type H = Harness<Http1>;
@@ -520,6 +521,28 @@ fn gzip_body_decoded() {
     assert_eq!(b.data, plain.as_bytes());
     assert_eq!(b.original_len, z.len() as u64);
     assert!(!b.truncated);
+}
+
+/// At the largest body cap, a compressed body decodes to at most what the
+/// host takes in one body: 4x the cap (4 MiB) was malformed output, which
+/// faulted the plugin and lost the entry (a 200 KB gzip of zeros).
+#[test]
+fn decoded_bodies_stay_within_the_hosts_body_limit() {
+    let mut h = harness_cap(MAX_BODY_BYTES);
+    let z = gzip(&vec![0u8; 8 << 20]);
+    assert!(z.len() < MAX_BODY_BYTES);
+    let mut resp = format!(
+        "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+        z.len()
+    )
+    .into_bytes();
+    resp.extend(&z);
+    h.feed(S, &get("/bomb"));
+    h.feed(C, &resp);
+    let b = resps(&h)[0].body.clone().unwrap();
+    assert_eq!(b.decoded_from.as_deref(), Some("gzip"));
+    assert_eq!(b.data.len(), MAX_BODY_BYTES);
+    assert!(b.truncated);
 }
 
 #[test]
