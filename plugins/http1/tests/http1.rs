@@ -503,17 +503,23 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-#[test]
-fn gzip_body_decoded() {
-    let mut h = harness();
-    let plain = "{\"hello\":\"world\"}".repeat(50);
-    let z = gzip(plain.as_bytes());
+/// A 200 response carrying `z` as its gzip-coded body.
+fn gzip_ok(z: &[u8]) -> Vec<u8> {
     let mut resp = format!(
         "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
         z.len()
     )
     .into_bytes();
-    resp.extend(&z);
+    resp.extend(z);
+    resp
+}
+
+#[test]
+fn gzip_body_decoded() {
+    let mut h = harness();
+    let plain = "{\"hello\":\"world\"}".repeat(50);
+    let z = gzip(plain.as_bytes());
+    let resp = gzip_ok(&z);
     h.feed(S, &get("/z"));
     h.feed_split(C, &resp, &[30, 100]);
     let b = resps(&h)[0].body.clone().unwrap();
@@ -531,12 +537,7 @@ fn decoded_bodies_stay_within_the_hosts_body_limit() {
     let mut h = harness_cap(MAX_BODY_BYTES);
     let z = gzip(&vec![0u8; 8 << 20]);
     assert!(z.len() < MAX_BODY_BYTES);
-    let mut resp = format!(
-        "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
-        z.len()
-    )
-    .into_bytes();
-    resp.extend(&z);
+    let resp = gzip_ok(&z);
     h.feed(S, &get("/bomb"));
     h.feed(C, &resp);
     let b = resps(&h)[0].body.clone().unwrap();
@@ -645,14 +646,7 @@ fn conversation() -> (Vec<u8>, Vec<u8>) {
     r.extend(b"HTTP/1.1 200 OK\r\nContent-Length: 77\r\n\r\n");
     r.extend(b"HTTP/1.1 200 OK\r\nContent-Length: 300\r\n\r\n");
     r.extend([b'y'; 300]);
-    r.extend(
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
-            z.len()
-        )
-        .as_bytes(),
-    );
-    r.extend(&z);
+    r.extend(gzip_ok(&z));
     r.extend(b"HTTP/1.0 404 Not Found\r\n\r\nclose-delimited");
     (q, r)
 }
