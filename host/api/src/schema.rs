@@ -130,10 +130,28 @@ pub(crate) fn compile(state: &ApiState, filter: Option<&str>) -> async_graphql::
     Filter::compile(filter.unwrap_or(""), &state.variables).map_err(filter_error)
 }
 
-fn time_bound(name: &str, v: Option<&str>) -> async_graphql::Result<Option<Timestamp>> {
-    v.map(|s| time_arg::parse(name, s))
-        .transpose()
-        .map_err(async_graphql::Error::new)
+/// The `from` and `to` arguments; a window that ends before it starts is
+/// an error rather than an empty answer that looks like no traffic.
+fn time_window(
+    from: Option<&str>,
+    to: Option<&str>,
+) -> async_graphql::Result<(Option<Timestamp>, Option<Timestamp>)> {
+    let bound = |name, v: Option<&str>| {
+        v.map(|s| time_arg::parse(name, s))
+            .transpose()
+            .map_err(async_graphql::Error::new)
+    };
+    let (f, t) = (bound("from", from)?, bound("to", to)?);
+    if let (Some(f), Some(t), Some(fs), Some(ts)) = (f, t, from, to) {
+        if f > t {
+            return Err(async_graphql::Error::new(format!(
+                "`from` ({}) is after `to` ({})",
+                fs.trim(),
+                ts.trim()
+            )));
+        }
+    }
+    Ok((f, t))
 }
 
 #[derive(Enum, Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -316,14 +334,15 @@ impl QueryRoot {
         let state = state(ctx).clone();
         let limit = crate::checked_limit(limit, MAX_LIMIT)?;
         let filter = compile(&state, filter.as_deref())?;
+        let (from, to) = time_window(from.as_deref(), to.as_deref())?;
         let scan = Scan {
             order: match order {
                 Order::NewestFirst => StoreOrder::NewestFirst,
                 Order::OldestFirst => StoreOrder::OldestFirst,
             },
             after_id: after.as_ref().map(parse_id).transpose()?,
-            from: time_bound("from", from.as_deref())?,
-            to: time_bound("to", to.as_deref())?,
+            from,
+            to,
             with_bodies: false,
         };
         tokio::task::spawn_blocking(move || page(&state, &filter, &scan, limit))
@@ -406,8 +425,7 @@ impl QueryRoot {
     ) -> async_graphql::Result<ServiceMap> {
         let state = state(ctx).clone();
         let filter = compile(&state, filter.as_deref())?;
-        let from = time_bound("from", from.as_deref())?;
-        let to = time_bound("to", to.as_deref())?;
+        let (from, to) = time_window(from.as_deref(), to.as_deref())?;
         tokio::task::spawn_blocking(move || servicemap::build(&state, &filter, from, to, group_by))
             .await
             .map_err(|e| async_graphql::Error::new(format!("scan failed: {e}")))?

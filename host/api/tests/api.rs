@@ -333,6 +333,18 @@ async fn time_bounds_and_order() {
     .await;
     let msg = bad["errors"][0]["message"].as_str().unwrap();
     assert!(msg.contains("\"yesterday\""), "{msg}");
+    // A window that ends before it starts is an error, not an empty page.
+    for query in [
+        "{ entries(from: \"2025-11-24T16:00:00.020Z\", to: \"2025-11-24T16:00:00.010Z\") { scanned } }",
+        "{ serviceMap(from: \"2025-11-24T16:00:00.020Z\", to: \"2025-11-24T16:00:00.010Z\") { nodes { id } } }",
+    ] {
+        let r = gql(&s, query, Json::Null).await;
+        let msg = r["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains("`from` (2025-11-24T16:00:00.020Z) is after `to`"),
+            "{query}: {r}"
+        );
+    }
 }
 
 #[tokio::test]
