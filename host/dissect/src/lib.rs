@@ -76,7 +76,10 @@ impl Default for DissectConfig {
             probe_bytes: 8192,
             max_pending: 1 << 20,
             max_errors: 3,
-            max_unpaired: 1024,
+            // Deep pipelines wait in thousands (`redis-cli --pipe` runs
+            // ~5,000 commands ahead of their replies); the bytes bound is
+            // what holds memory.
+            max_unpaired: 8192,
             max_unpaired_bytes: 4 << 20,
         }
     }

@@ -26,6 +26,9 @@ struct Waiting {
     msg: Message,
 }
 
+/// Runs of evicted txns remembered per flow (see `Pairing::evicted`).
+const MAX_EVICTED_RUNS: usize = 1024;
+
 #[derive(Default)]
 pub(crate) struct Pairing {
     /// Messages waiting for their partner, oldest first.
@@ -36,6 +39,14 @@ pub(crate) struct Pairing {
     /// only among those of the other kind, and pipelined requests wait in
     /// numbers (each scanned all the others for a response before).
     unpaired_requests: usize,
+    /// Messages emitted incomplete because too many waited, as runs of
+    /// txns (is request, first, last), oldest first, at most
+    /// [`MAX_EVICTED_RUNS`]: their partners, when they come, go out at once
+    /// instead of waiting in vain. Waiting, such a partner pushed out the
+    /// oldest message still able to pair, whose partner then waited in vain
+    /// in turn: past its first overflow a pipeline paired nothing. Runs,
+    /// since pipelined txns count up: a whole overflow is one.
+    evicted: VecDeque<(bool, u64, u64)>,
     /// Entries finished by the last calls, in the order they finished.
     ready: Vec<Ready>,
     /// Encoded size of the fields of each direction's last message: the
@@ -84,6 +95,16 @@ impl Pairing {
                 .iter()
                 .position(|w| w.is_request != is_request && w.txn == txn)
         };
+        // A partner already emitted on its own: this one will find none.
+        if partner.is_none() && self.forget_evicted(!is_request, txn) {
+            self.ready.push(Self::unpaired_entry(Waiting {
+                is_request,
+                txn,
+                bytes,
+                msg,
+            }));
+            return;
+        }
         match partner {
             Some(i) => {
                 let other = self.unpaired.remove(i).expect("index from position");
@@ -106,6 +127,43 @@ impl Pairing {
                 });
             }
         }
+    }
+
+    fn remember_evicted(&mut self, is_request: bool, txn: u64) {
+        match self.evicted.back_mut() {
+            Some((r, _, last)) if *r == is_request && last.checked_add(1) == Some(txn) => {
+                *last = txn
+            }
+            _ => {
+                if self.evicted.len() >= MAX_EVICTED_RUNS {
+                    self.evicted.pop_front();
+                }
+                self.evicted.push_back((is_request, txn, txn));
+            }
+        }
+    }
+
+    /// Whether a message of this kind and txn was emitted on its own (and
+    /// forgets it: each partner comes once).
+    fn forget_evicted(&mut self, is_request: bool, txn: u64) -> bool {
+        let Some(i) = (self.evicted.iter())
+            .position(|&(r, first, last)| r == is_request && (first..=last).contains(&txn))
+        else {
+            return false;
+        };
+        let (r, first, last) = self.evicted[i];
+        match (txn == first, txn == last) {
+            (true, true) => {
+                self.evicted.remove(i);
+            }
+            (true, false) => self.evicted[i].1 = txn + 1,
+            (false, true) => self.evicted[i].2 = txn - 1,
+            (false, false) => {
+                self.evicted[i].2 = txn - 1;
+                self.evicted.insert(i + 1, (r, txn + 1, last));
+            }
+        }
+        true
     }
 
     fn emit(
@@ -169,6 +227,7 @@ impl Pairing {
             let oldest = self.unpaired.pop_front().expect("non-empty");
             self.unpaired_bytes -= oldest.bytes;
             self.unpaired_requests -= usize::from(oldest.is_request);
+            self.remember_evicted(oldest.is_request, oldest.txn);
             Self::emit(Self::unpaired_entry(oldest), template, counters, out);
         }
     }
@@ -189,6 +248,7 @@ impl Pairing {
         self.emit_ready(template, (usize::MAX, usize::MAX), counters, out);
         self.unpaired_bytes = 0;
         self.unpaired_requests = 0;
+        self.evicted.clear();
         while let Some(oldest) = self.unpaired.pop_front() {
             Self::emit(Self::unpaired_entry(oldest), template, counters, out);
         }
@@ -236,14 +296,24 @@ mod tests {
     }
 
     /// Pairing as it was before it counted requests: every message scans
-    /// all the waiting ones; the oldest goes when more than `max` wait.
+    /// all the waiting ones; the oldest goes when more than `max` wait, and
+    /// a message whose partner went that way goes out alone at once.
     #[derive(Default)]
     struct Model {
         waiting: Vec<(bool, u64, i64)>,
+        evicted: Vec<(bool, u64)>,
         out: Vec<(i64, i64)>,
     }
 
     impl Model {
+        fn alone(is_request: bool, id: i64) -> (i64, i64) {
+            if is_request {
+                (id, -1)
+            } else {
+                (-1, id)
+            }
+        }
+
         fn push(&mut self, is_request: bool, txn: u64, id: i64) {
             match (self.waiting.iter()).position(|w| w.0 != is_request && w.1 == txn) {
                 Some(i) => {
@@ -254,16 +324,58 @@ mod tests {
                         (other.2, id)
                     });
                 }
-                None => self.waiting.push((is_request, txn, id)),
+                None => match (self.evicted.iter()).position(|e| e.0 != is_request && e.1 == txn) {
+                    Some(i) => {
+                        self.evicted.remove(i);
+                        self.out.push(Self::alone(is_request, id));
+                    }
+                    None => self.waiting.push((is_request, txn, id)),
+                },
             }
         }
 
         fn evict(&mut self, max: usize) {
             while self.waiting.len() > max {
-                let (is_request, _, id) = self.waiting.remove(0);
-                self.out.push(if is_request { (id, -1) } else { (-1, id) });
+                let (is_request, txn, id) = self.waiting.remove(0);
+                self.evicted.push((is_request, txn));
+                self.out.push(Self::alone(is_request, id));
             }
         }
+
+        fn flush(&mut self) {
+            for (is_request, _, id) in std::mem::take(&mut self.waiting) {
+                self.out.push(Self::alone(is_request, id));
+            }
+        }
+    }
+
+    /// A pipeline deeper than the bound: the requests over it go out
+    /// incomplete, their responses too, and every other pair still pairs
+    /// (the orphaned responses used to push out the requests still able to
+    /// pair, so nothing paired after the first overflow).
+    #[test]
+    fn a_pipeline_deeper_than_the_bound_loses_only_its_overflow() {
+        let template = test_template(1);
+        let (max, depth) = (8, 30u64);
+        let mut pairing = Pairing::default();
+        let mut out = Vec::new();
+        let mut counters = DissectCounters::default();
+        let mut step = |pairing: &mut Pairing, kind, txn: u64| {
+            pairing.push(kind, txn, Direction::ToServer, message(txn as i64), 1);
+            pairing.emit_ready(&template, (max, usize::MAX), &mut counters, &mut |e| {
+                out.push(ids(&e))
+            });
+        };
+        for txn in 0..depth {
+            step(&mut pairing, MessageKind::Request, txn);
+        }
+        for txn in 0..depth {
+            step(&mut pairing, MessageKind::Response, txn);
+        }
+        let paired = out.iter().filter(|(q, r)| *q >= 0 && *r >= 0).count();
+        assert_eq!(paired, max, "{out:?}");
+        assert_eq!(out.len(), 2 * depth as usize - max);
+        assert!(pairing.unpaired.is_empty() && pairing.evicted.is_empty());
     }
 
     /// Requests and responses in any order, pipelined or not, with txns
@@ -308,9 +420,11 @@ mod tests {
                     model.waiting.iter().filter(|w| w.0).count(),
                     "round {round}, message {id}"
                 );
+                // The model remembers every eviction.
+                assert!(pairing.evicted.len() < MAX_EVICTED_RUNS);
             }
             pairing.flush(&template, &mut counters, &mut |e| out.push(ids(&e)));
-            model.evict(0);
+            model.flush();
             assert_eq!(out, model.out, "round {round}");
             assert_eq!(pairing.unpaired_requests, 0);
         }
