@@ -93,8 +93,13 @@ fn feed_all(
         off += done;
         p.consumed = off;
         p.skip -= skipped as u64;
-        let again =
-            done > 0 && off < len && len - off >= p.need && !out.has_error() && !out.has_switch();
+        // A full output goes to the host first; it calls again for the rest.
+        let again = done > 0
+            && off < len
+            && len - off >= p.need
+            && !out.has_error()
+            && !out.has_switch()
+            && !out.is_full();
         if !again {
             break;
         }

@@ -119,6 +119,15 @@ impl Progress {
     }
 }
 
+/// Messages a call emits before it should return and let the host call
+/// again with the rest: the host refuses more than 4096 in one call (as
+/// malformed output, which faults the plugin), and a call that checks
+/// [`Output::is_full`] only between records must not overshoot it.
+pub const MESSAGES_PER_CALL: usize = 1024;
+/// Encoded output a call holds before it should return, likewise: the host
+/// takes 8 MiB, and one more message adds at most a 1 MiB body.
+pub const OUTPUT_BYTES_PER_CALL: usize = 4 << 20;
+
 /// Spare field lists an `Output` keeps for detached messages: enough for a
 /// call's worth of them, so a steady stream allocates none.
 const SPARE_FIELD_LISTS: usize = 64;
@@ -220,6 +229,14 @@ impl Output {
     /// Messages emitted so far in this call.
     pub fn message_count(&self) -> usize {
         self.count
+    }
+    /// Whether this call has emitted enough: a `feed` that sees it between
+    /// records returns what it consumed, and the host calls again with the
+    /// rest (see [`MESSAGES_PER_CALL`]). A burst of tiny messages (13,000
+    /// MQTT publishes in 91 KB) otherwise overflowed the host's per-call
+    /// limit and faulted the plugin.
+    pub fn is_full(&self) -> bool {
+        self.count >= MESSAGES_PER_CALL || self.encoded.len() >= OUTPUT_BYTES_PER_CALL
     }
     /// Spans of messages from now on were made against an input that
     /// started `by` bytes into the call's data.

@@ -24,7 +24,9 @@ mod types;
 pub mod wire;
 
 pub use host::{body_cap, config, config_or, log, MAX_BODY_BYTES};
-pub use io::{Cursor, Input, MessageBuilder, Output, Progress};
+pub use io::{
+    Cursor, Input, MessageBuilder, Output, Progress, MESSAGES_PER_CALL, OUTPUT_BYTES_PER_CALL,
+};
 pub use types::*;
 
 /// Every guest allocates through a cache of freed blocks (see

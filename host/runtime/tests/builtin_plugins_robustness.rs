@@ -136,3 +136,66 @@ fn random_and_truncated_input_never_faults_a_builtin_plugin() {
         assert!(c.calls > 0, "{} was never called", c.name);
     }
 }
+
+/// A burst of tiny messages in one input (13,000 MQTT publishes fit in
+/// 91 KB) is more than the host takes from one call (4,096 messages): the
+/// plugins return what they consumed once their output is full and are
+/// called again for the rest. The MQTT burst faulted its plugin ("more than
+/// 4096 messages in one call") and the flow was lost.
+#[test]
+fn a_burst_of_tiny_messages_is_taken_over_several_calls() {
+    let mut rt = Runtime::new(RuntimeConfig::default()).unwrap();
+    for (_, path) in builtin_plugins() {
+        rt.load_file(&path).unwrap();
+    }
+    let rt = Arc::new(rt);
+    let mut shard = Shard::new(rt.clone());
+    const N: usize = 13_000;
+    let mqtt = {
+        let mut b = b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00".to_vec();
+        b.extend(b"\x30\x05\x00\x01txy".repeat(N));
+        b
+    };
+    let bursts: [(&str, u16, Vec<u8>, usize); 3] = [
+        ("mqtt", 1883, mqtt, N + 1),
+        ("http1", 80, b"GET / HTTP/1.1\r\n\r\n".repeat(N), N),
+        ("redis", 6379, b"*1\r\n$4\r\nPING\r\n".repeat(N), N),
+    ];
+    for (name, port, data, want) in bursts {
+        let plugin = rt
+            .plugins()
+            .iter()
+            .find(|p| p.info.name == name)
+            .unwrap_or_else(|| panic!("no {name} plugin"));
+        let flow = FlowInfo {
+            id: u64::from(port),
+            transport: Transport::Tcp,
+            client_ip: std::net::IpAddr::from([10, 0, 0, 1]).into(),
+            client_port: 40000,
+            server_ip: std::net::IpAddr::from([10, 0, 0, 2]).into(),
+            server_port: port,
+        };
+        let s = shard.open(plugin.id, &flow).unwrap();
+        let (mut base, mut messages, mut calls) = (0usize, 0usize, 0);
+        while base < data.len() {
+            calls += 1;
+            assert!(calls < 1000, "{name}: no progress at {base}");
+            let r = shard
+                .feed(&s, Direction::ToServer, base as u64, &data[base..])
+                .unwrap_or_else(|f| panic!("{name}: call {calls}: {f}"));
+            assert!(
+                r.messages.len() <= 4096,
+                "{name}: {} messages",
+                r.messages.len()
+            );
+            messages += r.messages.len();
+            base += r.consumed as usize;
+        }
+        assert_eq!(messages, want, "{name}");
+        assert!(calls > 3, "{name}: {calls} calls");
+        shard.close(&s);
+    }
+    for c in shard.counters() {
+        assert_eq!(c.faults.total(), 0, "{}: {:?}", c.name, c.faults);
+    }
+}

@@ -290,6 +290,9 @@ impl Session for Http1Session {
                 }
                 return Progress::consumed(pos);
             }
+            if matches!(self.dirs[i].mode, Mode::Head) && out.is_full() {
+                return Progress::consumed(pos);
+            }
             match std::mem::replace(&mut self.dirs[i].mode, Mode::Head) {
                 Mode::Opaque => {
                     self.dirs[i].mode = Mode::Opaque;

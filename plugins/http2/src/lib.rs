@@ -1020,7 +1020,7 @@ impl Session for Http2Session {
             if pos >= data.len() {
                 return Progress::consumed(pos);
             }
-            if frames >= MAX_FRAMES_PER_CALL {
+            if frames >= MAX_FRAMES_PER_CALL || out.is_full() {
                 return Progress::consumed(pos);
             }
             let rest = &data[pos..];

@@ -787,7 +787,7 @@ impl Session for KafkaSession {
         let mut pos = 0usize;
         let mut frames = 0usize;
         loop {
-            if pos >= data.len() {
+            if pos >= data.len() || out.is_full() {
                 return Progress::consumed(pos);
             }
             let rest = &data[pos..];

@@ -597,7 +597,7 @@ impl Session for PgSession {
         }
         let mut pos = 0usize;
         loop {
-            if pos >= data.len() {
+            if pos >= data.len() || out.is_full() {
                 return Progress::consumed(pos);
             }
             let phase = match dir {

@@ -1347,7 +1347,8 @@ impl Session for RedisSession {
         }
         let mut pos = 0usize;
         let progress = loop {
-            if pos >= data.len() {
+            // Between elements: a frame in progress carries over.
+            if pos >= data.len() || out.is_full() {
                 break Progress::consumed(pos);
             }
             if !d.active {

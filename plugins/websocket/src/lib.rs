@@ -365,7 +365,7 @@ impl Session for WsSession {
             if self.dirs[dir.index()].dead {
                 return Progress::consumed(data.len());
             }
-            if pos >= data.len() {
+            if pos >= data.len() || out.is_full() {
                 return Progress::consumed(pos);
             }
             let h = match parse_header(&data[pos..]) {
