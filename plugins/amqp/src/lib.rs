@@ -47,8 +47,6 @@ const MAX_TEXT: usize = 256;
 const MAX_OUTSTANDING: usize = 1024;
 /// Messages waiting for content, per direction.
 const MAX_PENDING: usize = 64;
-/// Messages emitted per feed call before returning (the host calls again).
-const MAX_MESSAGES_PER_CALL: usize = 1024;
 const FRAME_END: u8 = 0xCE;
 
 pub struct Amqp;
@@ -816,13 +814,12 @@ impl Session for AmqpSession {
             return Progress::consumed(data.len());
         }
         let mut pos = 0usize;
-        let mut n = 0usize;
         loop {
             let rest = &data[pos..];
             if rest.is_empty() {
                 return Progress::need(pos, 1);
             }
-            if n >= MAX_MESSAGES_PER_CALL {
+            if out.is_full() {
                 return Progress::consumed(pos);
             }
             if rest[0] == b'A' {
@@ -839,7 +836,6 @@ impl Session for AmqpSession {
                     .field(F_METHOD, "protocol-header")
                     .field(F_DIRECTION, dir_name(dir))
                     .field(F_SUMMARY, summary);
-                n += 1;
                 pos += 8;
                 continue;
             }
@@ -886,14 +882,12 @@ impl Session for AmqpSession {
                     let payload = &rest[7..7 + size];
                     match t {
                         1 => {
-                            let before = out.message_count();
                             if let Err(e) =
                                 self.method(dir, channel, payload, input.offset(pos), out)
                             {
                                 self.fail(dir, e, out);
                                 return Progress::consumed(data.len());
                             }
-                            n += out.message_count() - before;
                         }
                         2 => self.content_header(dir, channel, payload, out),
                         _ => {}

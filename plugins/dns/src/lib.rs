@@ -26,8 +26,6 @@ pub const F_QUERY: u16 = 11;
 
 /// Ports hinted to the host (53: DNS, 5353: mDNS, 15353: test servers).
 pub const DNS_PORTS: [u16; 3] = [53, 5353, 15353];
-/// Messages emitted per feed call before returning (the host calls again).
-const MAX_MESSAGES_PER_CALL: usize = 1024;
 
 pub struct Dns;
 
@@ -203,7 +201,6 @@ impl Session for DnsSession {
             return Progress::consumed(data.len());
         }
         let mut pos = 0usize;
-        let mut n = 0usize;
         loop {
             let rest = &data[pos..];
             if rest.len() < 2 {
@@ -224,8 +221,7 @@ impl Session for DnsSession {
                 return Progress::consumed(data.len());
             }
             pos += 2 + len;
-            n += 1;
-            if n >= MAX_MESSAGES_PER_CALL && pos < data.len() {
+            if out.is_full() && pos < data.len() {
                 return Progress::consumed(pos);
             }
         }

@@ -42,8 +42,6 @@ pub const MAX_REMAINING: usize = 268_435_455;
 const MAX_REASON_CODES: usize = 64;
 /// Outstanding packet ids / pings remembered per session.
 const MAX_OUTSTANDING: usize = 4096;
-/// Messages emitted per feed call before returning (the host calls again).
-const MAX_MESSAGES_PER_CALL: usize = 1024;
 
 pub const TYPE_NAMES: [&str; 16] = [
     "RESERVED",
@@ -560,7 +558,6 @@ impl Session for MqttSession {
             return Progress::consumed(data.len());
         }
         let mut pos = 0usize;
-        let mut n = 0usize;
         loop {
             if pos >= data.len() {
                 return Progress::consumed(pos);
@@ -595,11 +592,10 @@ impl Session for MqttSession {
                 out,
             );
             pos += hl + keep;
-            n += 1;
             if rem > keep {
                 return Progress::skip(pos, (rem - keep) as u64);
             }
-            if n >= MAX_MESSAGES_PER_CALL && pos < data.len() {
+            if out.is_full() && pos < data.len() {
                 return Progress::consumed(pos);
             }
         }

@@ -51,8 +51,6 @@ pub const ROW_KEEP: usize = 16;
 const MAX_OUTSTANDING: usize = 1024;
 /// Prepared statements remembered (id -> query).
 const MAX_STATEMENTS: usize = 256;
-/// Messages emitted per feed call before returning (the host calls again).
-const MAX_MESSAGES_PER_CALL: usize = 1024;
 /// Payload length that means "continued in the next packet".
 const MAX_PACKET: usize = 0xFF_FFFF;
 
@@ -908,7 +906,7 @@ impl Session for MysqlSession {
         let i = dir.index();
         let mut pos = 0usize;
         loop {
-            if out.message_count() >= MAX_MESSAGES_PER_CALL {
+            if out.is_full() {
                 return Progress::consumed(pos);
             }
             let avail = data.len() - pos;
