@@ -142,14 +142,12 @@ fn time_window(
             .map_err(async_graphql::Error::new)
     };
     let (f, t) = (bound("from", from)?, bound("to", to)?);
-    if let (Some(f), Some(t), Some(fs), Some(ts)) = (f, t, from, to) {
-        if f > t {
-            return Err(async_graphql::Error::new(format!(
-                "`from` ({}) is after `to` ({})",
-                fs.trim(),
-                ts.trim()
-            )));
-        }
+    if f.zip(t).is_some_and(|(f, t)| f > t) {
+        return Err(async_graphql::Error::new(format!(
+            "`from` ({}) is after `to` ({})",
+            from.unwrap_or_default().trim(),
+            to.unwrap_or_default().trim()
+        )));
     }
     Ok((f, t))
 }

@@ -122,19 +122,23 @@ enum Command {
 
 /// `--threads`: 1 to [`remora_pipeline::MAX_THREADS`] shard threads.
 fn threads_arg(s: &str) -> Result<usize, String> {
-    let max = remora_pipeline::MAX_THREADS;
-    match s.parse::<usize>() {
-        Ok(n) if (1..=max).contains(&n) => Ok(n),
-        _ => Err(format!("expected a number of threads from 1 to {max}")),
-    }
+    count_arg(s, 1..=remora_pipeline::MAX_THREADS, "threads")
 }
 
 /// `--body-cap`: up to what the runtime takes in one message body.
 fn body_cap_arg(s: &str) -> Result<usize, String> {
-    let max = remora_runtime::MAX_BODY_BYTES;
+    count_arg(s, 0..=remora_runtime::MAX_BODY_BYTES, "bytes")
+}
+
+/// A whole number in `range`; clap puts the offending value before the error.
+fn count_arg(s: &str, range: std::ops::RangeInclusive<usize>, what: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
-        Ok(n) if n <= max => Ok(n),
-        _ => Err(format!("expected a number of bytes from 0 to {max}")),
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected a number of {what} from {} to {}",
+            range.start(),
+            range.end()
+        )),
     }
 }
 

@@ -97,12 +97,7 @@ impl Pairing {
         };
         // A partner already emitted on its own: this one will find none.
         if partner.is_none() && self.forget_evicted(!is_request, txn) {
-            self.ready.push(Self::unpaired_entry(Waiting {
-                is_request,
-                txn,
-                bytes,
-                msg,
-            }));
+            self.ready.push(Self::alone(is_request, msg));
             return;
         }
         match partner {
@@ -195,11 +190,12 @@ impl Pairing {
         out(e);
     }
 
-    fn unpaired_entry(oldest: Waiting) -> Ready {
-        let (request, response) = if oldest.is_request {
-            (Some(oldest.msg), None)
+    /// A request or response that goes out without its partner.
+    fn alone(is_request: bool, msg: Message) -> Ready {
+        let (request, response) = if is_request {
+            (Some(msg), None)
         } else {
-            (None, Some(oldest.msg))
+            (None, Some(msg))
         };
         Ready::Alone {
             request,
@@ -228,7 +224,12 @@ impl Pairing {
             self.unpaired_bytes -= oldest.bytes;
             self.unpaired_requests -= usize::from(oldest.is_request);
             self.remember_evicted(oldest.is_request, oldest.txn);
-            Self::emit(Self::unpaired_entry(oldest), template, counters, out);
+            Self::emit(
+                Self::alone(oldest.is_request, oldest.msg),
+                template,
+                counters,
+                out,
+            );
         }
     }
 
@@ -250,7 +251,12 @@ impl Pairing {
         self.unpaired_requests = 0;
         self.evicted.clear();
         while let Some(oldest) = self.unpaired.pop_front() {
-            Self::emit(Self::unpaired_entry(oldest), template, counters, out);
+            Self::emit(
+                Self::alone(oldest.is_request, oldest.msg),
+                template,
+                counters,
+                out,
+            );
         }
     }
 }
