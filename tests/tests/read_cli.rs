@@ -350,6 +350,39 @@ fn a_closed_stderr_does_not_fail_read() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// A reader gone before a short answer is written (`remora plugins | head
+/// -0`, a count piped to a closed reader) ends the command cleanly: the
+/// std print macro panicked there (exit 101, "failed printing to stdout").
+#[test]
+fn a_closed_stdout_does_not_fail_short_answers() {
+    let p = http1_pcap();
+    let cases: [&[&str]; 2] = [
+        &["plugins"],
+        &[
+            "read",
+            p.to_str().unwrap(),
+            "--format",
+            "count",
+            "--filter",
+            "http",
+            "-q",
+        ],
+    ];
+    for args in cases {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let out = Command::new(remora_bin())
+            .args(args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("run remora");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
 /// Writing entries takes a thread of its own, so by default the shards get
 /// one core less; counting keeps every core for the shards; an explicit
 /// --threads is taken as given.

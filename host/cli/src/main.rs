@@ -12,6 +12,20 @@ macro_rules! say {
     }};
 }
 
+/// Writes a short answer (a count, the plugin list) to stdout. A reader
+/// that went away (`remora plugins | head -1`) is not an error: the std
+/// macro panicked there (exit 101). Any other write error is returned.
+fn print_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("cannot write to stdout"))
+        }
+        _ => Ok(()),
+    }
+}
+
 mod alert_print;
 mod alerts;
 mod client;

@@ -80,15 +80,15 @@ pub(crate) fn load(cli: &Cli, cfg: RuntimeConfig) -> anyhow::Result<Arc<Runtime>
 
 pub(crate) fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
     let rt = load(cli, runtime_config(cli, None))?;
-    println!(
-        "{:<16} {:<9} {:<10} {:<6} {:<28} FILE",
+    let mut text = format!(
+        "{:<16} {:<9} {:<10} {:<6} {:<28} FILE\n",
         "PLUGIN", "VERSION", "PROTOCOL", "L4", "PORTS"
     );
     for p in rt.plugins() {
         for proto in &p.info.protocols {
             let ports: Vec<String> = proto.ports.iter().map(|p| p.to_string()).collect();
-            println!(
-                "{:<16} {:<9} {:<10} {:<6} {:<28} {}{}",
+            text += &format!(
+                "{:<16} {:<9} {:<10} {:<6} {:<28} {}{}\n",
                 p.info.name,
                 p.info.version,
                 proto.name,
@@ -102,5 +102,6 @@ pub(crate) fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    crate::print_stdout(&text)?;
     Ok(ExitCode::SUCCESS)
 }

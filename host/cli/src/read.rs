@@ -200,7 +200,7 @@ pub(crate) fn run(cli: &Cli, args: &ReadArgs) -> anyhow::Result<ExitCode> {
     let matched = output.map(EntryWriter::finish);
     pb.finish_and_clear();
     if counting_matches {
-        println!("{}", matched.unwrap_or(0));
+        crate::print_stdout(&format!("{}\n", matched.unwrap_or(0)))?;
     }
     io::stdout().flush().ok();
     let name = args.file.display().to_string();
