@@ -289,6 +289,31 @@ fn thread_counts_out_of_range_are_refused_and_the_largest_works() {
     assert_same_jsonl("--threads 255 vs default", baseline(), &most.stdout);
 }
 
+/// Options of live capture given with `tap --read` are refused, as
+/// `--bpf` was: they were silently ignored, so `--snaplen 100` seemed to
+/// apply to the file.
+#[test]
+fn live_capture_options_are_refused_with_read() {
+    let p = http1_pcap();
+    let p = p.to_str().unwrap();
+    for (opt, val) in [
+        ("--snaplen", Some("100")),
+        ("--buffer-size", Some("8MiB")),
+        ("--no-promisc", None),
+    ] {
+        let mut args = vec!["tap", "-r", p, opt];
+        args.extend(val);
+        let run = remora(&args, None);
+        assert_eq!(run.code, Some(2), "`{}`: {}", run.cmdline, run.stderr);
+        assert!(
+            run.stderr.contains(opt) && run.stderr.contains("--read"),
+            "`{}`: expected {opt} and --read named:\n{}",
+            run.cmdline,
+            run.stderr
+        );
+    }
+}
+
 /// `--body-cap` above what the host takes in one body (1 MiB) is refused:
 /// a plugin keeping 2 MB faulted on its own output and the entry was lost.
 /// At the limit, the generated capture's 2 MiB body is kept to 1 MiB with

@@ -46,16 +46,24 @@ pub(crate) struct TapArgs {
     #[arg(long, value_name = "EXPR")]
     bpf: Option<String>,
 
-    /// Bytes kept of each packet.
-    #[arg(long, default_value_t = 262_144, value_name = "BYTES")]
+    /// Bytes kept of each packet (live capture). Below the interface's
+    /// MTU the payload of large packets is cut: their streams get gaps
+    /// and their entries can be incomplete.
+    #[arg(
+        long,
+        default_value_t = 262_144,
+        value_name = "BYTES",
+        conflicts_with = "read"
+    )]
     snaplen: u32,
 
-    /// Kernel capture buffer: what absorbs bursts (e.g. 64MiB).
-    #[arg(long, default_value = "64MiB", value_parser = parse_size, value_name = "SIZE")]
+    /// Kernel capture buffer: what absorbs bursts (e.g. 64MiB; live
+    /// capture).
+    #[arg(long, default_value = "64MiB", value_parser = parse_size, value_name = "SIZE", conflicts_with = "read")]
     buffer_size: u64,
 
-    /// Do not put the interface into promiscuous mode.
-    #[arg(long)]
+    /// Do not put the interface into promiscuous mode (live capture).
+    #[arg(long, conflicts_with = "read")]
     no_promisc: bool,
 
     /// Shard threads for flows, reassembly and dissection (default: cores;
@@ -100,6 +108,20 @@ pub(crate) struct TapArgs {
     /// README's "Alerts" section).
     #[arg(long, value_name = "FILE")]
     alerts: Option<PathBuf>,
+}
+
+/// Loopback's MTU is 65,536 bytes and offloads hand the capture larger
+/// segments still: a snaplen below that cuts payload, which the user may
+/// want (headers only) but should know costs entries.
+const FULL_PACKET: u32 = 65_535;
+
+fn snaplen_warning(snaplen: u32) -> Option<String> {
+    (snaplen < FULL_PACKET).then(|| {
+        format!(
+            "--snaplen {snaplen} cuts packets longer than {snaplen} bytes: their payload is lost, \
+             streams get gaps and entries can be incomplete (counted as truncated frames)"
+        )
+    })
 }
 
 /// The store evicts at its size limit, but a full disk stops the writer
@@ -210,6 +232,9 @@ pub(crate) fn run(cli: &Cli, args: &TapArgs) -> Result<ExitCode> {
             ..LiveConfig::default()
         };
         sources.push(Box::new(LiveCapture::open(&cfg)?));
+        if let Some(warning) = snaplen_warning(args.snaplen) {
+            say!("remora: warning: {warning}");
+        }
     } else {
         if args.bpf.is_some() {
             bail!("--bpf applies to live capture only; it cannot be used with --read");
@@ -505,5 +530,14 @@ mod tests {
         assert!(super::parse_size("3 parsecs")
             .unwrap_err()
             .contains("parsecs"));
+    }
+
+    #[test]
+    fn a_snaplen_that_cuts_payload_is_warned_about() {
+        let w = super::snaplen_warning(96).expect("96 bytes cut payload");
+        assert!(w.contains("--snaplen 96"), "{w}");
+        assert!(super::snaplen_warning(65_534).is_some());
+        assert_eq!(super::snaplen_warning(65_535), None);
+        assert_eq!(super::snaplen_warning(262_144), None);
     }
 }
