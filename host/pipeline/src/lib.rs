@@ -205,11 +205,17 @@ impl Ticker {
     }
 
     /// Is a tick due after the packet with this sequence number and time?
+    /// A capture's times can sit at the end of the range (a pcapng
+    /// `if_tsoffset` of 292,000 years saturates them): a deadline past it
+    /// saturates too and then never falls due, leaving the packet count to
+    /// tick instead of every packet.
     fn due(&mut self, seq: u64, ts: Timestamp) -> bool {
-        let next_ts = *self.next_ts.get_or_insert(ts.0 + self.every_us);
-        if seq + 1 >= self.next_seq || ts.0 >= next_ts {
+        let next_ts = *self
+            .next_ts
+            .get_or_insert(ts.0.saturating_add(self.every_us));
+        if seq + 1 >= self.next_seq || (ts.0 >= next_ts && next_ts < i64::MAX) {
             self.next_seq = seq + 1 + self.every_packets;
-            self.next_ts = Some(ts.0.max(next_ts) + self.every_us);
+            self.next_ts = Some(ts.0.max(next_ts).saturating_add(self.every_us));
             true
         } else {
             false
@@ -1174,5 +1180,22 @@ mod tests {
         // by count: next due at seq 12 (3 + ... ) regardless of time
         let due: Vec<u64> = (3..30).filter(|&s| t.due(s, Timestamp(1001))).collect();
         assert_eq!(due, vec![12, 22]);
+    }
+
+    /// Times at the end of the range (an adding overflow panicked in debug
+    /// builds and wrapped the deadline into the past in release, a tick per
+    /// packet) leave the ticking to the packet count.
+    #[test]
+    fn ticks_at_the_end_of_time_come_by_packet_count() {
+        let cfg = PipelineConfig {
+            tick_us: 1000,
+            tick_packets: 10,
+            ..PipelineConfig::default()
+        };
+        let mut t = Ticker::new(&cfg);
+        let due: Vec<u64> = (0..30)
+            .filter(|&s| t.due(s, Timestamp(i64::MAX - s as i64)))
+            .collect();
+        assert_eq!(due, vec![9, 19, 29]);
     }
 }

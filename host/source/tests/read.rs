@@ -550,6 +550,27 @@ fn drain(bytes: Vec<u8>) {
     }
 }
 
+/// Times beyond what RFC 3339 writes (years 0000 to 9999) are held at the
+/// ends of that range: a huge `if_tsoffset` had saturated them at 2^63 µs,
+/// which the entry writer could only print as "invalid-time(...)".
+#[test]
+fn pcapng_times_stay_within_rfc3339_years() {
+    let mut f = shb(false);
+    f.extend(idb(1, None, Some(i64::MAX / 1_000_000), false)); // year 292,277
+    f.extend(idb(1, None, Some(i64::MIN / 1_000_000), false));
+    f.extend(idb(1, Some(0), None, false)); // seconds
+    f.extend(epb(0, 5, &[1], 1, false));
+    f.extend(epb(1, 5, &[1], 1, false));
+    f.extend(epb(2, u64::MAX, &[1], 1, false));
+    f.extend(epb(2, 1_700_000_000, &[1], 1, false));
+    let (frames, err) = read_all(&mut reader(f).unwrap());
+    assert!(err.is_none(), "{err:?}");
+    let ts: Vec<i64> = frames.iter().map(|f| f.ts).collect();
+    let latest = 253_402_300_799_999_999;
+    let earliest = -62_167_219_200_000_000;
+    assert_eq!(ts, [latest, earliest, latest, 1_700_000_000_000_000]);
+}
+
 fn valid_pcapng() -> Vec<u8> {
     let mut f = shb(false);
     f.extend(idb(1, Some(9), None, false));
