@@ -545,6 +545,12 @@ fn plugin_alerts_obey_the_rate_limit_of_their_config() {
         r#"remora_alert_plugin_call_seconds_total{plugin="cloud-metadata"}"#,
     );
     assert!(busy.is_some_and(|s| s > 0.0), "call seconds: {busy:?}");
+    // A small capture does not grow the plugin to its renewal mark.
+    let renewed = metric::<u64>(
+        &tap,
+        r#"remora_alert_plugin_renewals_total{plugin="cloud-metadata"}"#,
+    );
+    assert_eq!(renewed, Some(0), "renewals");
     std::thread::sleep(Duration::from_millis(1000));
     let got = got.lock().unwrap().clone();
     assert_eq!(got.len(), 1, "{got:?}");

@@ -64,6 +64,9 @@ pub struct DetectorStats {
     /// Calls refused while the plugin was quarantined.
     pub quarantined_calls: u64,
     pub instances_created: u64,
+    /// Instances replaced because their memory kept growing (the plugin's
+    /// state started over; no call was lost).
+    pub renewals: u64,
     /// Alerts withheld by the plugin's `rate_limit` or `dedupe`.
     pub alerts_withheld: u64,
 }

@@ -249,6 +249,7 @@ impl Detector for PluginDetector {
             ],
             quarantined_calls: r.quarantined_calls,
             instances_created: r.instances_created,
+            renewals: r.renewals,
             alerts_withheld: c.alerts_withheld,
         })
     }

@@ -321,6 +321,14 @@ fn alert_metrics(o: &mut Out, a: &remora_alert::hub::HubCounters) {
     per_plugin(
         o,
         a,
+        "remora_alert_plugin_renewals_total",
+        "Instances of each alert plugin replaced because their memory kept growing \
+         (the plugin's state started over; no call was lost).",
+        |d| d.renewals,
+    );
+    per_plugin(
+        o,
+        a,
         "remora_alert_plugin_alerts_withheld_total",
         "Alerts of each alert plugin withheld by its rate_limit or dedupe.",
         |d| d.alerts_withheld,

@@ -80,7 +80,7 @@ pub(crate) fn run(cli: &Cli, cmd: &PluginCommand) -> anyhow::Result<ExitCode> {
     let c = detector.counters();
     let r = detector.runtime_counters();
     say!(
-        "remora: {}: {} entries, {} sent to `{}` in {} batches ({:.3} s inside it), {} alerts; faults: {} (deadline {}, memory {}, trap {}, malformed {}, no instance slot {}), {} entries lost",
+        "remora: {}: {} entries, {} sent to `{}` in {} batches ({:.3} s inside it), {} alerts; faults: {} (deadline {}, memory {}, trap {}, malformed {}, no instance slot {}), {} entries lost; instances renewed as their memory grew: {}",
         args.capture.display(),
         c.entries_seen,
         c.entries_sent,
@@ -95,6 +95,7 @@ pub(crate) fn run(cli: &Cli, cmd: &PluginCommand) -> anyhow::Result<ExitCode> {
         r.faults.malformed,
         r.faults.capacity,
         c.entries_lost,
+        r.renewals,
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -158,15 +158,37 @@ pub struct AlertCounters {
     /// Calls refused because the plugin was quarantined.
     pub quarantined_calls: u64,
     pub instances_created: u64,
+    /// Instances replaced between calls because their memory kept growing
+    /// (see [`RENEW_AT`]); each loses the plugin's state, not a call.
+    pub renewals: u64,
     /// Alerts returned by successful calls.
     pub alerts: u64,
 }
+
+/// Share of the memory limit at which an instance whose memory has grown
+/// since its first call is replaced after the call that took it there.
+/// Some guest toolchains never free what the host lowers into them:
+/// componentize-js 0.23 keeps every export's argument buffers (upstream
+/// ComponentizeJS#350), ~350 bytes per entry delivered to the JavaScript
+/// example, so any JS plugin reaches its limit in time. Faulting there
+/// loses the batch in flight and quarantines the plugin (every entry
+/// offered meanwhile is lost too); a fresh instance between calls loses
+/// only the state the plugin built. An instance that starts big and stays
+/// so is not replaced.
+pub const RENEW_AT: f64 = 0.75;
+
+/// Calls an instance serves before it may be replaced, so one whose first
+/// calls grow it to the mark is not replaced over and over.
+pub const RENEW_MIN_CALLS: u64 = 16;
 
 /// The one live instance of an alert plugin, with its fault state.
 pub struct AlertInstance {
     rt: Arc<Runtime>,
     plugin: Arc<LoadedAlertPlugin>,
     live: Option<(Store<HostState>, Bindings)>,
+    /// Calls the live instance served, and its memory after the first.
+    live_calls: u64,
+    first_call_memory: usize,
     quarantined_until: Option<Instant>,
     backoff: Duration,
     reset_backoff_at: Option<Instant>,
@@ -190,6 +212,8 @@ impl AlertInstance {
             rt,
             plugin,
             live: None,
+            live_calls: 0,
+            first_call_memory: 0,
             quarantined_until: None,
             backoff,
             reset_backoff_at: None,
@@ -248,7 +272,10 @@ impl AlertInstance {
             let mut store = self.rt.new_store(self.plugin.shared.clone());
             self.counters.instances_created += 1;
             match self.plugin.pre.instantiate(&mut store) {
-                Ok(b) => self.live = Some((store, b)),
+                Ok(b) => {
+                    self.live = Some((store, b));
+                    self.live_calls = 0;
+                }
                 Err(e) => {
                     let fault = classify(&e, &store);
                     return Err(self.fault(fault));
@@ -268,12 +295,45 @@ impl AlertInstance {
                     self.backoff = self.rt.cfg.quarantine_base;
                     self.reset_backoff_at = None;
                 }
+                let memory = store.data().limiter.size;
+                self.live_calls += 1;
+                if self.live_calls == 1 {
+                    self.first_call_memory = memory;
+                }
+                self.renew_if_growing(memory);
                 Ok(v)
             }
             Err(e) => {
                 let fault = classify(&e, store);
                 Err(self.fault(fault))
             }
+        }
+    }
+
+    /// Replaces an instance whose memory grew to [`RENEW_AT`] of the limit.
+    fn renew_if_growing(&mut self, memory: usize) {
+        let mark = self.rt.cfg.memory_limit as f64 * RENEW_AT;
+        if (memory as f64) < mark
+            || memory <= self.first_call_memory
+            || self.live_calls < RENEW_MIN_CALLS
+        {
+            return;
+        }
+        self.live = None;
+        self.counters.renewals += 1;
+        let n = self.counters.renewals;
+        if n == 1 || n.is_power_of_two() {
+            tracing::warn!(
+                plugin = %self.plugin.info.name,
+                memory_mib = memory >> 20,
+                limit_mib = self.rt.cfg.memory_limit >> 20,
+                calls = self.live_calls,
+                renewals = n,
+                "alert plugin instance kept growing (its memory was {} MiB after its first \
+                 call): replaced by a fresh one before it reached the limit; the plugin's \
+                 state starts over",
+                self.first_call_memory >> 20
+            );
         }
     }
 

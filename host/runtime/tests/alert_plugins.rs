@@ -109,6 +109,61 @@ fn faulty_alert_plugins_are_stopped_counted_and_recover() {
     assert_eq!(c.alerts, 2 + 1 + 1 + 3);
 }
 
+/// A guest that never frees (componentize-js keeps every export's argument
+/// buffers) reaches its memory limit in time. Its instance is replaced
+/// between calls once its memory has grown to three quarters of the limit:
+/// no call faults, none is refused, only the plugin's state starts over.
+/// Without the renewal, the 124th call here faulted and quarantined it.
+#[test]
+fn a_leaking_alert_plugin_is_renewed_before_its_limit() {
+    let rt = Arc::new(Runtime::new(config()).unwrap());
+    let plugin = Arc::new(
+        rt.load_alert_file(&plugin_path("remora-test-alert-faulty"))
+            .unwrap(),
+    );
+    let mut i = AlertInstance::new(rt.clone(), plugin);
+    // 256 KiB kept per call against a 32 MiB limit: 400 calls keep 100 MiB.
+    let mut ticks = Vec::new();
+    for n in 0..400u64 {
+        let alerts = i
+            .on_entries(&batch(n + 1, &["leak"]))
+            .unwrap_or_else(|f| panic!("call {n} faulted: {f}"));
+        assert_eq!(alerts.len(), 1);
+        if n % 20 == 19 {
+            ticks.push(seen_label(&i.on_tick(0).unwrap()).parse::<u64>().unwrap());
+        }
+    }
+    let c = i.counters();
+    assert_eq!(c.faults.total(), 0, "{c:?}");
+    assert_eq!(c.quarantined_calls, 0);
+    // Renewed at 24 MiB: after 16 calls and at most every ~96.
+    assert!((4..=6).contains(&c.renewals), "{c:?}");
+    assert_eq!(c.instances_created, c.renewals + 1);
+    // The state started over with each renewal: what a tick reports never
+    // reaches what an instance could hold before its limit.
+    assert!(ticks.iter().all(|&t| t <= 96), "{ticks:?}");
+    assert!(ticks.windows(2).any(|w| w[1] < w[0]), "{ticks:?}");
+}
+
+/// An instance that is big from its first call and stays so is left alone:
+/// renewing it would only throw its state away.
+#[test]
+fn an_alert_plugin_that_stays_big_is_not_renewed() {
+    let rt = Arc::new(Runtime::new(config()).unwrap());
+    let plugin = Arc::new(
+        rt.load_alert_file(&plugin_path("remora-test-alert-faulty"))
+            .unwrap(),
+    );
+    let mut i = AlertInstance::new(rt.clone(), plugin);
+    // 100 leaks in the first call: 25 MiB, past the mark at once.
+    i.on_entries(&batch(1, &["leak"; 100])).unwrap();
+    for n in 0..40u64 {
+        i.on_entries(&batch(200 + n, &[""])).unwrap();
+    }
+    let c = i.counters();
+    assert_eq!((c.renewals, c.instances_created), (0, 1), "{c:?}");
+}
+
 #[test]
 fn a_dissector_is_not_an_alert_plugin() {
     let rt = Runtime::new(config()).unwrap();

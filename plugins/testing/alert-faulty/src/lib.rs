@@ -1,6 +1,8 @@
 //! Test fixture: an alert plugin that misbehaves on demand. An entry whose
 //! request has a field `fault` = "loop" spins forever, "alloc" allocates
-//! without bound, "trap" panics; every other entry raises one `seen` alert,
+//! without bound, "trap" panics, "leak" keeps 256 KiB for good and is
+//! otherwise seen (a guest that never frees, as some toolchains' bindings
+//! do); every other entry raises one `seen` alert,
 //! and each tick raises one `tick` alert carrying the number of entries seen
 //! since the instance started (so a test can tell a fresh instance).
 //!
@@ -66,7 +68,10 @@ impl Guest for Faulty {
                     }
                 }
                 Some("trap") => panic!("asked to trap on entry {}", e.id),
-                _ => {
+                other => {
+                    if other == Some("leak") {
+                        core::hint::black_box(Vec::leak(vec![1u8; 256 << 10]));
+                    }
                     SEEN.fetch_add(1, Ordering::Relaxed);
                     out.push(Alert {
                         rule: "seen".into(),
