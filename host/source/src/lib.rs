@@ -66,6 +66,11 @@ use pcapng::{Framing, Interface};
 /// link types use more); anything beyond this is a corrupt length field.
 pub const MAX_RECORD_LEN: usize = 16 << 20;
 
+/// Most interfaces one pcapng section may describe. Each is kept until the
+/// next section, so without a bound a stream of description blocks (20
+/// bytes each) grew memory with the input; real captures describe a few.
+pub const MAX_INTERFACES: usize = 65_536;
+
 /// The read buffer's chunk size (zero-filled on creation). 64 KiB measured
 /// ~1.5x slower than 256 KiB. It grows, as data arrives, for records that
 /// do not fit.
@@ -509,6 +514,12 @@ impl CaptureReader {
                             None
                         }
                         Block::InterfaceDescription(idb) => {
+                            if interfaces.len() == MAX_INTERFACES {
+                                let reason = format!(
+                                    "more than {MAX_INTERFACES} interfaces described in one section"
+                                );
+                                return Err(self.corrupt(offset, reason));
+                            }
                             interfaces.push(Interface::from_idb(&idb, *big_endian));
                             None
                         }

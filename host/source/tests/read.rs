@@ -571,6 +571,32 @@ fn pcapng_times_stay_within_rfc3339_years() {
     assert_eq!(ts, [latest, earliest, latest, 1_700_000_000_000_000]);
 }
 
+/// A section describing more interfaces than any capture has is damage:
+/// reading stops there with its offset (each description was kept, so a
+/// stream of them grew memory without bound), after every earlier packet.
+#[test]
+fn pcapng_interfaces_per_section_are_bounded() {
+    let mut f = shb(false);
+    f.extend(idb(1, None, None, false));
+    f.extend(epb(0, 1, &[7; 20], 20, false));
+    let one = idb(1, None, None, false);
+    for _ in 1..remora_source::MAX_INTERFACES {
+        f.extend_from_slice(&one);
+    }
+    let at = f.len() as u64;
+    f.extend_from_slice(&one);
+    f.extend(epb(0, 2, &[8; 20], 20, false));
+    let (frames, err) = read_all(&mut reader(f).unwrap());
+    assert_eq!(frames.len(), 1);
+    match err {
+        Some(SourceError::Corrupt { offset, reason, .. }) => {
+            assert_eq!(offset, at);
+            assert!(reason.contains("more than 65536 interfaces"), "{reason}");
+        }
+        other => panic!("expected damage at {at}, got {other:?}"),
+    }
+}
+
 fn valid_pcapng() -> Vec<u8> {
     let mut f = shb(false);
     f.extend(idb(1, Some(9), None, false));
