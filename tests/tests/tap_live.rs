@@ -121,6 +121,21 @@ fn live_entries_reach_subscription_api_and_query() {
         .filter_map(|e| redis_type(e).map(str::to_owned))
         .collect();
     assert_eq!(types, ["SET", "GET", "INCR"]);
+    // `--since` an hour, and longer ago than any time (it panicked
+    // computing a time before the epoch), keeps these recent entries.
+    for since in ["1h", "99999999d"] {
+        let out = std::process::Command::new(common::remora_bin())
+            .args(["query", "--server", &tap.url(), "--format", "jsonl"])
+            .args(["--since", since, "redis"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "--since {since}: {stderr}");
+        let n = common::parse_jsonl(&String::from_utf8_lossy(&out.stdout))
+            .unwrap()
+            .len();
+        assert_eq!(n, 3, "--since {since}");
+    }
 
     let metrics =
         String::from_utf8(curl(&["-s", &format!("{}/metrics", tap.url())]).stdout).unwrap();

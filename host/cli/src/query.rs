@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, Result};
 use clap::{Args, ValueEnum};
+use remora_core::Timestamp;
 use serde_json::{json, Map, Value as Json};
 
 use crate::client::{run_until_interrupted, Client, GqlError, ServerArgs};
@@ -94,8 +95,14 @@ pub(crate) fn run(args: &QueryArgs) -> Result<ExitCode> {
 
 fn from_bound(args: &QueryArgs) -> Option<String> {
     if let Some(d) = args.since {
-        let t = SystemTime::now() - Duration::from(d);
-        return Some(humantime::format_rfc3339_micros(t).to_string());
+        // Longer ago than RFC 3339's year 0 is before anything a store holds:
+        // no bound. (`now - d` panicked for, e.g., 99999999d.)
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |n| i64::try_from(n.as_micros()).unwrap_or(i64::MAX));
+        let back = i64::try_from(Duration::from(d).as_micros()).unwrap_or(i64::MAX);
+        let from = Timestamp(now.saturating_sub(back));
+        return (from >= Timestamp::EARLIEST).then(|| remora_entry::rfc3339_micros(from));
     }
     args.from.clone()
 }

@@ -14,6 +14,11 @@ pub use counters::{Counter, DropReason, Drops};
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
+    /// 0000-01-01T00:00:00Z: the earliest time RFC 3339 writes.
+    pub const EARLIEST: Timestamp = Timestamp(-62_167_219_200_000_000);
+    /// 9999-12-31T23:59:59.999999Z: the latest.
+    pub const LATEST: Timestamp = Timestamp(253_402_300_799_999_999);
+
     pub const fn from_micros(us: i64) -> Self {
         Timestamp(us)
     }

@@ -155,16 +155,13 @@ impl Interface {
         let us = i64::try_from(us)
             .unwrap_or(i64::MAX)
             .saturating_add(self.offset_us);
-        Timestamp(us.clamp(EARLIEST_US, LATEST_US))
+        // The times an entry can carry: RFC 3339 writes years 0000 to 9999,
+        // and pcapng's 64-bit units and offsets reach far beyond (an
+        // `if_tsoffset` of 2^63 µs is year 292,277). A time outside is held
+        // at the nearest end, so entries stay printable and ordered.
+        Timestamp(us.clamp(Timestamp::EARLIEST.0, Timestamp::LATEST.0))
     }
 }
-
-/// The times an entry can carry: RFC 3339 writes years 0000 to 9999, and
-/// pcapng's 64-bit units and offsets reach far beyond (an `if_tsoffset` of
-/// 2^63 µs is year 292,277). A time outside is held at the nearest end, so
-/// entries stay printable and ordered.
-const EARLIEST_US: i64 = -62_167_219_200_000_000; // 0000-01-01T00:00:00Z
-const LATEST_US: i64 = 253_402_300_799_999_999; // 9999-12-31T23:59:59.999999Z
 
 fn scale_for(tsresol: u8) -> Scale {
     let n = (tsresol & 0x7f) as u32;
