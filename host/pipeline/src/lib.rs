@@ -1165,14 +1165,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn ticks_come_by_packet_count_or_capture_time() {
-        let cfg = PipelineConfig {
+    /// A tick every 1,000 µs of capture time or 10 packets.
+    fn ticker() -> Ticker {
+        Ticker::new(&PipelineConfig {
             tick_us: 1000,
             tick_packets: 10,
             ..PipelineConfig::default()
-        };
-        let mut t = Ticker::new(&cfg);
+        })
+    }
+
+    #[test]
+    fn ticks_come_by_packet_count_or_capture_time() {
+        let mut t = ticker();
         // by time
         assert!(!t.due(0, Timestamp(0)));
         assert!(!t.due(1, Timestamp(999)));
@@ -1187,12 +1191,7 @@ mod tests {
     /// packet) leave the ticking to the packet count.
     #[test]
     fn ticks_at_the_end_of_time_come_by_packet_count() {
-        let cfg = PipelineConfig {
-            tick_us: 1000,
-            tick_packets: 10,
-            ..PipelineConfig::default()
-        };
-        let mut t = Ticker::new(&cfg);
+        let mut t = ticker();
         let due: Vec<u64> = (0..30)
             .filter(|&s| t.due(s, Timestamp(i64::MAX - s as i64)))
             .collect();

@@ -55,6 +55,15 @@ fn seen_label(alerts: &[wit::Alert]) -> String {
     alerts[0].labels[0].1.clone()
 }
 
+/// An instance of the test plugin that misbehaves on demand.
+fn faulty_instance() -> AlertInstance {
+    let rt = Arc::new(Runtime::new(config()).unwrap());
+    let plugin = rt
+        .load_alert_file(&plugin_path("remora-test-alert-faulty"))
+        .unwrap();
+    AlertInstance::new(rt, Arc::new(plugin))
+}
+
 fn wait_out_quarantine(i: &mut AlertInstance) {
     let t0 = Instant::now();
     while i.is_quarantined() {
@@ -68,14 +77,9 @@ fn wait_out_quarantine(i: &mut AlertInstance) {
 
 #[test]
 fn faulty_alert_plugins_are_stopped_counted_and_recover() {
-    let rt = Arc::new(Runtime::new(config()).unwrap());
-    let plugin = Arc::new(
-        rt.load_alert_file(&plugin_path("remora-test-alert-faulty"))
-            .unwrap(),
-    );
-    assert_eq!(plugin.info.name, "test-alert-faulty");
-    assert_eq!(plugin.info.tick_ms, 1000);
-    let mut i = AlertInstance::new(rt.clone(), plugin);
+    let mut i = faulty_instance();
+    assert_eq!(i.plugin().info.name, "test-alert-faulty");
+    assert_eq!(i.plugin().info.tick_ms, 1000);
 
     let ok = i.on_entries(&batch(1, &["", ""])).unwrap();
     assert_eq!(ok.len(), 2);
@@ -116,12 +120,7 @@ fn faulty_alert_plugins_are_stopped_counted_and_recover() {
 /// Without the renewal, the 124th call here faulted and quarantined it.
 #[test]
 fn a_leaking_alert_plugin_is_renewed_before_its_limit() {
-    let rt = Arc::new(Runtime::new(config()).unwrap());
-    let plugin = Arc::new(
-        rt.load_alert_file(&plugin_path("remora-test-alert-faulty"))
-            .unwrap(),
-    );
-    let mut i = AlertInstance::new(rt.clone(), plugin);
+    let mut i = faulty_instance();
     // 256 KiB kept per call against a 32 MiB limit: 400 calls keep 100 MiB.
     let mut ticks = Vec::new();
     for n in 0..400u64 {
@@ -149,12 +148,7 @@ fn a_leaking_alert_plugin_is_renewed_before_its_limit() {
 /// renewing it would only throw its state away.
 #[test]
 fn an_alert_plugin_that_stays_big_is_not_renewed() {
-    let rt = Arc::new(Runtime::new(config()).unwrap());
-    let plugin = Arc::new(
-        rt.load_alert_file(&plugin_path("remora-test-alert-faulty"))
-            .unwrap(),
-    );
-    let mut i = AlertInstance::new(rt.clone(), plugin);
+    let mut i = faulty_instance();
     // 100 leaks in the first call: 25 MiB, past the mark at once.
     i.on_entries(&batch(1, &["leak"; 100])).unwrap();
     for n in 0..40u64 {
