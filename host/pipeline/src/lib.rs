@@ -205,10 +205,11 @@ impl Ticker {
     }
 
     /// Is a tick due after the packet with this sequence number and time?
-    /// A capture's times can sit at the end of the range (a pcapng
-    /// `if_tsoffset` of 292,000 years saturates them): a deadline past it
-    /// saturates too and then never falls due, leaving the packet count to
-    /// tick instead of every packet.
+    /// A deadline past the end of `i64` saturates and then never falls
+    /// due, leaving the packet count to tick: overflowing, it panicked in
+    /// debug builds and, wrapped into the past, ticked on every packet
+    /// (a pcapng `if_tsoffset` of 2^63 µs did it before the source held
+    /// times within RFC 3339's years).
     fn due(&mut self, seq: u64, ts: Timestamp) -> bool {
         let next_ts = *self
             .next_ts

@@ -322,7 +322,7 @@ impl AlertInstance {
         self.live = None;
         self.counters.renewals += 1;
         let n = self.counters.renewals;
-        if n == 1 || n.is_power_of_two() {
+        if n.is_power_of_two() {
             tracing::warn!(
                 plugin = %self.plugin.info.name,
                 memory_mib = memory >> 20,
