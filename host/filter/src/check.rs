@@ -1,7 +1,7 @@
 //! Checks a parsed filter against the known variables and lists the ones it
 //! references, before any entry is scanned.
 
-use cel::common::ast::{EntryExpr, Expr, IdedExpr, SourceInfo};
+use cel::common::ast::{CallExpr, EntryExpr, Expr, IdedExpr, LiteralValue, SourceInfo};
 
 use crate::vars::Variables;
 use crate::FilterError;
@@ -42,6 +42,7 @@ impl<'a> Checker<'a> {
         }
         match &e.expr {
             Expr::Call(c) => {
+                self.check_pattern(c)?;
                 if let Some(t) = &c.target {
                     self.check(t)?;
                 }
@@ -121,14 +122,53 @@ impl<'a> Checker<'a> {
         Err(self.error(chain, chain.len(), msg))
     }
 
+    /// A `matches` whose pattern is a literal that is no regular expression
+    /// is refused now: evaluated, its error made every entry a non-match,
+    /// so `path.matches("[")` looked like a filter nothing passes.
+    fn check_pattern(&self, c: &CallExpr) -> Result<(), FilterError> {
+        if c.func_name != "matches" {
+            return Ok(());
+        }
+        let pattern = if c.target.is_some() {
+            c.args.first()
+        } else {
+            c.args.get(1)
+        };
+        let Some(p) = pattern else { return Ok(()) };
+        let Expr::Literal(LiteralValue::String(text)) = &p.expr else {
+            return Ok(());
+        };
+        let Err(e) = regex::Regex::new(text) else {
+            return Ok(());
+        };
+        // The regex crate draws the pattern with a caret; its last line
+        // says what is wrong.
+        let why = e.to_string();
+        let why = why
+            .lines()
+            .rev()
+            .find_map(|l| l.trim().strip_prefix("error: "))
+            .unwrap_or_else(|| why.lines().next().unwrap_or("invalid"));
+        let start = self.info.offset_for(p.id).map_or(0, |(b, _)| self.chars(b));
+        Err(FilterError {
+            message: format!("{:?} is not a regular expression: {why}", text.inner()),
+            start,
+            end: start + text.chars().count() + 2,
+            source: String::new(),
+        })
+    }
+
+    /// Characters before byte `byte` of the source (cel's offsets count
+    /// bytes; ours count characters).
+    fn chars(&self, byte: u32) -> usize {
+        self.src
+            .get(..byte as usize)
+            .map_or(byte as usize, |s| s.chars().count())
+    }
+
     /// Error spanning the first `len` elements of `chain`.
     fn error(&self, chain: &[(&str, u64)], len: usize, message: String) -> FilterError {
-        // cel's offsets count bytes; ours count characters.
-        let chars = |byte: u32| {
-            self.src
-                .get(..byte as usize)
-                .map_or(byte as usize, |s| s.chars().count())
-        };
+        let chars = |byte: u32| self.chars(byte);
         let start = self
             .info
             .offset_for(chain[0].1)

@@ -479,8 +479,9 @@ fn real_errors_are_not_read_as_missing() {
     // `&&`/`||` absorb it where the other side decides, as in CEL.
     check(&cat, r#"method < 3 || http"#, &e, true);
     check(&cat, r#"!(method < 3 && dns)"#, &e, true);
-    // A bad regex is an error, not a non-match to negate.
-    check(&cat, r#"!path.matches("(")"#, &e, false);
+    // A bad pattern the filter computes is an error, not a non-match to
+    // negate (a bad literal one is refused when the filter compiles).
+    check(&cat, r#"!path.matches(method + "(")"#, &e, false);
     // An unknown function is an error too, though CEL names it like a
     // missing variable.
     check(&cat, r#"!nosuchfn(method)"#, &e, false);
@@ -566,6 +567,30 @@ fn unknown_variables_rejected_with_span() {
     let lines: Vec<&str> = shown.lines().collect();
     assert_eq!(lines[1], "  http && stauts_code >= 500");
     assert_eq!(lines[2], "          ^^^^^^^^^^^");
+}
+
+/// A `matches` pattern written in the filter is compiled with it: an
+/// invalid one made every entry a non-match, a filter nothing passed.
+#[test]
+fn invalid_literal_patterns_are_refused_with_span() {
+    let e = compile_err(r#"http && path.matches("[")"#);
+    assert_eq!((e.start, e.end), (21, 24), "{e}");
+    assert!(
+        e.message.contains(r#""[" is not a regular expression"#),
+        "{e}"
+    );
+    assert!(e.message.contains("unclosed character class"), "{e}");
+    let e = compile_err(r#"matches(path, "(a")"#);
+    assert_eq!(e.start, 14, "{e}");
+    assert!(e.message.contains("unclosed group"), "{e}");
+    // A pattern too big to compile is refused too, not left to each entry.
+    let e = compile_err(r#"url.matches("a{99999999}")"#);
+    assert!(e.message.contains("size limit"), "{e}");
+    // Valid patterns, and patterns that are not literals, still compile.
+    let cat = catalog();
+    let e = http(&cat, "GET", "/api/v1", 200).build();
+    check(&cat, r#"path.matches("^/api/v[0-9]+$")"#, &e, true);
+    check(&cat, r#"path.matches(method)"#, &e, false);
 }
 
 #[test]
