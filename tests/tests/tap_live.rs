@@ -99,24 +99,17 @@ fn live_entries_reach_subscription_api_and_query() {
     assert_eq!(errs[0]["vars"]["redis_key"], "session:1");
 
     // `remora query` prints them, oldest first.
-    let out = std::process::Command::new(common::remora_bin())
-        .args([
-            "query",
-            "--server",
-            &tap.url(),
-            "--format",
-            "jsonl",
-            "redis",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let types: Vec<String> = common::parse_jsonl(&String::from_utf8_lossy(&out.stdout))
-        .unwrap()
+    let query = |extra: &[&str]| {
+        let out = std::process::Command::new(common::remora_bin())
+            .args(["query", "--server", &tap.url(), "--format", "jsonl"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{extra:?}: {stderr}");
+        common::parse_jsonl(&String::from_utf8_lossy(&out.stdout)).unwrap()
+    };
+    let types: Vec<String> = query(&["redis"])
         .iter()
         .filter_map(|e| redis_type(e).map(str::to_owned))
         .collect();
@@ -124,16 +117,7 @@ fn live_entries_reach_subscription_api_and_query() {
     // `--since` an hour, and longer ago than any time (it panicked
     // computing a time before the epoch), keeps these recent entries.
     for since in ["1h", "99999999d"] {
-        let out = std::process::Command::new(common::remora_bin())
-            .args(["query", "--server", &tap.url(), "--format", "jsonl"])
-            .args(["--since", since, "redis"])
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "--since {since}: {stderr}");
-        let n = common::parse_jsonl(&String::from_utf8_lossy(&out.stdout))
-            .unwrap()
-            .len();
+        let n = query(&["--since", since, "redis"]).len();
         assert_eq!(n, 3, "--since {since}");
     }
 

@@ -71,7 +71,7 @@ pub fn spawn(
                 }
                 let now = match clock {
                     Clock::Capture => newest,
-                    Clock::Wall => wall_now(),
+                    Clock::Wall => Timestamp::now(),
                 };
                 let due = last_tick.is_none_or(|t| now.micros() >= t.micros() + TICK_US);
                 let draining_done = batch.is_empty() && (stopping || closed);
@@ -99,13 +99,6 @@ pub fn spawn(
                 batch.clear();
             }
         })
-}
-
-fn wall_now() -> Timestamp {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp::from_micros(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// Waits up to `limit` for webhook queues to empty (on shutdown).

@@ -2,7 +2,7 @@
 
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::{Args, ValueEnum};
@@ -97,11 +97,8 @@ fn from_bound(args: &QueryArgs) -> Option<String> {
     if let Some(d) = args.since {
         // Longer ago than RFC 3339's year 0 is before anything a store holds:
         // no bound. (`now - d` panicked for, e.g., 99999999d.)
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |n| i64::try_from(n.as_micros()).unwrap_or(i64::MAX));
         let back = i64::try_from(Duration::from(d).as_micros()).unwrap_or(i64::MAX);
-        let from = Timestamp(now.saturating_sub(back));
+        let from = Timestamp(Timestamp::now().0.saturating_sub(back));
         return (from >= Timestamp::EARLIEST).then(|| remora_entry::rfc3339_micros(from));
     }
     args.from.clone()

@@ -19,6 +19,14 @@ impl Timestamp {
     /// 9999-12-31T23:59:59.999999Z: the latest.
     pub const LATEST: Timestamp = Timestamp(253_402_300_799_999_999);
 
+    /// The wall clock (0 before the epoch).
+    pub fn now() -> Self {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp(i64::try_from(since_epoch.as_micros()).unwrap_or(i64::MAX))
+    }
+
     pub const fn from_micros(us: i64) -> Self {
         Timestamp(us)
     }

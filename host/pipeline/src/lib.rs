@@ -29,7 +29,7 @@ mod stats;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use remora_core::{Drops, Timestamp};
 use remora_decode::{DecodeConfig, DecodeStats, Decoded, Decoder};
@@ -258,10 +258,7 @@ impl Flusher {
 /// The time of a live tick: the wall clock, unless the capture's clock is
 /// ahead of ours, so time never runs backwards for the flow table.
 fn live_now(last_ts: Timestamp) -> Timestamp {
-    let wall = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64);
-    Timestamp(wall.max(last_ts.0))
+    Timestamp(Timestamp::now().0.max(last_ts.0))
 }
 
 /// Where the pipeline's entries go, in order. It returns an entry it did

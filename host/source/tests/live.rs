@@ -87,11 +87,7 @@ fn captures_a_tcp_exchange_on_loopback_through_the_filter() {
     // The request and its echo; the handshake around them too.
     assert_eq!(with_payload, 2, "saw {frames} frames, {idles} idle reads");
     assert!(frames >= 5, "handshake + data + acks, got {frames}");
-    let age = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64
-        - last_ts.unwrap().0;
+    let age = remora_core::Timestamp::now().0 - last_ts.unwrap().0;
     assert!((0..10_000_000).contains(&age), "timestamp {age} µs old");
     let stats = cap.stats();
     assert_eq!(stats.frames, frames);
