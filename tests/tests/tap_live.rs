@@ -135,6 +135,13 @@ fn live_entries_reach_subscription_api_and_query() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no plugin latency histogram in\n{metrics}"));
     assert!(timed > 0, "no plugin call was timed");
+    // A few flows do not fill a dissector instance to its renewal mark.
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "remora_plugin_renewals_total 0"),
+        "no plugin renewals counter in\n{metrics}"
+    );
     let plugins = tap.graphql("{ plugins { name calls errors faults state } }");
     let calls = |name: &str| {
         plugins["data"]["plugins"]

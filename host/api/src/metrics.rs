@@ -179,6 +179,12 @@ pub fn render(state: &ApiState) -> String {
         "Plugin traps, deadlines and limit hits.",
         c.plugin_faults,
     );
+    o.one(
+        "remora_plugin_renewals_total",
+        "counter",
+        "Dissector instances replaced at three quarters of their memory limit.",
+        c.plugin_renewals,
+    );
     let h = &c.plugin_latency;
     o.family(
         "remora_plugin_call_seconds",

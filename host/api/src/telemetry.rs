@@ -71,6 +71,7 @@ pub struct CaptureStats {
     pub plugin_calls: u64,
     pub plugin_errors: u64,
     pub plugin_faults: u64,
+    pub plugin_renewals: u64,
     pub plugin_latency: LatencyHistogram,
 }
 

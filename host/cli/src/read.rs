@@ -109,6 +109,12 @@ fn summary_line(path: &str, s: &Summary) -> String {
     } else {
         line.push_str(&format!("; drops: {}", drops.join(" ")));
     }
+    if s.dissect.plugin_renewals > 0 {
+        line.push_str(&format!(
+            "; {} plugin instances renewed",
+            s.dissect.plugin_renewals
+        ));
+    }
     line
 }
 

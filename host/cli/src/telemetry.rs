@@ -100,6 +100,7 @@ impl Telemetry for TapTelemetry {
             plugin_calls: dissect.plugin_calls,
             plugin_errors: dissect.parse_errors,
             plugin_faults: dissect.plugin_faults,
+            plugin_renewals: dissect.plugin_renewals,
             plugin_latency: latency(&dissect.meters.latency),
         }
     }

@@ -266,6 +266,10 @@ pub trait Backend {
     fn meters(&self) -> Option<&crate::Meters> {
         None
     }
+    /// Plugin instances replaced so far, when this backend replaces them.
+    fn renewals(&self) -> u64 {
+        0
+    }
 }
 
 fn fault(f: Fault) -> BackendFault {
@@ -349,5 +353,9 @@ impl Backend for Shard {
 
     fn close(&mut self, s: &SessionId) {
         Shard::close(self, s)
+    }
+
+    fn renewals(&self) -> u64 {
+        Shard::renewals(self)
     }
 }

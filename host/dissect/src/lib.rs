@@ -103,6 +103,9 @@ pub struct DissectCounters {
     pub incomplete_entries: u64,
     pub parse_errors: u64,
     pub plugin_faults: u64,
+    /// Plugin instances replaced when their memory was nearly full (the
+    /// old one serves its open sessions to their end).
+    pub plugin_renewals: u64,
     /// Flows handed from one plugin's session to another's (HTTP Upgrade).
     pub protocol_switches: u64,
     /// Switches to a protocol no loaded plugin declares, or beyond
@@ -127,6 +130,7 @@ impl DissectCounters {
         self.incomplete_entries += o.incomplete_entries;
         self.parse_errors += o.parse_errors;
         self.plugin_faults += o.plugin_faults;
+        self.plugin_renewals += o.plugin_renewals;
         self.protocol_switches += o.protocol_switches;
         self.switches_unclaimed += o.switches_unclaimed;
         self.drops.merge(&o.drops);
@@ -313,6 +317,7 @@ impl<B: Backend> DissectStage<B> {
         if let Some(m) = self.backend.meters() {
             c.meters = m.clone();
         }
+        c.plugin_renewals = self.backend.renewals();
         c
     }
 

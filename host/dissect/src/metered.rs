@@ -232,6 +232,10 @@ impl<B: Backend> Backend for Metered<B> {
     fn meters(&self) -> Option<&Meters> {
         Some(&self.meters)
     }
+
+    fn renewals(&self) -> u64 {
+        self.inner.renewals()
+    }
 }
 
 #[cfg(test)]

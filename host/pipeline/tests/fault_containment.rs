@@ -164,16 +164,18 @@ fn containment_holds_with_several_shards() {
     assert_eq!(summary.dissect.flows_fallen_back as usize, BROKEN.len());
 }
 
-/// A flood of flows to one plugin, all open at once: once its instance's
-/// memory is three quarters full it takes no new sessions. The flows it
-/// holds are dissected to their end, the refused ones are raw and counted
-/// as `plugin_session_limit`, and nothing faults (running out of memory
-/// would have ended every session of the instance).
+/// A flood of flows to one plugin, all open at once: each time its
+/// instance's memory is three quarters full a new instance takes the new
+/// flows, and once `MAX_RETIRING` full ones still hold theirs, no new
+/// sessions are taken. The flows admitted are dissected to their end, the
+/// refused ones are raw and counted as `plugin_session_limit`, and nothing
+/// faults (running out of memory would have ended every session of the
+/// instance).
 #[test]
 fn a_flood_of_flows_is_refused_before_the_plugin_runs_out_of_memory() {
     const FLOWS: u16 = 40_000;
     let cfg = RuntimeConfig {
-        memory_limit: 4 << 20,
+        memory_limit: 5 << 19,
         quarantine_base: Duration::from_millis(1),
         ..RuntimeConfig::default()
     };
@@ -204,9 +206,66 @@ fn a_flood_of_flows_is_refused_before_the_plugin_runs_out_of_memory() {
     assert!(refused > 0, "nothing refused: {:?}", summary.dissect);
     assert!(admitted >= 64, "{admitted} sessions admitted");
     assert_eq!(summary.dissect.plugin_faults, 0, "{:?}", summary.dissect);
+    assert_eq!(
+        summary.dissect.plugin_renewals,
+        remora_runtime::MAX_RETIRING as u64
+    );
     assert_eq!(summary.dissect.flows_dissected, admitted);
     assert_eq!(summary.dissect.flows_fallen_back, 0);
     // Both exchanges of every admitted flow, complete.
     assert_eq!(entries.len() as u64, 2 * admitted);
     assert!(entries.iter().all(|e| e.complete()));
+}
+
+/// A plugin whose guest never frees (each `LEAK` line keeps 256 KiB) on
+/// a capture of 240 flows, 60 MiB of leaks against a 16 MiB instance,
+/// while one long flow stays open across them all: the instance is
+/// replaced whenever it fills, the long flow's session stays with the
+/// instance that opened it, and every exchange is dissected; nothing
+/// faults, nothing is dropped. Without the renewal the instance would
+/// trap again and again, the first time losing the long flow too.
+#[test]
+fn a_plugin_that_never_frees_is_renewed_and_loses_nothing() {
+    const FLOWS: u16 = 240;
+    let cfg = RuntimeConfig {
+        memory_limit: 16 << 20,
+        quarantine_base: Duration::from_millis(1),
+        ..RuntimeConfig::default()
+    };
+    let mut rt = Runtime::new(cfg).unwrap();
+    rt.load_file(&plugin_path("remora-test-lines")).unwrap();
+    let rt = Arc::new(rt);
+    let capture = || {
+        let mut cap = Capture::new();
+        let mut long = cap.connect(19_999, 7777);
+        for i in 0..FLOWS {
+            let mut c = cap.connect(20_000 + i, 7777);
+            cap.client_sends(&mut c, b"LEAK\n");
+            cap.server_sends(&mut c, format!("leaked {i}\n").as_bytes());
+            cap.close(&mut c);
+            if i % 80 == 0 {
+                cap.client_sends(&mut long, format!("long {i}\n").as_bytes());
+                cap.server_sends(&mut long, format!("still {i}\n").as_bytes());
+            }
+        }
+        cap.close(&mut long);
+        cap
+    };
+    for threads in [1, 2] {
+        let (entries, summary, _) = run_capture(&rt, capture(), threads);
+        let d = &summary.dissect;
+        assert_eq!(d.plugin_faults, 0, "{threads} threads: {d:?}");
+        assert!(d.plugin_renewals >= 2, "{threads} threads: {d:?}");
+        assert_eq!(d.flows_dissected, u64::from(FLOWS) + 1);
+        let drops: Vec<_> = summary.drops().nonzero().collect();
+        assert!(drops.is_empty(), "{drops:?}");
+        assert_eq!(entries.len(), usize::from(FLOWS) + 3);
+        assert!(entries.iter().all(|e| e.complete()));
+        let long: Vec<String> = entries
+            .iter()
+            .filter(|e| line(e, false).starts_with("still"))
+            .map(|e| line(e, true))
+            .collect();
+        assert_eq!(long, ["long 0", "long 80", "long 160"]);
+    }
 }

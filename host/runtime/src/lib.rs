@@ -1044,10 +1044,14 @@ pub struct PluginCounters {
     /// Calls refused because the plugin was quarantined.
     pub quarantined_calls: u64,
     pub instances_created: u64,
+    /// Instances replaced at [`SESSION_HEADROOM`] of their memory limit
+    /// ([`Shard::renew`]).
+    pub renewals: u64,
     /// Sessions refused because the instance's memory was nearly full.
     pub sessions_refused: u64,
     /// Set while the plugin is quarantined in this shard.
     pub quarantined_until: Option<Instant>,
+    /// Open sessions, the retiring instances' included.
     pub sessions_open: u64,
 }
 
@@ -1056,9 +1060,22 @@ struct Live {
     bindings: DissectorPlugin,
 }
 
+/// An instance replaced at its memory's headroom that still serves the
+/// sessions it had then, and is dropped when the last of them closes.
+struct Retiring {
+    live: Live,
+    generation: u32,
+    sessions_open: u64,
+}
+
 struct Slot {
     live: Option<Live>,
     generation: u32,
+    /// The live instance's memory when it was created.
+    born: usize,
+    /// Oldest first; at most [`MAX_RETIRING`].
+    retiring: Vec<Retiring>,
+    renewals: u64,
     quarantined_until: Option<Instant>,
     /// Back-off of the next quarantine.
     backoff: Duration,
@@ -1074,6 +1091,14 @@ struct Slot {
     /// first reached [`SESSION_HEADROOM`] of the limit; `None` until then.
     session_limit: Option<u64>,
     sessions_refused: u64,
+}
+
+impl Slot {
+    fn retiring_index(&self, generation: u32) -> Option<usize> {
+        self.retiring
+            .iter()
+            .position(|r| r.generation == generation)
+    }
 }
 
 /// The per-thread side of the runtime: one store and instance per plugin,
@@ -1097,6 +1122,10 @@ impl fmt::Debug for Shard {
 pub const SESSION_HEADROOM: f64 = 0.75;
 /// Fewest open sessions for which a full memory limits the sessions.
 pub const SESSION_LIMIT_MIN: u64 = 64;
+/// Most replaced instances of one plugin in one shard that still serve
+/// their sessions ([`Shard::renew_when_full`]): with the live one, a plugin
+/// holds at most this many plus one times its memory limit per shard.
+pub const MAX_RETIRING: usize = 3;
 
 /// A protocol switch's name and parameters are small handshake facts; this
 /// bounds what one switch can make the host hold.
@@ -1146,8 +1175,9 @@ fn feed_len(kind: wit::CallKind, len: u64) -> usize {
     }
 }
 
-/// Records a fault: drops the instance (its sessions become stale),
-/// quarantines the plugin in this shard, counts and logs.
+/// Records a fault of the live instance: drops it (its sessions become
+/// stale), quarantines the plugin in this shard, counts and logs. A
+/// retiring instance is a store of its own and goes on serving its sessions.
 fn record_fault(rt: &Runtime, shard: u32, slot: &mut Slot, p: PluginId, fault: Fault) -> Fault {
     slot.live = None;
     slot.generation = slot.generation.wrapping_add(1);
@@ -1171,6 +1201,70 @@ fn record_fault(rt: &Runtime, shard: u32, slot: &mut Slot, p: PluginId, fault: F
     fault
 }
 
+/// Records a fault of retiring instance `i`: drops it (its sessions become
+/// stale), counts and logs. No quarantine: the live instance is another
+/// store, and a retiring one is never replaced.
+fn retiring_fault(
+    rt: &Runtime,
+    shard: u32,
+    slot: &mut Slot,
+    i: usize,
+    p: PluginId,
+    fault: Fault,
+) -> Fault {
+    let sessions = slot.retiring.remove(i).sessions_open;
+    slot.faults.record(&fault);
+    tracing::warn!(
+        plugin = %rt.plugins[p.0 as usize].info.name,
+        shard,
+        kind = fault.kind(),
+        sessions,
+        "plugin fault in a retiring instance (its sessions end, the current instance goes on): {fault}"
+    );
+    fault
+}
+
+/// Runs `f` on the slot's retiring instance `i`.
+fn call_retiring<R>(
+    rt: &Runtime,
+    shard: u32,
+    slot: &mut Slot,
+    i: usize,
+    p: PluginId,
+    f: impl FnOnce(&mut Store<HostState>, &DissectorPlugin) -> wasmtime::Result<R>,
+) -> Result<R, Fault> {
+    let live = &mut slot.retiring[i].live;
+    live.store.data_mut().limiter.hit = false;
+    live.store.set_epoch_deadline(rt.deadline_ticks);
+    let r = f(&mut live.store, &live.bindings);
+    let r = r.map_err(|e| classify(&e, &live.store));
+    slot.calls += 1;
+    r.map_err(|fault| retiring_fault(rt, shard, slot, i, p, fault))
+}
+
+/// A whole-batch fault of one instance as per-call answers of the calls
+/// `mine` picks: the first carries the fault, the rest are stale by its
+/// consequence. Calls not `mine` are stale (another instance answers them).
+fn answers_of(
+    r: Result<Vec<Result<wit::FeedResult, Fault>>, Fault>,
+    calls: &[Call<'_>],
+    mine: impl Fn(&Call<'_>) -> bool,
+) -> Vec<Result<wit::FeedResult, Fault>> {
+    match r {
+        Ok(answers) => answers,
+        Err(fault) => {
+            let mut fault = Some(fault);
+            calls
+                .iter()
+                .map(|c| match fault.take_if(|_| mine(c)) {
+                    Some(f) => Err(f),
+                    None => Err(Fault::Stale),
+                })
+                .collect()
+        }
+    }
+}
+
 impl Shard {
     pub fn new(rt: Arc<Runtime>) -> Self {
         let base = rt.cfg.quarantine_base;
@@ -1178,6 +1272,9 @@ impl Shard {
             .map(|_| Slot {
                 live: None,
                 generation: 0,
+                born: 0,
+                retiring: Vec::new(),
+                renewals: 0,
                 quarantined_until: None,
                 backoff: base,
                 reset_backoff_at: None,
@@ -1205,6 +1302,16 @@ impl Shard {
         record_fault(&self.rt, self.id, &mut self.slots[p.0 as usize], p, fault)
     }
 
+    /// A fault of the instance that serves sessions of `generation`.
+    fn fault_in(&mut self, p: PluginId, generation: u32, fault: Fault) -> Fault {
+        let slot = &mut self.slots[p.0 as usize];
+        if let Some(i) = slot.retiring_index(generation) {
+            retiring_fault(&self.rt, self.id, slot, i, p, fault)
+        } else {
+            record_fault(&self.rt, self.id, slot, p, fault)
+        }
+    }
+
     /// Runs `f` on the plugin's instance (creating it if needed) under the
     /// per-call limits. `generation`: the session's, checked for staleness.
     #[inline]
@@ -1217,6 +1324,9 @@ impl Shard {
         let rt = &*self.rt;
         let slot = &mut self.slots[p.0 as usize];
         if let Some(g) = generation {
+            if let Some(i) = slot.retiring_index(g) {
+                return call_retiring(rt, self.id, slot, i, p, f);
+            }
             if g != slot.generation || slot.live.is_none() {
                 return Err(Fault::Stale);
             }
@@ -1233,7 +1343,10 @@ impl Shard {
             let mut store = rt.new_store(loaded.shared.clone());
             slot.instances_created += 1;
             match loaded.pre.instantiate(&mut store) {
-                Ok(bindings) => slot.live = Some(Live { store, bindings }),
+                Ok(bindings) => {
+                    slot.born = store.data().limiter.size;
+                    slot.live = Some(Live { store, bindings });
+                }
                 Err(e) => {
                     let fault = classify(&e, &store);
                     return Err(record_fault(rt, self.id, slot, p, fault));
@@ -1267,6 +1380,7 @@ impl Shard {
     fn check(
         &mut self,
         p: PluginId,
+        generation: u32,
         raw: wire::RawAnswer,
         data_len: usize,
     ) -> Result<wit::FeedResult, Fault> {
@@ -1279,7 +1393,7 @@ impl Shard {
         };
         let messages = match wire::Messages::check(raw.messages, &limits) {
             Ok(m) => m,
-            Err(m) => return Err(self.fault(p, Fault::Malformed(m))),
+            Err(m) => return Err(self.fault_in(p, generation, Fault::Malformed(m))),
         };
         let r = wit::FeedResult {
             consumed: raw.consumed,
@@ -1291,7 +1405,7 @@ impl Shard {
         };
         match validate_result(&r, data_len) {
             Ok(()) => Ok(r),
-            Err(m) => Err(self.fault(p, Fault::Malformed(m))),
+            Err(m) => Err(self.fault_in(p, generation, Fault::Malformed(m))),
         }
     }
 
@@ -1310,6 +1424,7 @@ impl Shard {
         dir: wit::Direction,
         data: &[u8],
     ) -> Result<wit::ProbeResult, Fault> {
+        self.renew_when_full(p);
         let r = self.call(p, None, |store, b| {
             b.remora_plugin_dissector()
                 .call_probe(store, *flow, dir, data)
@@ -1339,17 +1454,76 @@ impl Shard {
         })
     }
 
-    /// Whether the plugin's instance has room for another session. Sessions
-    /// live in the instance's memory, and an instance that runs out of it
-    /// traps and loses every session it holds: a flood of connections to
-    /// one protocol would blind its dissection of all of them. So once the
-    /// memory reaches [`SESSION_HEADROOM`] of the limit, the sessions open
+    /// Memory at which an instance counts as full: [`SESSION_HEADROOM`] of
+    /// the limit.
+    fn headroom(&self) -> usize {
+        (self.rt.cfg.memory_limit as f64 * SESSION_HEADROOM) as usize
+    }
+
+    /// Replaces the plugin's instance once its memory has grown to
+    /// [`SESSION_HEADROOM`] of the limit, unless [`MAX_RETIRING`] earlier
+    /// ones still retire: the new instance takes new flows, the old one
+    /// keeps serving the sessions it holds and is dropped when the last
+    /// closes. (Several may retire at once: one long flow keeps its
+    /// instance, and a guest that never frees would otherwise fill the
+    /// next one without a way out.)
+    ///
+    /// Memory never shrinks, so it fills by what sessions hold at their
+    /// peak (a flood of flows) or by what the guest never frees (some
+    /// toolchains' bindings do not free a call's arguments, a whole
+    /// payload per call): either way the instance would at last run out
+    /// and trap, losing every session it holds. An instance born that
+    /// full gains nothing from a successor and is not replaced.
+    fn renew_when_full(&mut self, p: PluginId) {
+        let headroom = self.headroom();
+        let slot = &mut self.slots[p.0 as usize];
+        let Some(live) = &slot.live else {
+            return;
+        };
+        let memory = live.store.data().limiter.size;
+        if memory < headroom || slot.born >= headroom || slot.retiring.len() >= MAX_RETIRING {
+            return;
+        }
+        let live = slot.live.take().expect("checked above");
+        let sessions = slot.sessions_open;
+        if sessions > 0 {
+            slot.retiring.push(Retiring {
+                live,
+                generation: slot.generation,
+                sessions_open: sessions,
+            });
+        }
+        slot.generation = slot.generation.wrapping_add(1);
+        slot.sessions_open = 0;
+        slot.session_limit = None;
+        slot.renewals += 1;
+        if slot.renewals.is_power_of_two() {
+            tracing::info!(
+                plugin = %self.rt.plugins[p.0 as usize].info.name,
+                shard = self.id,
+                renewals = slot.renewals,
+                sessions,
+                memory_mib = memory >> 20,
+                "plugin instance replaced at three quarters of its memory limit; \
+                 the old one serves its open sessions until they end"
+            );
+        }
+    }
+
+    /// Whether the plugin's instance has room for another session, after
+    /// [`Shard::renew_when_full`]. Sessions live in the instance's memory,
+    /// and an instance that runs out of it traps and loses every session it
+    /// holds: a flood of connections to one protocol would blind its
+    /// dissection of all of them. So when the memory reaches
+    /// [`SESSION_HEADROOM`] of the limit and the instance cannot be
+    /// replaced (its predecessor still serves sessions), the sessions open
     /// then are as many as the instance may hold, until it is replaced; the
     /// rest of the memory is left to what the open sessions still grow by.
     /// Below [`SESSION_LIMIT_MIN`] sessions the memory is not theirs to
     /// blame and nothing is refused.
     fn admit(&mut self, p: PluginId) -> Result<(), Fault> {
-        let limit_bytes = self.rt.cfg.memory_limit;
+        self.renew_when_full(p);
+        let headroom = self.headroom();
         let slot = &mut self.slots[p.0 as usize];
         let Some(live) = &slot.live else {
             return Ok(());
@@ -1357,9 +1531,7 @@ impl Shard {
         let memory = live.store.data().limiter.size;
         let limit = match slot.session_limit {
             Some(l) => l,
-            None if memory as f64 >= limit_bytes as f64 * SESSION_HEADROOM
-                && slot.sessions_open >= SESSION_LIMIT_MIN =>
-            {
+            None if memory >= headroom && slot.sessions_open >= SESSION_LIMIT_MIN => {
                 tracing::warn!(
                     plugin = %self.rt.plugins[p.0 as usize].info.name,
                     shard = self.id,
@@ -1401,13 +1573,58 @@ impl Shard {
     /// call: a call on a stale session gets `Fault::Stale` (and is not
     /// sent); a fault of the whole batch (trap, deadline, malformed output)
     /// is the `Err`, and every session of the instance is stale after it.
+    ///
+    /// While an instance retires ([`Shard::renew_when_full`]) the calls on
+    /// its sessions cross into it, the others into the live instance, and
+    /// a fault of either comes back as its calls' answers: the other
+    /// instance's sessions are not touched by it.
     pub fn run(
         &mut self,
         p: PluginId,
         calls: &[Call<'_>],
         data: &[u8],
     ) -> Result<Vec<Result<wit::FeedResult, Fault>>, Fault> {
-        let generation = self.slots[p.0 as usize].generation;
+        let slot = &self.slots[p.0 as usize];
+        let live = slot.generation;
+        let shard = self.id;
+        let of = |g: u32| {
+            move |c: &Call<'_>| {
+                let s = c.session;
+                s.generation == g && s.shard == shard && s.plugin == p
+            }
+        };
+        let mut generations: Vec<u32> = slot
+            .retiring
+            .iter()
+            .map(|r| r.generation)
+            .filter(|&g| calls.iter().any(of(g)))
+            .collect();
+        if generations.is_empty() {
+            return self.run_instance(p, live, calls, data);
+        }
+        generations.push(live);
+        let mut answers: Vec<Result<wit::FeedResult, Fault>> =
+            calls.iter().map(|_| Err(Fault::Stale)).collect();
+        for g in generations {
+            let got = answers_of(self.run_instance(p, g, calls, data), calls, of(g));
+            for ((a, got), c) in answers.iter_mut().zip(got).zip(calls) {
+                if of(g)(c) {
+                    *a = got;
+                }
+            }
+        }
+        Ok(answers)
+    }
+
+    /// [`Shard::run`] on the instance that serves sessions of
+    /// `generation`; calls on other sessions are answered stale.
+    fn run_instance(
+        &mut self,
+        p: PluginId,
+        generation: u32,
+        calls: &[Call<'_>],
+        data: &[u8],
+    ) -> Result<Vec<Result<wit::FeedResult, Fault>>, Fault> {
         let mut answers: Vec<Result<wit::FeedResult, Fault>> = Vec::with_capacity(calls.len());
         // The calls sent, encoded, and what checking their answers needs.
         let mut encoded = Vec::with_capacity(calls.len() * wire::CALL_BYTES);
@@ -1458,7 +1675,7 @@ impl Shard {
             let &(session, kind, dir, own) = sent.next().expect("one answer per call sent");
             let r = match raw.next_answer() {
                 Ok(r) => r,
-                Err(m) => return Err(self.fault(p, Fault::Malformed(m))),
+                Err(m) => return Err(self.fault_in(p, generation, Fault::Malformed(m))),
             };
             let prior = offered
                 .iter_mut()
@@ -1480,18 +1697,32 @@ impl Shard {
             };
             if kind == wit::CallKind::Close {
                 let slot = &mut self.slots[p.0 as usize];
-                slot.sessions_open = slot.sessions_open.saturating_sub(1);
+                match slot.retiring_index(generation) {
+                    Some(i) => {
+                        let r = &mut slot.retiring[i];
+                        r.sessions_open = r.sessions_open.saturating_sub(1);
+                    }
+                    None => slot.sessions_open = slot.sessions_open.saturating_sub(1),
+                }
             }
-            *answer = Ok(self.check(p, r, bound)?);
+            *answer = Ok(self.check(p, generation, r, bound)?);
         }
         if raw.left() > 0 {
-            return Err(self.fault(
+            return Err(self.fault_in(
                 p,
+                generation,
                 Fault::Malformed(format!(
                     "{} bytes after the answers of a batch of {batch} calls",
                     raw.left(),
                 )),
             ));
+        }
+        // A retiring instance whose last session closed is done.
+        let slot = &mut self.slots[p.0 as usize];
+        if let Some(i) = slot.retiring_index(generation) {
+            if slot.retiring[i].sessions_open == 0 {
+                slot.retiring.remove(i);
+            }
         }
         Ok(answers)
     }
@@ -1557,6 +1788,11 @@ impl Shard {
             .is_some_and(|t| Instant::now() < t)
     }
 
+    /// Instances replaced, all plugins.
+    pub fn renewals(&self) -> u64 {
+        self.slots.iter().map(|s| s.renewals).sum()
+    }
+
     pub fn counters(&self) -> Vec<PluginCounters> {
         self.slots
             .iter()
@@ -1568,9 +1804,11 @@ impl Shard {
                 faults: s.faults,
                 quarantined_calls: s.quarantined_calls,
                 instances_created: s.instances_created,
+                renewals: s.renewals,
                 sessions_refused: s.sessions_refused,
                 quarantined_until: s.quarantined_until.filter(|t| Instant::now() < *t),
-                sessions_open: s.sessions_open,
+                sessions_open: s.sessions_open
+                    + s.retiring.iter().map(|r| r.sessions_open).sum::<u64>(),
             })
             .collect()
     }

@@ -9,7 +9,7 @@ use remora_runtime::testing::plugin_path;
 use remora_runtime::wit::{
     Direction, FeedResult, FieldType, FlowInfo, MessageKind, ProbeResult, Text, Transport, Value,
 };
-use remora_runtime::{Fault, PluginId, Runtime, RuntimeConfig, Shard};
+use remora_runtime::{Fault, PluginId, Runtime, RuntimeConfig, SessionId, Shard, MAX_RETIRING};
 
 /// Runs `f` on its own thread and fails the test if it takes longer than `secs`.
 fn bounded<F: FnOnce() + Send + 'static>(secs: u64, f: F) {
@@ -506,10 +506,12 @@ fn a_full_instance_pool_is_a_capacity_fault_not_a_trap() {
     });
 }
 
-/// A flood of sessions fills an instance's memory: from three quarters of
-/// it on, further opens are refused (no trap), the sessions already open go
-/// on, and closing some makes room for as many. Without the limit the
-/// instance would run out of memory and lose every session it holds.
+/// A flood of sessions fills an instance's memory: at three quarters of
+/// it the instance is replaced, the old one keeping its sessions. When
+/// the live one is as full and `MAX_RETIRING` old ones still serve theirs,
+/// further opens are refused (no trap), the sessions already open go on,
+/// and closing some makes room for as many. Without the limit the instance
+/// would run out of memory and lose every session it holds.
 #[test]
 fn a_flood_of_sessions_is_refused_before_the_memory_runs_out() {
     bounded(300, || {
@@ -523,6 +525,8 @@ fn a_flood_of_sessions_is_refused_before_the_memory_runs_out() {
         let f = flow(6379);
         let ping = b"*1\r\n$4\r\nPING\r\n";
         let mut open = Vec::new();
+        // Where each instance's sessions start in `open`.
+        let mut starts = vec![0];
         // Each session parses a command, so it holds what a real one does.
         let refused = loop {
             assert!(open.len() < 1_000_000, "never refused");
@@ -530,40 +534,151 @@ fn a_flood_of_sessions_is_refused_before_the_memory_runs_out() {
                 Ok(s) => {
                     let r = shard.feed(&s, Direction::ToServer, 0, ping).unwrap();
                     assert_eq!(r.messages.len(), 1);
+                    if shard.counters()[0].renewals as usize == starts.len() {
+                        starts.push(open.len());
+                    }
                     open.push(s);
                 }
                 Err(e) => break e,
             }
         };
+        assert_eq!(starts.len(), MAX_RETIRING + 1, "{starts:?}");
+        let last = *starts.last().unwrap();
+        for w in starts.windows(2) {
+            assert!(w[1] - w[0] >= 64, "instances' sessions: {starts:?}");
+        }
         match refused {
             Fault::SessionLimit { limit, memory } => {
-                assert_eq!(limit, open.len() as u64);
+                assert_eq!(limit, (open.len() - last) as u64);
                 assert!((6 << 20..=8 << 20).contains(&memory), "{memory} bytes");
             }
             other => panic!("expected a session limit, got {other:?}"),
         }
-        assert!(open.len() >= 64, "only {} sessions", open.len());
+        assert!(
+            open.len() - last >= 64,
+            "only {} sessions",
+            open.len() - last
+        );
         assert!(matches!(shard.open(p, &f), Err(Fault::SessionLimit { .. })));
         let c = &shard.counters()[0];
         assert_eq!(c.faults.total(), 0, "{:?}", c.faults);
-        assert_eq!((c.instances_created, c.sessions_refused), (1, 2));
+        let instances = MAX_RETIRING as u64 + 1;
+        assert_eq!(
+            (c.instances_created, c.renewals),
+            (instances, instances - 1)
+        );
+        assert_eq!(c.sessions_refused, 2);
         assert_eq!(c.sessions_open, open.len() as u64);
-        // The first session and the last still answer.
-        for s in [&open[0], &open[open.len() - 1]] {
+        // The first session of each instance and the last still answer.
+        for &i in starts.iter().chain([&(open.len() - 1)]) {
             let r = shard
-                .feed(s, Direction::ToServer, ping.len() as u64, ping)
+                .feed(&open[i], Direction::ToServer, ping.len() as u64, ping)
                 .unwrap();
             assert_eq!(r.messages.len(), 1);
         }
-        // Ten closed make room for ten more, not eleven.
-        for s in open.drain(..10) {
+        // Ten of the live instance's closed make room for ten more, not
+        // eleven.
+        for s in open.drain(last..last + 10) {
             shard.close(&s);
         }
         for _ in 0..10 {
             open.push(shard.open(p, &f).expect("room after closing"));
         }
         assert!(matches!(shard.open(p, &f), Err(Fault::SessionLimit { .. })));
-        assert_eq!(shard.counters()[0].faults.total(), 0);
+        // Once the oldest instance's sessions are all closed it is dropped,
+        // and the full one is replaced in turn.
+        for s in open.drain(..starts[1]) {
+            shard.close(&s);
+        }
+        open.push(shard.open(p, &f).expect("a new instance"));
+        let c = &shard.counters()[0];
+        assert_eq!(
+            (c.instances_created, c.renewals),
+            (instances + 1, instances)
+        );
+        assert_eq!(c.faults.total(), 0);
+    });
+}
+
+/// A guest that never frees fills its instance whatever its sessions hold
+/// (the `LEAK` line keeps 256 KiB; some toolchains' bindings never free a
+/// call's arguments, a whole payload per call). At three quarters of the
+/// limit the instance is replaced: a session open then stays with the old
+/// instance, its state with it, until it closes; new sessions go to the
+/// new one. A fault of the old instance ends only its own sessions.
+/// Without renewal, 100 leaks (25 MiB) would trap the 8 MiB instance
+/// again and again, each time ending every session it held.
+#[test]
+fn an_instance_that_never_frees_is_replaced_before_it_runs_out() {
+    bounded(300, || {
+        let cfg = RuntimeConfig {
+            memory_limit: 8 << 20,
+            ..test_config()
+        };
+        let (rt, ids) = runtime_with(cfg, &["remora-test-lines"]);
+        let p = ids[0];
+        let mut shard = Shard::new(rt);
+        let f = flow(7777);
+        let line = |shard: &mut Shard, s: &SessionId, at: u64, text: &[u8]| {
+            let r: FeedResult = shard.feed(s, Direction::ToServer, at, text).unwrap();
+            assert_eq!(r.messages.len(), 1);
+            r.messages.to_vec()[0].txn
+        };
+        let leak = |shard: &mut Shard| {
+            let s = shard.open(p, &f).unwrap();
+            line(shard, &s, 0, b"LEAK\n");
+            shard.close(&s);
+        };
+        let first = shard.open(p, &f).unwrap();
+        assert_eq!(line(&mut shard, &first, 0, b"one\n"), 0);
+        let mut leaks = 0;
+        while shard.counters()[0].renewals == 0 {
+            assert!(leaks < 32, "not renewed after {leaks} leaks");
+            leak(&mut shard);
+            leaks += 1;
+        }
+        // 6 MiB of 256 KiB leaks, less what the instance started with.
+        assert!(leaks >= 16, "renewed after {leaks} leaks");
+        let c = &shard.counters()[0];
+        assert_eq!((c.instances_created, c.sessions_open), (2, 1));
+        // The first session goes on in the old instance: its next line is
+        // its second.
+        assert_eq!(line(&mut shard, &first, 4, b"two\n"), 1);
+        let second = shard.open(p, &f).unwrap();
+        assert_eq!(line(&mut shard, &second, 0, b"a\n"), 0);
+        // The old instance runs out: only its session ends, nothing is
+        // quarantined, the new instance's session goes on.
+        let mut at = 8;
+        let fault = loop {
+            match shard.feed(&first, Direction::ToServer, at, b"LEAK\n") {
+                Ok(_) => at += 5,
+                Err(f) => break f,
+            }
+            assert!(at < 5 * 64, "the old instance never ran out");
+        };
+        assert_eq!(fault, Fault::Memory);
+        assert_eq!(
+            shard.feed(&first, Direction::ToServer, at, b"x\n"),
+            Err(Fault::Stale)
+        );
+        assert!(!shard.is_quarantined(p));
+        assert_eq!(line(&mut shard, &second, 2, b"b\n"), 1);
+        let c = &shard.counters()[0];
+        assert_eq!(
+            (c.faults.total(), c.faults.memory, c.sessions_open),
+            (1, 1, 1)
+        );
+        shard.close(&second);
+        // Leaking on: the instance is replaced each time it fills, and
+        // nothing faults.
+        for _ in 0..100 {
+            leak(&mut shard);
+        }
+        let c = &shard.counters()[0];
+        assert_eq!(c.faults.total(), 1, "{:?}", c.faults);
+        assert!(c.renewals >= 4, "{} renewals", c.renewals);
+        assert_eq!(c.instances_created, c.renewals + 1);
+        assert_eq!(c.sessions_open, 0);
     });
 }
 

@@ -4,12 +4,16 @@
 //! server is a request, every line sent to the client a response; the n-th
 //! line of each direction has `txn` n, so request n pairs with response n.
 //! The line `WHO` is answered, in its message, by the flow's addresses as the
-//! plugin got them (`client_ip:port > server_ip:port`).
+//! plugin got them (`client_ip:port > server_ip:port`). The line `LEAK`
+//! also keeps 256 KiB of the instance's memory for good, as a guest whose
+//! toolchain never frees would (the runtime's instance renewal is tested
+//! with it).
 
 use remora_sdk::prelude::*;
 
 const PORT: u16 = 7777;
 const F_LINE: u16 = 1;
+const LEAK_BYTES: usize = 256 << 10;
 
 pub struct Lines;
 
@@ -70,7 +74,11 @@ impl Session for LinesSession {
         let mut start = 0;
         // The line keeps a `\r` before its `\n` (no `Cursor::line`, which strips it).
         while let Some(nl) = input.cursor(start).find(b'\n') {
-            let line: Text = if &input.data[start..nl] == b"WHO" {
+            let text = &input.data[start..nl];
+            if text == b"LEAK" {
+                core::hint::black_box(Vec::leak(vec![1u8; LEAK_BYTES]));
+            }
+            let line: Text = if text == b"WHO" {
                 self.who.as_str().into()
             } else {
                 input.span(start..nl).into()
