@@ -21,6 +21,8 @@ cargo build --quiet --manifest-path examples/alerts/rust-secrets/Cargo.toml --ta
 
 echo "== alert plugin examples in Python and JavaScript (built from source, tested)" >&2
 scripts/build-alert-examples.sh
+echo "== dissector example in Python (built from source; tested with the host tests)" >&2
+scripts/build-dissector-examples.sh
 
 echo "== plugin tests (native)" >&2
 cargo test --quiet --manifest-path plugins/Cargo.toml --release --workspace --exclude 'remora-test-*'

@@ -8,14 +8,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
 out="${1:-${CARGO_TARGET_DIR:-$root/target}/alert-examples/python-metadata.wasm}"
-version=0.25.1
-tools="${REMORA_TOOLS_DIR:-$HOME/.cache/remora}"
-venv="$tools/componentize-py-$version"
-if ! "$venv/bin/componentize-py" --version 2>/dev/null | grep -qx "componentize-py $version"; then
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "componentize-py==$version"
-fi
+venv="$("$root/scripts/componentize-py.sh")"
 mkdir -p "$(dirname "$out")"
 # Bindings are generated into a scratch dir, never into the source folder.
 work="$(mktemp -d)"
