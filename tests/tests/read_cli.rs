@@ -287,6 +287,40 @@ fn thread_counts_out_of_range_are_refused_and_the_largest_works() {
     let most = remora(&["read", p, "--format", "jsonl", "--threads", "255"], None);
     most.expect_ok();
     assert_same_jsonl("--threads 255 vs default", baseline(), &most.stdout);
+
+    // 20,000 flows nobody claims: every shard probes them with every
+    // plugin, so each of the 255 holds an instance of each. The instance
+    // pool is sized for that (it was 1,024 slots whatever the threads:
+    // a fifth of a mixed capture's entries were lost to `capacity`
+    // faults).
+    let tmp = TempDir::new("many-shards");
+    let unclaimed = tmp.path().join("unclaimed.pcap");
+    fs::write(
+        &unclaimed,
+        tcp_flows_pcap(
+            20_000,
+            9,
+            b"\x01\x02 nothing known\r\n",
+            b"\x03\x04 nor this\r\n",
+        ),
+    )
+    .unwrap();
+    let u = unclaimed.to_str().unwrap();
+    for threads in ["1", "255"] {
+        let run = remora(
+            &["read", u, "--format", "count", "--threads", threads],
+            None,
+        );
+        run.expect_ok();
+        let want = "20000 flows (0 dissected, 20000 raw), 0 entries";
+        assert!(
+            run.stderr.contains(want)
+                && run.stderr.contains(" 0 plugin faults")
+                && run.stderr.contains("no drops"),
+            "--threads {threads}: expected {want:?}, no faults, no drops:\n{}",
+            run.stderr
+        );
+    }
 }
 
 /// Options of live capture given with `tap --read` are refused, as

@@ -212,7 +212,7 @@ fn kill_9_keeps_every_acknowledged_entry() {
 
     // Restart on the same data dir (reading nothing new).
     let empty = dir.join("empty.pcap");
-    std::fs::write(&empty, pcap_header()).unwrap();
+    std::fs::write(&empty, common::pcap_header()).unwrap();
     let api2 = free_port();
     let tap2 = Tap::start(&["-r", empty.to_str().unwrap()], api2, &data);
     let mut ids = Vec::new();
@@ -249,18 +249,6 @@ fn kill_9_keeps_every_acknowledged_entry() {
         5,
         "{ok}"
     );
-}
-
-fn pcap_header() -> Vec<u8> {
-    let mut h = Vec::new();
-    h.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    h.extend_from_slice(&2u16.to_le_bytes());
-    h.extend_from_slice(&4u16.to_le_bytes());
-    h.extend_from_slice(&0i32.to_le_bytes());
-    h.extend_from_slice(&0u32.to_le_bytes());
-    h.extend_from_slice(&65535u32.to_le_bytes());
-    h.extend_from_slice(&1u32.to_le_bytes());
-    h
 }
 
 #[test]

@@ -40,7 +40,7 @@ pub(crate) struct TestArgs {
 pub(crate) fn run(cli: &Cli, cmd: &PluginCommand) -> anyhow::Result<ExitCode> {
     let PluginCommand::Test(args) = cmd;
     let mut reader = CaptureReader::open(&args.capture)?;
-    let rt = plugins::load(cli, plugins::runtime_config(cli, None))?;
+    let rt = plugins::load(cli, plugins::runtime_config(cli, None, 1))?;
     let mut detector =
         PluginDetector::load(rt.clone(), &args.plugin).map_err(|e| anyhow::anyhow!(e))?;
     let catalog = Arc::new(catalog_from_runtime(&rt));

@@ -27,8 +27,27 @@ fn default_dirs() -> Vec<PathBuf> {
     dirs
 }
 
-pub(crate) fn runtime_config(cli: &Cli, body_cap: Option<usize>) -> RuntimeConfig {
+/// The directories plugins load from, and whether the user named them.
+fn plugin_dirs(cli: &Cli) -> (Vec<PathBuf>, bool) {
+    if cli.plugin_dirs.is_empty() {
+        (default_dirs(), false)
+    } else {
+        (cli.plugin_dirs.clone(), true)
+    }
+}
+
+/// The runtime's settings for `shards` shard threads (the instance pool
+/// is sized by them and by the plugin files found).
+pub(crate) fn runtime_config(cli: &Cli, body_cap: Option<usize>, shards: usize) -> RuntimeConfig {
     let mut cfg = RuntimeConfig::default();
+    // Unreadable directories count nothing here; loading reports them.
+    let plugins: usize = plugin_dirs(cli)
+        .0
+        .iter()
+        .filter_map(|d| remora_runtime::plugin_files(d).ok())
+        .map(|f| f.len())
+        .sum();
+    cfg.max_instances = remora_runtime::instance_slots(shards, plugins);
     if cli.no_cache {
         // The runtime's way to say "no cache": an empty directory.
         cfg.cache_dir = Some(PathBuf::new());
@@ -48,12 +67,7 @@ pub(crate) fn runtime_config(cli: &Cli, body_cap: Option<usize>) -> RuntimeConfi
 
 /// Load every plugin from the chosen directories into a runtime.
 pub(crate) fn load(cli: &Cli, cfg: RuntimeConfig) -> anyhow::Result<Arc<Runtime>> {
-    let explicit = !cli.plugin_dirs.is_empty();
-    let dirs = if explicit {
-        cli.plugin_dirs.clone()
-    } else {
-        default_dirs()
-    };
+    let (dirs, explicit) = plugin_dirs(cli);
     let mut rt = Runtime::new(cfg).context("starting the plugin runtime")?;
     let mut looked = Vec::new();
     for dir in &dirs {
@@ -79,7 +93,7 @@ pub(crate) fn load(cli: &Cli, cfg: RuntimeConfig) -> anyhow::Result<Arc<Runtime>
 }
 
 pub(crate) fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
-    let rt = load(cli, runtime_config(cli, None))?;
+    let rt = load(cli, runtime_config(cli, None, 1))?;
     let mut text = format!(
         "{:<16} {:<9} {:<10} {:<6} {:<28} FILE\n",
         "PLUGIN", "VERSION", "PROTOCOL", "L4", "PORTS"

@@ -126,7 +126,26 @@ pub(crate) fn run(cli: &Cli, args: &ReadArgs) -> anyhow::Result<ExitCode> {
         Format::Jsonl
     });
     let mut reader = CaptureReader::open(&args.file)?;
-    let rt = plugins::load(cli, plugins::runtime_config(cli, args.body_cap))?;
+    let broken_pipe = Arc::new(AtomicBool::new(false));
+    let mut cfg = PipelineConfig {
+        cancel: Some(broken_pipe.clone()),
+        ..PipelineConfig::default()
+    };
+    let counting_matches = format == Format::Count && args.filter.is_some();
+    let writes_entries = format != Format::Count || counting_matches;
+    match args.threads {
+        Some(n) => cfg.threads = n,
+        // The writer thread keeps a core busy on its own (rendering JSONL
+        // costs about as much as dissecting): the shards get the others.
+        // With as many shards as cores the three-way contention made
+        // writing slower with two threads than with one on two cores.
+        None if writes_entries => cfg.threads = cfg.threads.saturating_sub(1).max(1),
+        None => {}
+    }
+    let rt = plugins::load(
+        cli,
+        plugins::runtime_config(cli, args.body_cap, cfg.threads),
+    )?;
     let catalog = Arc::new(catalog_from_runtime(&rt));
     let filter = match &args.filter {
         None => None,
@@ -138,22 +157,6 @@ pub(crate) fn run(cli: &Cli, args: &ReadArgs) -> anyhow::Result<ExitCode> {
             }
         },
     };
-    let broken_pipe = Arc::new(AtomicBool::new(false));
-    let mut cfg = PipelineConfig {
-        cancel: Some(broken_pipe.clone()),
-        ..PipelineConfig::default()
-    };
-    let counting_matches = format == Format::Count && filter.is_some();
-    let writes_entries = format != Format::Count || counting_matches;
-    match args.threads {
-        Some(n) => cfg.threads = n,
-        // The writer thread keeps a core busy on its own (rendering JSONL
-        // costs about as much as dissecting): the shards get the others.
-        // With as many shards as cores the three-way contention made
-        // writing slower with two threads than with one on two cores.
-        None if writes_entries => cfg.threads = cfg.threads.saturating_sub(1).max(1),
-        None => {}
-    }
     tracing::info!(
         "threads: {} shard(s){}",
         cfg.threads,

@@ -264,7 +264,10 @@ pub(crate) fn run(cli: &Cli, args: &TapArgs) -> Result<ExitCode> {
     }
 
     let alert_cfg = crate::alerts::load_config(args.alerts.as_deref())?;
-    let mut rt_cfg = plugins::runtime_config(cli, args.body_cap);
+    let shards = args
+        .threads
+        .unwrap_or_else(|| PipelineConfig::default().threads);
+    let mut rt_cfg = plugins::runtime_config(cli, args.body_cap, shards);
     if let Some(cfg) = &alert_cfg {
         crate::alerts::add_plugin_config(cfg, &mut rt_cfg);
     }
@@ -341,14 +344,12 @@ pub(crate) fn run(cli: &Cli, args: &TapArgs) -> Result<ExitCode> {
             .context("cannot start the store writer")?
     };
 
-    let mut cfg = PipelineConfig {
+    let cfg = PipelineConfig {
         cancel: Some(cancel.clone()),
         stats: Some(stats.clone()),
+        threads: shards,
         ..PipelineConfig::default()
     };
-    if let Some(n) = args.threads {
-        cfg.threads = n;
-    }
     let started = Instant::now();
     for mut source in sources {
         if cancel.load(Ordering::Relaxed) {

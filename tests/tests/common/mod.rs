@@ -668,3 +668,105 @@ pub fn assert_truth_covered(proto: &str, covered: &[&str]) {
         "truth files with {proto} records not covered by its truth test: {missing:?}"
     );
 }
+
+/// A pcap file's header: microseconds, Ethernet.
+pub fn pcap_header() -> Vec<u8> {
+    let mut h = Vec::new();
+    h.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    h.extend_from_slice(&2u16.to_le_bytes());
+    h.extend_from_slice(&4u16.to_le_bytes());
+    h.extend_from_slice(&0i32.to_le_bytes());
+    h.extend_from_slice(&0u32.to_le_bytes());
+    h.extend_from_slice(&65535u32.to_le_bytes());
+    h.extend_from_slice(&1u32.to_le_bytes());
+    h
+}
+
+/// A pcap of `flows` TCP connections from distinct 10.1.x.y clients to
+/// 10.0.0.2:`port`, each a handshake, `request` from the client, `reply`
+/// from the server, and both FINs; 10 µs apart.
+pub fn tcp_flows_pcap(flows: u16, port: u16, request: &[u8], reply: &[u8]) -> Vec<u8> {
+    let mut out = pcap_header();
+    let mut us = 1_700_000_000_000_000u64;
+    let mut frame = |src: [u8; 4],
+                     dst: [u8; 4],
+                     sport: u16,
+                     dport: u16,
+                     seq: u32,
+                     ack: u32,
+                     flags: u8,
+                     payload: &[u8]| {
+        let mut tcp = Vec::with_capacity(20 + payload.len());
+        tcp.extend_from_slice(&sport.to_be_bytes());
+        tcp.extend_from_slice(&dport.to_be_bytes());
+        tcp.extend_from_slice(&seq.to_be_bytes());
+        tcp.extend_from_slice(&ack.to_be_bytes());
+        tcp.extend_from_slice(&[5 << 4, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        tcp.extend_from_slice(payload);
+        let mut ip = vec![0x45, 0];
+        ip.extend_from_slice(&(20 + tcp.len() as u16).to_be_bytes());
+        ip.extend_from_slice(&[0, 0, 0, 0, 64, 6, 0, 0]);
+        ip.extend_from_slice(&src);
+        ip.extend_from_slice(&dst);
+        let sum = ip
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum::<u32>();
+        let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        let mut eth = vec![2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 8, 0];
+        eth.extend_from_slice(&ip);
+        eth.extend_from_slice(&tcp);
+        us += 10;
+        out.extend_from_slice(&((us / 1_000_000) as u32).to_le_bytes());
+        out.extend_from_slice(&((us % 1_000_000) as u32).to_le_bytes());
+        out.extend_from_slice(&(eth.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(eth.len() as u32).to_le_bytes());
+        out.extend_from_slice(&eth);
+    };
+    const SYN: u8 = 2;
+    const ACK: u8 = 16;
+    const PSH: u8 = 8;
+    const FIN: u8 = 1;
+    let server = [10, 0, 0, 2];
+    let (q, r) = (request.len() as u32, reply.len() as u32);
+    for i in 0..flows {
+        let client = [10, 1, (i >> 8) as u8, i as u8];
+        let cport = 40_000 + i % 20_000;
+        frame(client, server, cport, port, 999, 0, SYN, b"");
+        frame(server, client, port, cport, 4999, 1000, SYN | ACK, b"");
+        frame(client, server, cport, port, 1000, 5000, ACK, b"");
+        frame(client, server, cport, port, 1000, 5000, PSH | ACK, request);
+        frame(
+            server,
+            client,
+            port,
+            cport,
+            5000,
+            1000 + q,
+            PSH | ACK,
+            reply,
+        );
+        frame(
+            client,
+            server,
+            cport,
+            port,
+            1000 + q,
+            5000 + r,
+            FIN | ACK,
+            b"",
+        );
+        frame(
+            server,
+            client,
+            port,
+            cport,
+            5000 + r,
+            1001 + q,
+            FIN | ACK,
+            b"",
+        );
+    }
+    out
+}
