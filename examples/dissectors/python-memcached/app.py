@@ -47,6 +47,7 @@ F_NOREPLY = 7
 F_RESPONSE = 8
 F_VALUES = 9
 F_ERROR = 10
+F_KEY_COUNT = 11
 
 STORAGE = {b"set", b"add", b"replace", b"append", b"prepend", b"cas"}
 RETRIEVAL = {b"get", b"gets"}
@@ -70,6 +71,9 @@ REPLIES = MULTILINE | {
 MAX_LINE = 8192
 # What one call may answer with: the host's own limits are higher.
 MAX_MESSAGES = 1024
+# Keys listed per retrieval (`get` takes any number; the count is kept).
+MAX_KEYS = 64
+MAX_ERROR = 512
 BODY_CAP_DEFAULT = 4096
 
 KIND_REQUEST, KIND_RESPONSE, KIND_STANDALONE = 0, 1, 2
@@ -199,6 +203,9 @@ class Session:
         if got is None:
             return None
         line, nxt = got
+        if len(line) > MAX_LINE:
+            ans.error = f"command line of {len(line)} bytes"
+            return nxt
         words = line.split()
         if not words:
             return nxt  # an empty line: memcached answers ERROR; keep going
@@ -237,8 +244,9 @@ class Session:
                     msg.int(F_EXPTIME, exptime)
             if keys:
                 msg.text(F_KEY, keys[0])
-            for k in keys:
+            for k in keys[:MAX_KEYS]:
                 msg.text(F_KEYS, k)
+            msg.int(F_KEY_COUNT, len(keys))
         elif verb in KEYED and len(words) > 1:
             msg.text(F_KEY, words[1])
         if noreply:
@@ -253,6 +261,9 @@ class Session:
         if got is None:
             return None
         line, nxt = got
+        if len(line) > MAX_LINE:
+            ans.error = f"reply line of {len(line)} bytes"
+            return nxt
         r = self.retrieval
         if r is None:
             word = line.split(b" ", 1)[0]
@@ -262,7 +273,7 @@ class Session:
                 if word == b"END":
                     msg.int(F_VALUES, 0)
                 elif word in (b"CLIENT_ERROR", b"SERVER_ERROR"):
-                    msg.text(F_ERROR, line[len(word) + 1 :])
+                    msg.text(F_ERROR, line[len(word) + 1 :][:MAX_ERROR])
                 self.finish(msg, ans)
                 return nxt
             r = self.retrieval = Retrieval(msg, word)
@@ -331,7 +342,8 @@ class Dissector(exports.Dissector):
         fields = [
             _field(F_COMMAND, "command", S, "The command verb (`get`, `set`).", True),
             _field(F_KEY, "key", S, "The first key of a request; of a reply, the first value's.", True),
-            _field(F_KEYS, "keys", FieldType.STR_LIST, "Every key a retrieval asks for."),
+            _field(F_KEYS, "keys", FieldType.STR_LIST, f"The keys a retrieval asks for (the first {MAX_KEYS})."),
+            _field(F_KEY_COUNT, "key_count", I, "How many keys a retrieval asks for."),
             _field(F_FLAGS, "flags", I, "Client flags stored with a value."),
             _field(F_EXPTIME, "exptime", I, "Expiration time of a storage or touch."),
             _field(F_BYTES, "bytes", I, "Data bytes: stored, or returned over all values."),
