@@ -346,3 +346,63 @@ fn the_python_memcached_dissector_lives_beside_the_built_in_plugins() {
         );
     }
 }
+
+/// Random bytes, and requests and replies cut short or spliced with
+/// noise, sent to the memcached port: the example reports parse errors
+/// at worst, never faults (a Python exception would trap the instance).
+#[test]
+fn random_and_truncated_bytes_make_the_python_dissector_err_not_fault() {
+    const PIECES: &[&[u8]] = &[
+        b"set k 0 0 3\r\nabc\r\n",
+        b"get a b c\r\n",
+        b"VALUE a 0 3\r\nxyz\r\nEND\r\n",
+        b"STORED\r\n",
+        b"VALUE big 0 99999\r\n",
+        b"set big 1 2 99999\r\n",
+        b"incr x 99999999999999999999999\r\n",
+        b"gat -1 a\r\n",
+        b"delete x noreply\r\n",
+        b"CLIENT_ERROR bad\r\n",
+        b"\r\n",
+        b"\n",
+    ];
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut noise = |rng: &mut fastrand::Rng| -> Vec<u8> {
+        let mut out = Vec::new();
+        for _ in 0..rng.usize(1..24) {
+            if rng.bool() {
+                let p = PIECES[rng.usize(..PIECES.len())];
+                // Whole, or cut anywhere.
+                out.extend_from_slice(&p[..rng.usize(1..=p.len())]);
+            } else {
+                out.extend((0..rng.usize(1..48)).map(|_| rng.u8(..)));
+            }
+        }
+        out
+    };
+    let tmp = common::TempDir::new("memcached-noise");
+    let dirs = [examples_dir()];
+    for round in 0..12 {
+        // A valid first line each way, so that the probe claims the flow.
+        let q = [&b"get warm\r\n"[..], &noise(&mut rng)].concat();
+        let r = [&b"END\r\n"[..], &noise(&mut rng)].concat();
+        let file = tmp.path().join(format!("noise-{round}.pcap"));
+        std::fs::write(&file, common::tcp_flows_pcap(3, 11211, &q, &r)).unwrap();
+        let f = file.to_str().unwrap();
+        let mut args = vec!["read", f, "--format", "count"];
+        for d in &dirs {
+            args.extend(["--plugins", d.to_str().unwrap()]);
+        }
+        let run = common::remora(&args, None);
+        run.expect_ok();
+        assert!(
+            run.stderr.contains("(3 dissected, 0 raw)")
+                && run.stderr.contains(" 0 plugin faults")
+                && !run.stderr.contains("WARN"),
+            "round {round}, request {:?}, reply {:?}:\n{}",
+            String::from_utf8_lossy(&q),
+            String::from_utf8_lossy(&r),
+            run.stderr
+        );
+    }
+}
