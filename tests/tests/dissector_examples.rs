@@ -367,7 +367,7 @@ fn random_and_truncated_bytes_make_the_python_dissector_err_not_fault() {
         b"\n",
     ];
     let mut rng = fastrand::Rng::with_seed(7);
-    let mut noise = |rng: &mut fastrand::Rng| -> Vec<u8> {
+    let noise = |rng: &mut fastrand::Rng| -> Vec<u8> {
         let mut out = Vec::new();
         for _ in 0..rng.usize(1..24) {
             if rng.bool() {
