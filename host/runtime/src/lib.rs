@@ -1071,7 +1071,7 @@ pub struct PluginCounters {
     pub quarantined_calls: u64,
     pub instances_created: u64,
     /// Instances replaced at [`SESSION_HEADROOM`] of their memory limit
-    /// ([`Shard::renew`]).
+    /// (the old one finishing its sessions).
     pub renewals: u64,
     /// Sessions refused because the instance's memory was nearly full.
     pub sessions_refused: u64,
@@ -1542,7 +1542,8 @@ impl Shard {
     /// holds: a flood of connections to one protocol would blind its
     /// dissection of all of them. So when the memory reaches
     /// [`SESSION_HEADROOM`] of the limit and the instance cannot be
-    /// replaced (its predecessor still serves sessions), the sessions open
+    /// replaced ([`MAX_RETIRING`] predecessors still serve sessions), the
+    /// sessions open
     /// then are as many as the instance may hold, until it is replaced; the
     /// rest of the memory is left to what the open sessions still grow by.
     /// Below [`SESSION_LIMIT_MIN`] sessions the memory is not theirs to
