@@ -427,7 +427,7 @@ pub fn plugin_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 /// Pool slots for `plugins` plugins in `shards` shard threads: each shard
 /// holds an instance of every plugin it uses, twice that while one is
-/// replaced ([`Shard::renew_when_full`]), and a margin for alert plugins;
+/// replaced (`Shard::renew_when_full`), and a margin for alert plugins;
 /// never fewer than the default. A slot costs only address space until it
 /// is used (about 250 bytes of resident memory: 20,000 slots add 5 MB).
 /// A pool smaller than plugins × shards failed instances as `capacity`
@@ -1144,12 +1144,12 @@ impl fmt::Debug for Shard {
 }
 
 /// Share of its memory limit at which an instance stops taking sessions
-/// ([`Shard::admit`]).
+/// (`Shard::admit`).
 pub const SESSION_HEADROOM: f64 = 0.75;
 /// Fewest open sessions for which a full memory limits the sessions.
 pub const SESSION_LIMIT_MIN: u64 = 64;
 /// Most replaced instances of one plugin in one shard that still serve
-/// their sessions ([`Shard::renew_when_full`]): with the live one, a plugin
+/// their sessions (`Shard::renew_when_full`): with the live one, a plugin
 /// holds at most this many plus one times its memory limit per shard.
 pub const MAX_RETIRING: usize = 3;
 
@@ -1464,7 +1464,7 @@ impl Shard {
     }
 
     /// Creates a session (one per flow), unless the instance is full (see
-    /// [`Shard::admit`]).
+    /// `Shard::admit`).
     pub fn open(&mut self, p: PluginId, flow: &wit::FlowInfo) -> Result<SessionId, Fault> {
         self.admit(p)?;
         let handle = self.call(p, None, |store, b| {
@@ -1601,7 +1601,7 @@ impl Shard {
     /// sent); a fault of the whole batch (trap, deadline, malformed output)
     /// is the `Err`, and every session of the instance is stale after it.
     ///
-    /// While an instance retires ([`Shard::renew_when_full`]) the calls on
+    /// While an instance retires (`Shard::renew_when_full`) the calls on
     /// its sessions cross into it, the others into the live instance, and
     /// a fault of either comes back as its calls' answers: the other
     /// instance's sessions are not touched by it.
