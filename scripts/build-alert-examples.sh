@@ -27,20 +27,12 @@ for ex in "${examples[@]}"; do
   echo "build-alert-examples: $ex: $(stat -c %s "$out_dir/$ex.wasm") bytes in $((SECONDS - start))s"
 done
 
-# jco (installed for the JS example) prints a component's world; the
-# componentize tools read the WIT themselves, so this catches a stale build
-# or a world mismatch rather than trusting them.
+# jco is installed for the JS example.
+. scripts/lib/world.sh
 jco="$root/examples/alerts/js-5xx-burst/node_modules/.bin/jco"
 for ex in "${examples[@]}"; do
-  # jco reads files through WASI, which only sees paths under the cwd.
-  wit=$(cd "$out_dir" && "$jco" wit "$ex.wasm")
-  for want in "export remora:plugin/alerter@$version;" "import remora:plugin/host@$version;"; do
-    grep -qF "$want" <<<"$wit" || {
-      echo "build-alert-examples: $ex.wasm lacks '$want'; its world is:" >&2
-      echo "$wit" >&2
-      exit 1
-    }
-  done
+  wit=$(world_of "$jco" "$out_dir" "$ex.wasm" \
+    "export remora:plugin/alerter@$version;" "import remora:plugin/host@$version;")
   # Anything else from remora:plugin would be a world other than alert-plugin.
   other=$(grep -E 'remora:plugin/' <<<"$wit" | grep -vE "remora:plugin/(host|alert-types|alerter)@$version;" || true)
   [ -z "$other" ] || { echo "build-alert-examples: $ex.wasm has unexpected items: $other" >&2; exit 1; }

@@ -16,6 +16,7 @@ case "$out_dir" in /*) ;; *) out_dir="$root/$out_dir" ;; esac
 
 version=$(sed -n 's/^package remora:plugin@\([0-9.]*\);.*/\1/p' wit/plugin.wit)
 [ -n "$version" ] || { echo "build-dissector-examples: no 'package remora:plugin@X;' line in wit/plugin.wit" >&2; exit 1; }
+. scripts/lib/world.sh
 jco="$root/examples/alerts/js-5xx-burst/node_modules/.bin/jco"
 [ -x "$jco" ] || { echo "build-dissector-examples: $jco missing (scripts/build-alert-examples.sh installs it)" >&2; exit 1; }
 
@@ -24,13 +25,6 @@ for ex in "${examples[@]}"; do
   start=$SECONDS
   "examples/dissectors/$ex/build.sh" "$out_dir/$ex.wasm" >/dev/null
   echo "build-dissector-examples: $ex: $(stat -c %s "$out_dir/$ex.wasm") bytes in $((SECONDS - start))s"
-  # jco reads files through WASI, which only sees paths under the cwd.
-  wit=$(cd "$out_dir" && "$jco" wit "$ex.wasm")
-  for want in "export remora:plugin/dissector@$version;" "import remora:plugin/host@$version;"; do
-    grep -qF "$want" <<<"$wit" || {
-      echo "build-dissector-examples: $ex.wasm lacks '$want'; its world is:" >&2
-      echo "$wit" >&2
-      exit 1
-    }
-  done
+  world_of "$jco" "$out_dir" "$ex.wasm" \
+    "export remora:plugin/dissector@$version;" "import remora:plugin/host@$version;" >/dev/null
 done

@@ -135,6 +135,26 @@ fn tshark(file: &str) -> Vec<Pdu> {
         .collect()
 }
 
+/// The entry of `left` that a tshark PDU at `at` is: the one `same` picks
+/// at that time, or, for a PDU tshark reassembled from several segments
+/// (it reports the last), the latest before it (`true`).
+fn take(
+    left: &[&Value],
+    at: i64,
+    time: impl Fn(&Value) -> i64,
+    same: impl Fn(&Value) -> bool,
+) -> Option<(usize, bool)> {
+    if let Some(i) = left.iter().position(|e| same(e) && time(e) == at) {
+        return Some((i, false));
+    }
+    let (i, _) = left
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| same(e) && time(e) < at)
+        .max_by_key(|(_, e)| time(e))?;
+    Some((i, true))
+}
+
 #[test]
 fn the_python_memcached_dissector_agrees_with_tshark() {
     let (entries, run) = read(FIXTURE, &[examples_dir()]);
@@ -146,9 +166,7 @@ fn the_python_memcached_dissector_agrees_with_tshark() {
     assert!(entries.iter().all(|e| e["protocol"] == "memcached"));
     let pdus = tshark(FIXTURE);
 
-    // Each tshark request PDU takes one entry of its client port: the one
-    // at its time, or, for a PDU tshark reassembled from several segments
-    // (it reports the last), the latest before it.
+    // Each tshark request PDU takes one entry of its client port (`take`).
     let time = |e: &Value, half: &str| micros(e[half]["timestamp"].as_str().unwrap());
     let mut left: Vec<&Value> = entries.iter().collect();
     let requests: Vec<&Pdu> = pdus.iter().filter(|p| p.request).collect();
@@ -164,19 +182,11 @@ fn the_python_memcached_dissector_agrees_with_tshark() {
                         && (p.key.is_empty() || field(e, "request", "key") == Some(&p.key))
                 }
         };
-        let i = left
-            .iter()
-            .position(|e| same(e) && time(e, "request") == p.at)
-            .or_else(|| {
-                let before = left
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, e)| same(e) && time(e, "request") < p.at)
-                    .max_by_key(|(_, e)| time(e, "request"))?;
-                reassembled.push(p.key.clone());
-                Some(before.0)
-            })
+        let (i, late) = take(&left, p.at, |e| time(e, "request"), same)
             .unwrap_or_else(|| panic!("{p:?} matches no entry"));
+        if late {
+            reassembled.push(p.key.clone());
+        }
         let e = left.remove(i);
         if p.command.is_empty() {
             unknown_to_tshark.push(field(e, "request", "command").unwrap().to_owned());
@@ -231,19 +241,11 @@ fn the_python_memcached_dissector_agrees_with_tshark() {
                     && field(e, "response", "key") == Some(&p.key)
             }
         };
-        let i = left
-            .iter()
-            .position(|e| same(e) && time(e, "response") == p.at)
-            .or_else(|| {
-                let before = left
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, e)| same(e) && time(e, "response") < p.at)
-                    .max_by_key(|(_, e)| time(e, "response"))?;
-                reassembled.push(p.key.clone());
-                Some(before.0)
-            })
+        let (i, late) = take(&left, p.at, |e| time(e, "response"), same)
             .unwrap_or_else(|| panic!("{p:?} is the reply of no entry"));
+        if late {
+            reassembled.push(p.key.clone());
+        }
         left.remove(i);
         status_lines += usize::from(p.key.is_empty());
         values += usize::from(!p.key.is_empty());
