@@ -189,7 +189,15 @@ class Session:
         parse = self.request if d == Direction.TO_SERVER else self.reply
         pos = 0
         while not ans.full() and ans.skip == 0:
-            step = parse(buf, pos, base, ans)
+            got = _line(buf, pos)
+            if got is None:
+                break
+            line, nxt = got
+            if len(line) > MAX_LINE:
+                ans.error = f"line of {len(line)} bytes"
+                pos = nxt
+                continue
+            step = parse(buf, pos, line, nxt, base, ans)
             if step is None:
                 break
             pos = step
@@ -198,14 +206,13 @@ class Session:
             ans.error = f"line longer than {MAX_LINE} bytes"
             ans.consumed, ans.skip = len(buf), 0
 
-    def request(self, buf: bytes, pos: int, base: int, ans: Answer) -> Optional[int]:
-        got = _line(buf, pos)
-        if got is None:
-            return None
-        line, nxt = got
-        if len(line) > MAX_LINE:
-            ans.error = f"command line of {len(line)} bytes"
-            return nxt
+    # `request` and `reply` take the line at `pos` (without its end) and
+    # where the next begins; they answer where they stopped, or None to
+    # wait for more bytes.
+
+    def request(
+        self, buf: bytes, pos: int, line: bytes, nxt: int, base: int, ans: Answer
+    ) -> Optional[int]:
         words = line.split()
         if not words:
             return nxt  # an empty line: memcached answers ERROR; keep going
@@ -256,14 +263,9 @@ class Session:
         ans.messages.append(msg)
         return end
 
-    def reply(self, buf: bytes, pos: int, base: int, ans: Answer) -> Optional[int]:
-        got = _line(buf, pos)
-        if got is None:
-            return None
-        line, nxt = got
-        if len(line) > MAX_LINE:
-            ans.error = f"reply line of {len(line)} bytes"
-            return nxt
+    def reply(
+        self, buf: bytes, pos: int, line: bytes, nxt: int, base: int, ans: Answer
+    ) -> Optional[int]:
         r = self.retrieval
         if r is None:
             word = line.split(b" ", 1)[0]
