@@ -9,8 +9,8 @@
 # No root needed; no network. Inputs, generated if absent (deterministic):
 #   tests/out/bench/http1-1m.pcap      gen-http-capture --packets 1000000 --seed 1 (as http1.sh)
 #   tests/out/bench/mixed-1m.pcap      tests/bench/gen_mixed.py: the real fixtures
-#       of the built-in plugins' protocols (tests/fixtures/*/*.pcap but the example
-#       plugin's memcached, /work/shared/captures/{generated,public}) looped in
+#       of the built-in plugins' protocols (tests/fixtures/*/*.pcap: the example
+#       plugins' are a level deeper; /work/shared/captures/{generated,public}) looped in
 #       rounds, merged by time within a round, fresh addresses per round, ports kept.
 #       ~1.0M packets, ~1.7 GB.
 #   tests/out/bench/mixed-split/<proto>.pcap   the same mix cut down to SPLIT_ROUNDS
@@ -46,9 +46,6 @@ done
 
 inputs=()
 for f in "$ws"/tests/fixtures/*/*.pcap /work/shared/captures/generated/*.pcap /work/shared/captures/public/*.pcap; do
-    # The protocols of the built-in plugins only: memcached's fixture is
-    # the Python example's (examples/dissectors), loaded by no bench run.
-    case "$f" in */tests/fixtures/memcached/*) continue ;; esac
     [ -s "$f" ] && inputs+=("$f")
 done
 

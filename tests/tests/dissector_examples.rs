@@ -2,7 +2,7 @@
 //! by scripts/build-dissector-examples.sh) in `remora read`, against
 //! tshark's memcache dissector on a capture of memcached 1.6 driven by
 //! libmemcached's tools and a raw text-protocol client
-//! (tests/fixtures/memcached/record.sh).
+//! (tests/fixtures/examples/memcached/record.sh).
 //!
 //! Agreement: every request and status reply tshark decodes is an entry
 //! with the same time, command, key and reply word. Remora has 40 entries
@@ -20,7 +20,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const FIXTURE: &str = "tests/fixtures/memcached/memcached.pcap";
+const FIXTURE: &str = "tests/fixtures/examples/memcached/memcached.pcap";
 
 fn examples_dir() -> PathBuf {
     let dirs: Vec<PathBuf> = common::target_dirs()
