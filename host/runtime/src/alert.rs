@@ -174,8 +174,9 @@ pub struct AlertCounters {
 /// loses the batch in flight and quarantines the plugin (every entry
 /// offered meanwhile is lost too); a fresh instance between calls loses
 /// only the state the plugin built. An instance that starts big and stays
-/// so is not replaced.
-pub const RENEW_AT: f64 = 0.75;
+/// so is not replaced. The same mark as a dissector instance's
+/// ([`crate::SESSION_HEADROOM`], `Runtime::full_mark`).
+pub const RENEW_AT: f64 = crate::SESSION_HEADROOM;
 
 /// Calls an instance serves before it may be replaced, so one whose first
 /// calls grow it to the mark is not replaced over and over.
@@ -312,8 +313,7 @@ impl AlertInstance {
 
     /// Replaces an instance whose memory grew to [`RENEW_AT`] of the limit.
     fn renew_if_growing(&mut self, memory: usize) {
-        let mark = self.rt.cfg.memory_limit as f64 * RENEW_AT;
-        if (memory as f64) < mark
+        if memory < self.rt.full_mark()
             || memory <= self.first_call_memory
             || self.live_calls < RENEW_MIN_CALLS
         {

@@ -140,7 +140,7 @@ impl Default for RuntimeConfig {
             call_deadline: Duration::from_millis(200),
             memory_limit: 64 << 20,
             stack_limit: 512 << 10,
-            max_instances: 1024,
+            max_instances: DEFAULT_MAX_INSTANCES,
             plugin_config: HashMap::new(),
             quarantine_base: Duration::from_secs(1),
             quarantine_max: Duration::from_secs(60),
@@ -425,6 +425,9 @@ pub fn plugin_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Pool slots when nothing sizes them ([`RuntimeConfig::max_instances`]).
+pub const DEFAULT_MAX_INSTANCES: u32 = 1024;
+
 /// Pool slots for `plugins` plugins in `shards` shard threads: each shard
 /// holds an instance of every plugin it uses, twice that while one is
 /// replaced (`Shard::renew_when_full`), and a margin for alert plugins;
@@ -440,7 +443,7 @@ pub fn instance_slots(shards: usize, plugins: usize) -> u32 {
         .saturating_add(64);
     u32::try_from(want)
         .unwrap_or(u32::MAX)
-        .max(RuntimeConfig::default().max_instances)
+        .max(DEFAULT_MAX_INSTANCES)
 }
 
 fn base_config(cfg: &RuntimeConfig) -> Config {
@@ -685,6 +688,13 @@ impl Runtime {
 
     pub fn config(&self) -> &RuntimeConfig {
         &self.cfg
+    }
+
+    /// Memory at which an instance counts as full, dissector or alert
+    /// plugin: [`SESSION_HEADROOM`] of the limit. Past it an instance is
+    /// replaced rather than left to run out and trap.
+    pub(crate) fn full_mark(&self) -> usize {
+        (self.cfg.memory_limit as f64 * SESSION_HEADROOM) as usize
     }
 
     pub fn plugins(&self) -> &[Plugin] {
@@ -1480,12 +1490,6 @@ impl Shard {
         })
     }
 
-    /// Memory at which an instance counts as full: [`SESSION_HEADROOM`] of
-    /// the limit.
-    fn headroom(&self) -> usize {
-        (self.rt.cfg.memory_limit as f64 * SESSION_HEADROOM) as usize
-    }
-
     /// Replaces the plugin's instance once its memory has grown to
     /// [`SESSION_HEADROOM`] of the limit, unless [`MAX_RETIRING`] earlier
     /// ones still retire: the new instance takes new flows, the old one
@@ -1501,7 +1505,7 @@ impl Shard {
     /// and trap, losing every session it holds. An instance born that
     /// full gains nothing from a successor and is not replaced.
     fn renew_when_full(&mut self, p: PluginId) {
-        let headroom = self.headroom();
+        let headroom = self.rt.full_mark();
         let slot = &mut self.slots[p.0 as usize];
         let Some(live) = &slot.live else {
             return;
@@ -1550,7 +1554,7 @@ impl Shard {
     /// blame and nothing is refused.
     fn admit(&mut self, p: PluginId) -> Result<(), Fault> {
         self.renew_when_full(p);
-        let headroom = self.headroom();
+        let headroom = self.rt.full_mark();
         let slot = &mut self.slots[p.0 as usize];
         let Some(live) = &slot.live else {
             return Ok(());
