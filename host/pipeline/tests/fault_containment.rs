@@ -69,6 +69,18 @@ fn runtime() -> Arc<Runtime> {
     Arc::new(rt)
 }
 
+/// The line-protocol plugin alone, with `memory_limit` bytes per instance.
+fn lines_runtime(memory_limit: usize) -> Arc<Runtime> {
+    let cfg = RuntimeConfig {
+        memory_limit,
+        quarantine_base: Duration::from_millis(1),
+        ..RuntimeConfig::default()
+    };
+    let mut rt = Runtime::new(cfg).unwrap();
+    rt.load_file(&plugin_path("remora-test-lines")).unwrap();
+    Arc::new(rt)
+}
+
 fn run(rt: &Arc<Runtime>, threads: usize) -> (Vec<Entry>, Summary, Arc<Catalog>) {
     run_capture(rt, capture().0, threads)
 }
@@ -174,14 +186,7 @@ fn containment_holds_with_several_shards() {
 #[test]
 fn a_flood_of_flows_is_refused_before_the_plugin_runs_out_of_memory() {
     const FLOWS: u16 = 40_000;
-    let cfg = RuntimeConfig {
-        memory_limit: 5 << 19,
-        quarantine_base: Duration::from_millis(1),
-        ..RuntimeConfig::default()
-    };
-    let mut rt = Runtime::new(cfg).unwrap();
-    rt.load_file(&plugin_path("remora-test-lines")).unwrap();
-    let rt = Arc::new(rt);
+    let rt = lines_runtime(5 << 19);
     let mut cap = Capture::new();
     let mut conns: Vec<_> = (0..FLOWS)
         .map(|i| {
@@ -227,14 +232,7 @@ fn a_flood_of_flows_is_refused_before_the_plugin_runs_out_of_memory() {
 #[test]
 fn a_plugin_that_never_frees_is_renewed_and_loses_nothing() {
     const FLOWS: u16 = 240;
-    let cfg = RuntimeConfig {
-        memory_limit: 16 << 20,
-        quarantine_base: Duration::from_millis(1),
-        ..RuntimeConfig::default()
-    };
-    let mut rt = Runtime::new(cfg).unwrap();
-    rt.load_file(&plugin_path("remora-test-lines")).unwrap();
-    let rt = Arc::new(rt);
+    let rt = lines_runtime(16 << 20);
     let capture = || {
         let mut cap = Capture::new();
         let mut long = cap.connect(19_999, 7777);

@@ -75,6 +75,16 @@ fn briefly_quarantined(crate_name: &str) -> (Shard, PluginId) {
     (Shard::new(rt), ids[0])
 }
 
+/// A shard with one plugin whose instances have `memory_limit` bytes.
+fn with_memory(crate_name: &str, memory_limit: usize) -> (Shard, PluginId) {
+    let cfg = RuntimeConfig {
+        memory_limit,
+        ..test_config()
+    };
+    let (rt, ids) = runtime_with(cfg, &[crate_name]);
+    (Shard::new(rt), ids[0])
+}
+
 fn flow(server_port: u16) -> FlowInfo {
     FlowInfo {
         id: 1,
@@ -515,13 +525,7 @@ fn a_full_instance_pool_is_a_capacity_fault_not_a_trap() {
 #[test]
 fn a_flood_of_sessions_is_refused_before_the_memory_runs_out() {
     bounded(300, || {
-        let cfg = RuntimeConfig {
-            memory_limit: 8 << 20,
-            ..test_config()
-        };
-        let (rt, ids) = runtime_with(cfg, &["remora-redis"]);
-        let p = ids[0];
-        let mut shard = Shard::new(rt);
+        let (mut shard, p) = with_memory("remora-redis", 8 << 20);
         let f = flow(6379);
         let ping = b"*1\r\n$4\r\nPING\r\n";
         let mut open = Vec::new();
@@ -611,13 +615,7 @@ fn a_flood_of_sessions_is_refused_before_the_memory_runs_out() {
 #[test]
 fn an_instance_that_never_frees_is_replaced_before_it_runs_out() {
     bounded(300, || {
-        let cfg = RuntimeConfig {
-            memory_limit: 8 << 20,
-            ..test_config()
-        };
-        let (rt, ids) = runtime_with(cfg, &["remora-test-lines"]);
-        let p = ids[0];
-        let mut shard = Shard::new(rt);
+        let (mut shard, p) = with_memory("remora-test-lines", 8 << 20);
         let f = flow(7777);
         let line = |shard: &mut Shard, s: &SessionId, at: u64, text: &[u8]| {
             let r: FeedResult = shard.feed(s, Direction::ToServer, at, text).unwrap();
