@@ -65,11 +65,11 @@ impl Cap {
     }
 
     /// A place, waiting (counted) for one to be given back when all are taken.
-    async fn take(&self) -> OwnedSemaphorePermit {
+    pub(crate) async fn take(&self) -> OwnedSemaphorePermit {
         match self.try_take() {
             Some(p) => p,
             None => {
-                tracing::debug!(max = self.max, "connection limit reached; waiting");
+                tracing::debug!(max = self.max, "limit reached; waiting for a place");
                 self.permits
                     .clone()
                     .acquire_owned()

@@ -7,12 +7,15 @@
 //! [`LiveFeed`]; everything else comes from the [`remora_store::Store`].
 //!
 //! Architecture invariant: every request does bounded work: pages are capped,
-//! scans stop after [`MAX_SCAN`] entries and hand back a cursor, query depth
-//! and complexity are limited, subscriptions that fall behind skip (counted)
-//! instead of buffering.
+//! a request's scans stop after [`MAX_SCAN`] entries in all and hand back a
+//! cursor, its answer holds at most [`MAX_RESPONSE_BYTES`] whatever aliases
+//! it uses, query depth and complexity are limited, at most
+//! [`MAX_EXECUTING`] queries run at once, and subscriptions that fall behind
+//! skip (counted) instead of buffering.
 
 mod alerts;
 mod auth;
+mod budget;
 mod connections;
 mod convert;
 mod feed;
@@ -35,6 +38,7 @@ use remora_entry::Catalog;
 use remora_filter::Variables;
 use remora_store::Store;
 
+pub use budget::{MAX_EXECUTING, MAX_RESPONSE_BYTES, PAGE_BYTES};
 pub use feed::LiveFeed;
 pub use metrics::render as render_metrics;
 pub use scalar::Int64;
@@ -44,7 +48,8 @@ pub use telemetry::{
     SourceStats, Telemetry,
 };
 
-/// Entries one request may examine before it returns what it has and a cursor.
+/// Entries one request may examine (all its fields together) before it
+/// returns what it has and a cursor.
 pub const MAX_SCAN: u64 = 2_000_000;
 /// Largest page.
 pub const MAX_LIMIT: i32 = 1000;
@@ -79,6 +84,8 @@ pub struct ApiState {
     pub(crate) connections: Arc<connections::Cap>,
     /// How long [`serve`] gives a connection to send a request's head.
     pub(crate) head_timeout: Duration,
+    /// Queries executing at once, and answers cut for their size.
+    pub(crate) queries: Arc<budget::QueryLimits>,
 }
 
 impl ApiState {
@@ -100,6 +107,7 @@ impl ApiState {
             sockets: connections::Cap::new(MAX_SUBSCRIBERS),
             connections: Arc::new(connections::Cap::new(MAX_CONNECTIONS)),
             head_timeout: REQUEST_HEAD_TIMEOUT,
+            queries: Arc::default(),
         }
     }
 
@@ -110,6 +118,15 @@ impl ApiState {
     pub fn with_connection_limit(mut self, max: usize, head_timeout: Duration) -> Self {
         self.connections = Arc::new(connections::Cap::new(max.max(1)));
         self.head_timeout = head_timeout;
+        self
+    }
+
+    /// At most `executing` queries at once, each examining at most
+    /// `max_scan` stored entries and answering at most `max_bytes`, instead
+    /// of [`MAX_EXECUTING`], [`MAX_SCAN`] and [`MAX_RESPONSE_BYTES`] (tests
+    /// reach small limits with small stores).
+    pub fn with_query_limits(mut self, executing: usize, max_scan: u64, max_bytes: u64) -> Self {
+        self.queries = Arc::new(budget::QueryLimits::new(executing, max_scan, max_bytes));
         self
     }
 

@@ -150,6 +150,18 @@ pub fn render(state: &ApiState) -> String {
         state.connections.at_cap(),
     );
     o.one(
+        "remora_queries_waited_total",
+        "counter",
+        "Queries that waited to execute because MAX_EXECUTING were executing.",
+        state.queries.executing.at_cap(),
+    );
+    o.one(
+        "remora_query_answers_cut_total",
+        "counter",
+        "Requests whose answer ran past MAX_RESPONSE_BYTES (the rest were errors).",
+        state.queries.cut(),
+    );
+    o.one(
         "remora_subscriptions_refused_total",
         "counter",
         "Subscription connections refused because MAX_SUBSCRIBERS were open.",

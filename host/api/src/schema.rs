@@ -9,7 +9,7 @@ use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::{
     Context, EmptyMutation, Enum, ErrorExtensions, Object, Schema, SimpleObject, Subscription, ID,
 };
-use async_graphql_axum::{GraphQL, GraphQLProtocol, GraphQLWebSocket};
+use async_graphql_axum::{GraphQLBatchRequest, GraphQLProtocol, GraphQLResponse, GraphQLWebSocket};
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::StatusCode;
@@ -22,10 +22,11 @@ use remora_filter::{Filter, FilterError};
 use remora_store::{Order as StoreOrder, Scan, StoredEntry};
 use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream, IntervalStream};
 
+use crate::budget::{self, Budgets, RequestBudget, Scanner};
 use crate::convert::EntryObject;
 use crate::servicemap::{self, GroupBy, ServiceMap};
 use crate::telemetry::{Counter, FlowRecord, PluginRecord, ShardStats, SourceStats};
-use crate::{time_arg, ApiState, Int64, MAX_LIMIT, MAX_SCAN};
+use crate::{time_arg, ApiState, Int64, MAX_LIMIT};
 
 pub type ApiSchema = Schema<QueryRoot, EmptyMutation, SubscriptionRoot>;
 
@@ -33,22 +34,38 @@ pub type ApiSchema = Schema<QueryRoot, EmptyMutation, SubscriptionRoot>;
 /// query fans out without bound.
 const MAX_DEPTH: usize = 12;
 const MAX_COMPLEXITY: usize = 20_000;
+/// What a field that scans the store adds to a query's complexity: at most
+/// 19 of them per query, however it aliases them (their scans share one
+/// budget besides, `budget.rs`).
+const SCAN_COMPLEXITY: usize = 1_000;
+/// What a lookup of one entry (with its bodies) or of the flow list adds:
+/// at most 39 per query.
+const LOOKUP_COMPLEXITY: usize = 500;
 
 pub fn build_schema(state: Arc<ApiState>) -> ApiSchema {
     Schema::build(QueryRoot, EmptyMutation, SubscriptionRoot)
-        .data(state)
+        .data(state.clone())
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
+        .extension(Budgets(state.queries.clone()))
         .finish()
 }
 
 pub(crate) fn routes(schema: ApiSchema, state: Arc<ApiState>) -> Router {
     Router::new()
-        .route(
-            "/graphql",
-            get(graphql_get).post_service(GraphQL::new(schema.clone())),
-        )
+        .route("/graphql", get(graphql_get).post(graphql_post))
         .with_state((schema, state))
+}
+
+/// POST /graphql: one request, or a batch of them sharing one budget.
+async fn graphql_post(
+    State((schema, state)): State<(ApiSchema, Arc<ApiState>)>,
+    req: GraphQLBatchRequest,
+) -> GraphQLResponse {
+    let batch = req
+        .into_inner()
+        .data(Arc::new(RequestBudget::new(&state.queries)));
+    schema.execute_batch(batch).await.into()
 }
 
 /// GET /graphql is GraphiQL for a browser, or a graphql-transport-ws
@@ -256,49 +273,58 @@ fn parse_id(id: &ID) -> async_graphql::Result<u64> {
         .map_err(|_| async_graphql::Error::new(format!("{:?} is not an entry id", id.as_str())))
 }
 
-/// Runs on a blocking thread: the store reads files.
+/// Runs on a blocking thread: the store reads files. Stops early, with a
+/// cursor, at `limit` entries, at [`budget::PAGE_BYTES`] of them, or when
+/// the request has examined all it may.
 fn page(
     state: &ApiState,
     filter: &Filter,
     scan: &Scan,
     limit: usize,
+    budget: &RequestBudget,
 ) -> async_graphql::Result<EntryPage> {
     let mut entries: Vec<EntryObject> = Vec::with_capacity(limit.min(128));
     let mut scanned = 0u64;
-    let mut last_scanned = None;
+    let mut bytes = 0u64;
+    // The last entry this page is done with: where the next one starts.
+    let mut done_with = None;
     let mut more = false;
+    let mut scanner = Scanner::new(budget);
     state
         .store
         .scan(scan, &mut |se: &StoredEntry| {
-            scanned += 1;
-            last_scanned = Some(se.entry.id);
-            if filter.matches(&se.catalog, &se.entry) {
-                if entries.len() == limit {
-                    more = true;
-                    return ControlFlow::Break(());
-                }
-                entries.push(EntryObject::new(Arc::new(se.clone()), false));
-            }
-            if scanned >= MAX_SCAN {
+            if !scanner.next() {
                 more = true;
                 return ControlFlow::Break(());
             }
+            scanned += 1;
+            if filter.matches(&se.catalog, &se.entry) {
+                let cost = budget::entry_cost(se);
+                if entries.len() == limit
+                    || (!entries.is_empty() && bytes + cost > budget::PAGE_BYTES)
+                {
+                    more = true;
+                    return ControlFlow::Break(());
+                }
+                bytes += cost;
+                entries.push(EntryObject::new(Arc::new(se.clone()), false));
+            }
+            done_with = Some(se.entry.id);
             ControlFlow::Continue(())
         })
         .map_err(|e| async_graphql::Error::new(format!("store: {e}")))?;
-    let next = more.then(|| {
-        let id = if entries.len() == limit {
-            entries.last().map(|e| e.stored.entry.id)
-        } else {
-            last_scanned
-        };
-        ID(id.unwrap_or_default().to_string())
-    });
     Ok(EntryPage {
         entries,
-        next,
+        next: more.then(|| ID(done_with.unwrap_or_default().to_string())),
         scanned: scanned.into(),
     })
+}
+
+/// The request's budget (the `Budgets` extension gives every request one).
+fn budget_of(ctx: &Context<'_>) -> Arc<RequestBudget> {
+    ctx.data_opt::<Arc<RequestBudget>>()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(RequestBudget::new(&state(ctx).queries)))
 }
 
 #[Object]
@@ -317,8 +343,10 @@ impl QueryRoot {
     /// Stored entries matching a CEL filter, newest first by default.
     /// `from`/`to`: RFC 3339 bounds on the entry time ([from, to)); `after`:
     /// the previous page's `next`; `limit`: 1 to 1000. A page stops early
-    /// (with a `next` cursor) after examining 2 000 000 entries.
+    /// (with a `next` cursor) at 4 MiB of entries, or when its request has
+    /// examined 2 000 000 entries (all its fields together).
     #[allow(clippy::too_many_arguments)]
+    #[graphql(complexity = "SCAN_COMPLEXITY + child_complexity")]
     async fn entries(
         &self,
         ctx: &Context<'_>,
@@ -343,12 +371,17 @@ impl QueryRoot {
             to,
             with_bodies: false,
         };
-        tokio::task::spawn_blocking(move || page(&state, &filter, &scan, limit))
+        let budget = budget_of(ctx);
+        if budget.scans_left() == 0 {
+            return Err(budget.spent("this page"));
+        }
+        tokio::task::spawn_blocking(move || page(&state, &filter, &scan, limit, &budget))
             .await
             .map_err(|e| async_graphql::Error::new(format!("scan failed: {e}")))?
     }
 
     /// One entry with its bodies; null when unknown or evicted.
+    #[graphql(complexity = "LOOKUP_COMPLEXITY + child_complexity")]
     async fn entry(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<EntryObject>> {
         let id = parse_id(&id)?;
         let state = state(ctx).clone();
@@ -361,6 +394,7 @@ impl QueryRoot {
 
     /// Recently seen L4 flows, newest first (bounded in memory); `limit`:
     /// 1 to 10000.
+    #[graphql(complexity = "LOOKUP_COMPLEXITY + child_complexity")]
     async fn flows(
         &self,
         ctx: &Context<'_>,
@@ -412,7 +446,9 @@ impl QueryRoot {
     }
 
     /// Calls between endpoints over stored entries matching `filter` in
-    /// [from, to) (the newest 500 000 at most).
+    /// [from, to) (the newest 500 000 at most, fewer when its request has
+    /// examined 2 000 000 entries in other fields).
+    #[graphql(complexity = "SCAN_COMPLEXITY + child_complexity")]
     async fn service_map(
         &self,
         ctx: &Context<'_>,
@@ -424,9 +460,15 @@ impl QueryRoot {
         let state = state(ctx).clone();
         let filter = compile(&state, filter.as_deref())?;
         let (from, to) = time_window(from.as_deref(), to.as_deref())?;
-        tokio::task::spawn_blocking(move || servicemap::build(&state, &filter, from, to, group_by))
-            .await
-            .map_err(|e| async_graphql::Error::new(format!("scan failed: {e}")))?
+        let budget = budget_of(ctx);
+        if budget.scans_left() == 0 {
+            return Err(budget.spent("the service map"));
+        }
+        tokio::task::spawn_blocking(move || {
+            servicemap::build(&state, &filter, from, to, group_by, &budget)
+        })
+        .await
+        .map_err(|e| async_graphql::Error::new(format!("scan failed: {e}")))?
     }
 }
 

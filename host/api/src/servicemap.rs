@@ -12,6 +12,7 @@ use remora_core::Timestamp;
 use remora_filter::Filter;
 use remora_store::{Order, Scan, StoredEntry};
 
+use crate::budget::{RequestBudget, Scanner};
 use crate::{ApiState, Int64};
 
 /// Entries one map examines at most (the newest).
@@ -137,8 +138,10 @@ pub fn build(
     from: Option<Timestamp>,
     to: Option<Timestamp>,
     by: GroupBy,
+    budget: &RequestBudget,
 ) -> async_graphql::Result<ServiceMap> {
     let errors = error_filters(state);
+    let mut scanner = Scanner::new(budget);
     let mut edges: BTreeMap<(String, String, String, String), EdgeAcc> = BTreeMap::new();
     let mut nodes: BTreeSet<String> = BTreeSet::new();
     let mut scanned = 0u64;
@@ -152,6 +155,9 @@ pub fn build(
     state
         .store
         .scan(&scan, &mut |se: &StoredEntry| {
+            if !scanner.next() {
+                return ControlFlow::Break(());
+            }
             scanned += 1;
             if filter.matches(&se.catalog, &se.entry) {
                 let src = node_key(se, true, by);

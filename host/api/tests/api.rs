@@ -197,22 +197,30 @@ async fn server_limited(
     connections: usize,
     head_timeout: std::time::Duration,
 ) -> Server {
+    serve_entries((0..n).map(entry).collect(), token, |s| {
+        s.with_connection_limit(connections, head_timeout)
+    })
+    .await
+}
+
+/// A store holding `entries` behind a server whose state `configure` sets up.
+async fn serve_entries(
+    mut entries: Vec<Entry>,
+    token: Option<&str>,
+    configure: impl FnOnce(ApiState) -> ApiState,
+) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = Store::open(StoreConfig::new(dir.path())).unwrap();
     let cat = catalog();
-    let mut entries: Vec<Entry> = (0..n).map(entry).collect();
     if !entries.is_empty() {
         store.append(&cat, &mut entries).unwrap();
     }
-    let state = Arc::new(
-        ApiState::new(
-            Arc::new(store),
-            cat,
-            LiveFeed::new(),
-            Arc::new(FixedTelemetry),
-        )
-        .with_connection_limit(connections, head_timeout),
-    );
+    let state = Arc::new(configure(ApiState::new(
+        Arc::new(store),
+        cat,
+        LiveFeed::new(),
+        Arc::new(FixedTelemetry),
+    )));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let cfg = ApiConfig {
@@ -713,6 +721,245 @@ async fn subscription_delivers_matching_entries_as_they_are_stored() {
     // Entries 3 and 7 are the DNS ones: ids 4 and 8.
     assert_eq!(got, ["4", "8"]);
     assert_eq!(s.state.feed.published(), 8);
+}
+
+#[tokio::test]
+async fn each_subscription_event_has_a_budget_and_websocket_queries_one_each() {
+    // 8 KiB of answer per request: 40 entries' variables are ~24 KB.
+    let s = serve_entries(Vec::new(), None, |s| {
+        s.with_query_limits(1, remora_api::MAX_SCAN, 8 << 10)
+    })
+    .await;
+    let mut ws = subscriber(&s).await;
+    let next_json = |m: Ws| serde_json::from_str::<Json>(m.to_text().unwrap()).unwrap();
+    let send = |id: &str, query: &str| {
+        Ws::Text(
+            json!({"id": id, "type": "subscribe", "payload": { "query": query }})
+                .to_string()
+                .into(),
+        )
+    };
+    ws.send(send("live", "subscription { entries { id vars } }"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let cat = s.state.catalog.clone();
+    let mut batch: Vec<Entry> = (0..40).map(entry).collect();
+    s.state.store.append(&cat, &mut batch).unwrap();
+    for e in batch {
+        s.state.feed.publish(Arc::new(StoredEntry {
+            catalog: cat.clone(),
+            entry: e,
+        }));
+    }
+    for n in 1..=40 {
+        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("an entry within 5 s")
+            .unwrap()
+            .unwrap();
+        let m = next_json(m);
+        assert_eq!(m["type"], "next", "{m}");
+        assert!(m["payload"]["errors"].is_null(), "event {n}: {m}");
+        assert_eq!(m["payload"]["data"]["entries"]["id"], n.to_string());
+    }
+    // A query sent over the socket is one request, with its own budget.
+    let lists: String = (0..10)
+        .map(|i| format!(" l{i}: entries {{ id vars }}"))
+        .collect();
+    ws.send(send(
+        "q",
+        &format!("{{ entries(limit: 40) {{ {lists} }} }}"),
+    ))
+    .await
+    .unwrap();
+    let m = next_json(ws.next().await.unwrap().unwrap());
+    assert_eq!(m["id"], "q", "{m}");
+    let msg = m["payload"]["errors"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(msg.contains("answer larger than 8192 bytes"), "{m}");
+}
+
+/// An HTTP entry whose request carries one `size`-byte header.
+fn large_entry(n: u64, size: usize) -> Entry {
+    let mut e = entry(n * 4); // never a DNS one
+    let req = e.request.as_mut().unwrap();
+    req.fields.push_pair(3, "X-Large", &"y".repeat(size));
+    e
+}
+
+#[tokio::test]
+async fn aliased_fields_share_one_budget_of_scans_and_answer_bytes() {
+    // Without the shared budget each alias below examined all 5,000
+    // entries, and the aliased lists answered ~2 MB.
+    let s = serve_entries((0..5000).map(entry).collect(), None, |s| {
+        s.with_query_limits(8, 10_000, 256 << 10)
+    })
+    .await;
+    let r = gql(
+        &s,
+        "{ a: entries(filter: \"false\") { next scanned } \
+           b: entries(filter: \"false\") { next scanned } \
+           c: entries(filter: \"false\") { next scanned } }",
+        json!({}),
+    )
+    .await;
+    let pages: Vec<&Json> = ["a", "b", "c"]
+        .iter()
+        .filter_map(|k| r["data"].get(*k).filter(|p| !p.is_null()))
+        .collect();
+    let scanned: u64 = pages.iter().map(|p| p["scanned"].as_u64().unwrap()).sum();
+    assert!(scanned <= 10_000, "{scanned} entries examined: {r}");
+    // Whoever ran short says so: a cursor, or an error naming the limit.
+    let cut_short = pages.iter().any(|p| !p["next"].is_null())
+        || r["errors"].as_array().is_some_and(|e| {
+            e.iter().any(|e| {
+                e["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("examined the 10000 stored entries")
+            })
+        });
+    assert!(cut_short, "{r}");
+    // A request of its own gets a budget of its own.
+    let r = gql(
+        &s,
+        "{ entries(filter: \"false\") { next scanned } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(r["data"]["entries"]["scanned"], 5000, "{r}");
+    assert!(r["data"]["entries"]["next"].is_null());
+
+    // Forty aliases of one page's list: cut at the answer's budget with an
+    // error, the answer itself a fraction of what was asked for.
+    let lists: String = (0..40)
+        .map(|i| format!(" l{i}: entries {{ id vars }}"))
+        .collect();
+    let body = reqwest::Client::new()
+        .post(format!("http://{}/graphql", s.addr))
+        .json(&json!({ "query": format!("{{ entries(limit: 100) {{ {lists} }} }}") }))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.len() < 512 << 10, "{} bytes answered", body.len());
+    let r: Json = serde_json::from_str(&body).unwrap();
+    let errors = r["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let msg = errors[0]["message"].as_str().unwrap();
+    assert!(msg.contains("answer larger than 262144 bytes"), "{msg}");
+    assert_eq!(metrics_value(&s.state, "remora_query_answers_cut_total"), 1);
+    // The same list once fits.
+    let r = gql(
+        &s,
+        "{ entries(limit: 100) { entries { id vars } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        r["data"]["entries"]["entries"].as_array().unwrap().len(),
+        100
+    );
+    assert_eq!(metrics_value(&s.state, "remora_query_answers_cut_total"), 1);
+    // Batched requests share one budget too.
+    let one = json!({ "query": format!("{{ entries(limit: 100) {{ {} }} }}", &lists[..lists.len() / 4]) });
+    let r: Json = reqwest::Client::new()
+        .post(format!("http://{}/graphql", s.addr))
+        .json(&json!([one, one, one, one]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cut = r
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["errors"].is_array())
+        .count();
+    assert!(
+        cut >= 1,
+        "a batch of four 10-list requests answered in full"
+    );
+
+    // Fields that scan are dear to a query's complexity: twenty are refused
+    // before anything runs.
+    let many: String = (0..20)
+        .map(|i| format!(" e{i}: entries {{ scanned }}"))
+        .collect();
+    let r = gql(&s, &format!("{{ {many} }}"), json!({})).await;
+    let msg = r["errors"][0]["message"].as_str().unwrap();
+    assert!(msg.contains("too complex"), "{msg}");
+}
+
+#[tokio::test]
+async fn a_page_of_large_entries_stops_early_and_the_pages_cover_them_all() {
+    let s = serve_entries(
+        (0..100).map(|n| large_entry(n, 64 << 10)).collect(),
+        None,
+        |s| s,
+    )
+    .await;
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let r = gql(
+            &s,
+            "query($a: ID) { entries(limit: 1000, after: $a) { next entries { id request { fields } } } }",
+            json!({ "a": after }),
+        )
+        .await;
+        let page = &r["data"]["entries"];
+        let list = page["entries"].as_array().unwrap_or_else(|| panic!("{r}"));
+        // 4 MiB of entries that each hold 2 x 64 KiB: about 31.
+        assert!(
+            !list.is_empty() && list.len() < 40,
+            "{} entries in a page",
+            list.len()
+        );
+        seen.extend(list.iter().map(|e| e["id"].as_str().unwrap().to_owned()));
+        pages += 1;
+        match page["next"].as_str() {
+            Some(n) => after = Some(n.to_owned()),
+            None => break,
+        }
+    }
+    assert!(pages >= 3, "{pages} pages");
+    let mut ids = seen.clone();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        100,
+        "{} distinct of {} seen",
+        ids.len(),
+        seen.len()
+    );
+    assert_eq!(seen.len(), 100);
+}
+
+#[tokio::test]
+async fn queries_past_the_executing_limit_wait_and_are_all_answered() {
+    let s = serve_entries((0..5000).map(entry).collect(), None, |s| {
+        s.with_query_limits(1, remora_api::MAX_SCAN, remora_api::MAX_RESPONSE_BYTES)
+    })
+    .await;
+    let q = "{ entries(filter: \"dns\", limit: 1000) { entries { id } } }";
+    let answers = futures_util::future::join_all((0..12).map(|_| gql(&s, q, json!({})))).await;
+    for r in &answers {
+        assert_eq!(
+            r["data"]["entries"]["entries"].as_array().unwrap().len(),
+            1000,
+            "{r}"
+        );
+    }
+    assert!(metrics_value(&s.state, "remora_queries_waited_total") >= 1);
 }
 
 #[tokio::test]
