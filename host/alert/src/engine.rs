@@ -1,6 +1,6 @@
 //! The alert engine thread: takes stored entries from the live feed in
 //! batches, runs every detector, hands alerts to the hub, and ticks once a
-//! second. It never slows the capture: the feed is a bounded broadcast, and
+//! second. It never slows the capture: the feed is a bounded fan-out, and
 //! when the engine falls behind the entries it missed are counted in
 //! `AlertHub::skipped_entries`.
 
@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use remora_core::fanout::{Missed, Subscriber};
 use remora_core::Timestamp;
 use remora_store::StoredEntry;
-use tokio::sync::broadcast::{error::TryRecvError, Receiver};
 
 use crate::{AlertHub, Detector};
 
@@ -33,7 +33,7 @@ pub enum Clock {
 pub fn spawn(
     mut detectors: Vec<Box<dyn Detector>>,
     hub: Arc<AlertHub>,
-    mut rx: Receiver<Arc<StoredEntry>>,
+    rx: Subscriber<Arc<StoredEntry>>,
     clock: Clock,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -49,11 +49,11 @@ pub fn spawn(
                 while batch.len() < BATCH {
                     match rx.try_recv() {
                         Ok(e) => batch.push(e),
-                        Err(TryRecvError::Lagged(n)) => {
+                        Err(Missed::Skipped(n)) => {
                             hub.skipped_entries.fetch_add(n, Ordering::Relaxed);
                         }
-                        Err(TryRecvError::Empty) => break,
-                        Err(TryRecvError::Closed) => {
+                        Err(Missed::Empty) => break,
+                        Err(Missed::Closed) => {
                             closed = true;
                             break;
                         }

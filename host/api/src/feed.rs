@@ -4,17 +4,24 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use remora_core::fanout::{Fanout, Subscriber};
 use remora_store::StoredEntry;
-use tokio::sync::broadcast;
 
-/// Entries a subscriber may fall behind by before it skips (and the skip is
-/// counted): a slow client never makes the capture wait or the server grow.
+/// Entries a subscriber may fall behind by before it skips its oldest (and
+/// the skip is counted): a slow client or alert plugin never makes the
+/// capture wait or the server grow.
 pub const FEED_CAPACITY: usize = 8192;
+
+/// Bytes of entries (as [`crate::budget::entry_cost`] counts them) a
+/// subscriber may fall behind by: entries with large bodies reach it long
+/// before [`FEED_CAPACITY`] does. What lagging subscribers hold together is
+/// at most this much, shared (see `remora_core::fanout`).
+pub const FEED_BYTES: u64 = 64 << 20;
 
 /// Cheap to clone; every clone publishes to the same subscribers.
 #[derive(Clone)]
 pub struct LiveFeed {
-    tx: broadcast::Sender<Arc<StoredEntry>>,
+    tx: Fanout<Arc<StoredEntry>>,
     inner: Arc<FeedCounters>,
 }
 
@@ -34,9 +41,8 @@ impl Default for LiveFeed {
 
 impl LiveFeed {
     pub fn new() -> Self {
-        let (tx, _) = broadcast::channel(FEED_CAPACITY);
         LiveFeed {
-            tx,
+            tx: Fanout::new(FEED_CAPACITY, FEED_BYTES),
             inner: Arc::default(),
         }
     }
@@ -56,11 +62,11 @@ impl LiveFeed {
             .entry(proto)
             .or_default() += 1;
         self.inner.published.fetch_add(1, Ordering::Relaxed);
-        // No subscribers is fine.
-        let _ = self.tx.send(e);
+        let bytes = crate::budget::entry_cost(&e);
+        self.tx.publish(e, bytes);
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<StoredEntry>> {
+    pub fn subscribe(&self) -> Subscriber<Arc<StoredEntry>> {
         self.tx.subscribe()
     }
 

@@ -39,7 +39,7 @@ use remora_filter::Variables;
 use remora_store::Store;
 
 pub use budget::{MAX_EXECUTING, MAX_RESPONSE_BYTES, PAGE_BYTES};
-pub use feed::LiveFeed;
+pub use feed::{LiveFeed, FEED_BYTES, FEED_CAPACITY};
 pub use metrics::render as render_metrics;
 pub use scalar::Int64;
 pub use schema::{build_schema, ApiSchema};
@@ -175,7 +175,7 @@ pub fn check_bind(cfg: &ApiConfig) -> Result<(), ApiError> {
 pub const MAX_REQUEST_BODY: usize = 1 << 20;
 
 /// Subscription (WebSocket) connections open at once. Each holds a task, a
-/// broadcast receiver with up to 8192 entries of lag and its filter, run
+/// feed queue with up to 8192 entries (64 MiB) of lag and its filter, run
 /// on every new entry; a dashboard tab holds two. Past the limit an upgrade
 /// gets 503, counted in `/metrics`.
 pub const MAX_SUBSCRIBERS: usize = 128;

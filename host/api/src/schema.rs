@@ -17,10 +17,11 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use futures_util::{Stream, StreamExt};
+use remora_core::fanout::Missed;
 use remora_core::Timestamp;
 use remora_filter::{Filter, FilterError};
 use remora_store::{Order as StoreOrder, Scan, StoredEntry};
-use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream, IntervalStream};
+use tokio_stream::wrappers::IntervalStream;
 
 use crate::budget::{self, Budgets, RequestBudget, Scanner};
 use crate::convert::EntryObject;
@@ -482,7 +483,8 @@ impl SubscriptionRoot {
     }
 
     /// Every newly stored entry matching `filter`, as it is stored. A client
-    /// that falls more than 8192 entries behind skips the oldest (counted).
+    /// that falls more than 8192 entries or 64 MiB of them behind skips the
+    /// oldest (counted).
     async fn entries(
         &self,
         ctx: &Context<'_>,
@@ -490,22 +492,22 @@ impl SubscriptionRoot {
     ) -> async_graphql::Result<impl Stream<Item = EntryObject>> {
         let state = state(ctx).clone();
         let filter = compile(&state, filter.as_deref())?;
-        let feed = state.feed.clone();
-        Ok(
-            BroadcastStream::new(state.feed.subscribe()).filter_map(move |item| {
-                let out = match item {
-                    Ok(se) if filter.matches(&se.catalog, &se.entry) => {
-                        Some(EntryObject::new(se, true))
+        let rx = state.feed.subscribe();
+        Ok(futures_util::stream::unfold(
+            (rx, filter, state),
+            |(rx, filter, state)| async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(se) if filter.matches(&se.catalog, &se.entry) => {
+                            return Some((EntryObject::new(se, true), (rx, filter, state)));
+                        }
+                        Ok(_) => {}
+                        Err(Missed::Skipped(n)) => state.feed.count_lagged(n),
+                        Err(Missed::Empty | Missed::Closed) => return None,
                     }
-                    Ok(_) => None,
-                    Err(BroadcastStreamRecvError::Lagged(n)) => {
-                        feed.count_lagged(n);
-                        None
-                    }
-                };
-                std::future::ready(out)
-            }),
-        )
+                }
+            },
+        ))
     }
 
     /// A stats snapshot every `intervalMs` (at least 250).

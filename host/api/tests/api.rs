@@ -14,6 +14,7 @@ use remora_api::{
     router, ApiConfig, ApiState, CaptureStats, Counter, FlowRecord, LiveFeed, PluginRecord,
     Telemetry,
 };
+use remora_core::fanout::Missed;
 use remora_core::{Endpoint, Timestamp, Transport};
 use remora_entry::{
     Body, Catalog, Entry, Field, FieldSchema, FieldType, Message, PluginSchema, ProtocolSchema,
@@ -779,6 +780,47 @@ async fn each_subscription_event_has_a_budget_and_websocket_queries_one_each() {
         .as_str()
         .unwrap_or_default();
     assert!(msg.contains("answer larger than 8192 bytes"), "{m}");
+}
+
+#[test]
+fn a_lagging_subscriber_holds_at_most_the_feed_bytes_and_keeps_the_newest() {
+    let feed = LiveFeed::new();
+    let rx = feed.subscribe();
+    let cat = catalog();
+    for n in 1..=100u64 {
+        let mut e = entry(n * 4);
+        e.id = n;
+        e.response.as_mut().unwrap().body = Some(Box::new(Body {
+            data: vec![b'x'; 1 << 20],
+            original_len: 1 << 20,
+            truncated: false,
+            decoded_from: None,
+        }));
+        feed.publish(Arc::new(StoredEntry {
+            catalog: cat.clone(),
+            entry: e,
+        }));
+    }
+    // 100 entries of 3 MiB each as the feed counts them (a body is answered
+    // as text and as base64): a queue of 64 MiB keeps the newest 21.
+    assert!(rx.queued_bytes() <= remora_api::FEED_BYTES);
+    let (mut got, mut skipped) = (Vec::new(), 0);
+    loop {
+        match rx.try_recv() {
+            Ok(se) => got.push(se.entry.id),
+            Err(Missed::Skipped(n)) => skipped += n,
+            Err(_) => break,
+        }
+    }
+    assert_eq!(got.len() as u64 + skipped, 100);
+    assert_eq!(got.len(), 21, "{got:?}");
+    assert_eq!(got.last(), Some(&100));
+    // Reading again goes on with what is published next.
+    feed.publish(Arc::new(StoredEntry {
+        catalog: cat.clone(),
+        entry: entry(4),
+    }));
+    assert!(rx.try_recv().is_ok());
 }
 
 /// An HTTP entry whose request carries one `size`-byte header.

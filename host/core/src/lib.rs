@@ -7,6 +7,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 mod counters;
+pub mod fanout;
 pub use counters::{Counter, DropReason, Drops};
 
 /// Capture time in microseconds since the Unix epoch, UTC.
