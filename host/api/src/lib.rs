@@ -26,6 +26,7 @@ mod servicemap;
 mod telemetry;
 mod time_arg;
 mod web;
+mod websocket;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -47,6 +48,7 @@ pub use telemetry::{
     CaptureStats, Counter, FlowRecord, LatencyHistogram, PluginProtocol, PluginRecord, ShardStats,
     SourceStats, Telemetry,
 };
+pub use websocket::MAX_OPERATIONS;
 
 /// Entries one request may examine (all its fields together) before it
 /// returns what it has and a cursor.
@@ -86,6 +88,9 @@ pub struct ApiState {
     pub(crate) head_timeout: Duration,
     /// Queries executing at once, and answers cut for their size.
     pub(crate) queries: Arc<budget::QueryLimits>,
+    /// WebSocket operations refused: their connection ran
+    /// [`websocket::MAX_OPERATIONS`] already.
+    pub(crate) ws_operations_refused: std::sync::atomic::AtomicU64,
 }
 
 impl ApiState {
@@ -108,6 +113,7 @@ impl ApiState {
             connections: Arc::new(connections::Cap::new(MAX_CONNECTIONS)),
             head_timeout: REQUEST_HEAD_TIMEOUT,
             queries: Arc::default(),
+            ws_operations_refused: Default::default(),
         }
     }
 

@@ -162,6 +162,14 @@ pub fn render(state: &ApiState) -> String {
         state.queries.cut(),
     );
     o.one(
+        "remora_websocket_operations_refused_total",
+        "counter",
+        "Operations refused on a WebSocket connection that ran MAX_OPERATIONS already.",
+        state
+            .ws_operations_refused
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+    o.one(
         "remora_subscriptions_refused_total",
         "counter",
         "Subscription connections refused because MAX_SUBSCRIBERS were open.",

@@ -9,7 +9,7 @@ use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::{
     Context, EmptyMutation, Enum, ErrorExtensions, Object, Schema, SimpleObject, Subscription, ID,
 };
-use async_graphql_axum::{GraphQLBatchRequest, GraphQLProtocol, GraphQLResponse, GraphQLWebSocket};
+use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::StatusCode;
@@ -81,7 +81,7 @@ async fn graphql_get(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if upgrade {
-        subscribe(schema, &state, req).await
+        subscribe(schema, state, req).await
     } else {
         Html(
             async_graphql::http::GraphiQLSource::build()
@@ -99,7 +99,7 @@ async fn graphql_get(
 /// message and frame sizes bounded like request bodies: its defaults (64
 /// and 16 MiB) let each connection buffer 64 MiB of one message. At most
 /// [`crate::MAX_SUBSCRIBERS`] are open at once.
-async fn subscribe(schema: ApiSchema, state: &ApiState, req: Request) -> Response {
+async fn subscribe(schema: ApiSchema, state: Arc<ApiState>, req: Request) -> Response {
     let Some(permit) = state.sockets.try_take() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -111,9 +111,13 @@ async fn subscribe(schema: ApiSchema, state: &ApiState, req: Request) -> Respons
             .into_response();
     };
     let (mut parts, _body) = req.into_parts();
-    let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &()).await {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
+    let Some(protocol) = crate::websocket::protocol(&parts.headers) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "no GraphQL WebSocket protocol offered (Sec-WebSocket-Protocol: \
+             graphql-transport-ws or graphql-ws)\n",
+        )
+            .into_response();
     };
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(u) => u,
@@ -124,9 +128,7 @@ async fn subscribe(schema: ApiSchema, state: &ApiState, req: Request) -> Respons
         .max_frame_size(crate::MAX_REQUEST_BODY)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |stream| async move {
-            GraphQLWebSocket::new(stream, schema, protocol)
-                .serve()
-                .await;
+            crate::websocket::serve(stream, schema, protocol, &state.ws_operations_refused).await;
             drop(permit);
         })
 }

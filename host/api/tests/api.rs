@@ -823,6 +823,83 @@ fn a_lagging_subscriber_holds_at_most_the_feed_bytes_and_keeps_the_newest() {
     assert!(rx.try_recv().is_ok());
 }
 
+/// The next message on `ws`, as JSON, within 5 s.
+async fn next(ws: &mut WsStream) -> Json {
+    let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("a message within 5 s")
+        .unwrap()
+        .unwrap();
+    serde_json::from_str(m.to_text().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_websocket_connection_runs_a_bounded_number_of_operations() {
+    let s = server(0, None).await;
+    let mut ws = subscriber(&s).await;
+    let send = |id: String, query: &str| {
+        Ws::Text(
+            json!({"id": id, "type": "subscribe", "payload": { "query": query }})
+                .to_string()
+                .into(),
+        )
+    };
+    let max = remora_api::MAX_OPERATIONS;
+    for i in 0..max + 5 {
+        ws.send(send(i.to_string(), "subscription { entries { id } }"))
+            .await
+            .unwrap();
+    }
+    // The five past the limit are refused, each by id; the others run.
+    let mut refused = Vec::new();
+    for _ in 0..5 {
+        let m = next(&mut ws).await;
+        assert_eq!(m["type"], "error", "{m}");
+        assert!(
+            m["payload"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("too many operations"),
+            "{m}"
+        );
+        refused.push(m["id"].as_str().unwrap().parse::<usize>().unwrap());
+    }
+    assert_eq!(refused, (max..max + 5).collect::<Vec<_>>());
+    assert_eq!(
+        metrics_value(&s.state, "remora_websocket_operations_refused_total"),
+        5
+    );
+    // Completing one makes room: a query over the socket then runs.
+    ws.send(Ws::Text(
+        json!({"id": "0", "type": "complete"}).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    let m = next(&mut ws).await;
+    assert_eq!(
+        (m["type"].as_str(), m["id"].as_str()),
+        (Some("complete"), Some("0")),
+        "{m}"
+    );
+    ws.send(send("q".into(), "{ stats { packets } }"))
+        .await
+        .unwrap();
+    let m = next(&mut ws).await;
+    assert_eq!(
+        (m["type"].as_str(), m["id"].as_str()),
+        (Some("next"), Some("q")),
+        "{m}"
+    );
+    assert_eq!(m["payload"]["data"]["stats"]["packets"], 1234);
+    // Its completion frees its place again: another fits.
+    let m = next(&mut ws).await;
+    assert_eq!(m["type"], "complete", "{m}");
+    ws.send(send("r".into(), "{ stats { packets } }"))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut ws).await["type"], "next");
+}
+
 /// An HTTP entry whose request carries one `size`-byte header.
 fn large_entry(n: u64, size: usize) -> Entry {
     let mut e = entry(n * 4); // never a DNS one
