@@ -39,7 +39,7 @@ use remora_entry::Catalog;
 use remora_filter::Variables;
 use remora_store::Store;
 
-pub use budget::{MAX_EXECUTING, MAX_RESPONSE_BYTES, PAGE_BYTES};
+pub use budget::{MAX_EXECUTING, MAX_RESPONSE_BYTES, MAX_SCAN_TIME, PAGE_BYTES};
 pub use feed::{LiveFeed, FEED_BYTES, FEED_CAPACITY};
 pub use metrics::render as render_metrics;
 pub use scalar::Int64;
@@ -133,6 +133,15 @@ impl ApiState {
     /// reach small limits with small stores).
     pub fn with_query_limits(mut self, executing: usize, max_scan: u64, max_bytes: u64) -> Self {
         self.queries = Arc::new(budget::QueryLimits::new(executing, max_scan, max_bytes));
+        self
+    }
+
+    /// Lists of one request scan for at most `limit` instead of
+    /// [`MAX_SCAN_TIME`]. Call before the state is shared.
+    pub fn with_scan_time(mut self, limit: Duration) -> Self {
+        if let Some(q) = Arc::get_mut(&mut self.queries) {
+            q.scan_time = limit;
+        }
         self
     }
 

@@ -1017,6 +1017,28 @@ async fn aliased_fields_share_one_budget_of_scans_and_answer_bytes() {
 }
 
 #[tokio::test]
+async fn a_request_scans_for_a_bounded_time_whatever_its_filter_costs() {
+    let s = serve_entries((0..5000).map(entry).collect(), None, |s| {
+        s.with_scan_time(Duration::from_millis(300))
+    })
+    .await;
+    // 1,000 visits an entry, under the filter cost limit: all 5,000
+    // entries took seconds before scanning had a deadline.
+    let l = "[0,1,2,3,4,5,6,7,8,9]";
+    let f = format!("{l}.all(a, {l}.all(b, {l}.all(c, a + b + c >= 0))) && method == \"nope\"");
+    let r = gql(
+        &s,
+        "query($f: String) { entries(filter: $f) { next scanned } }",
+        json!({ "f": f }),
+    )
+    .await;
+    let page = &r["data"]["entries"];
+    let scanned = page["scanned"].as_u64().unwrap_or_else(|| panic!("{r}"));
+    assert!(scanned < 5000, "{r}");
+    assert!(!page["next"].is_null(), "{r}");
+}
+
+#[tokio::test]
 async fn a_page_of_large_entries_stops_early_and_the_pages_cover_them_all() {
     let s = serve_entries(
         (0..100).map(|n| large_entry(n, 64 << 10)).collect(),

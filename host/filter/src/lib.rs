@@ -32,6 +32,7 @@
 //! run through the CEL interpreter (`native` module).
 
 mod check;
+mod cost;
 mod eval;
 mod logic;
 mod native;
@@ -43,6 +44,7 @@ use std::sync::{Arc, RwLock};
 use cel::{Context, ExecutionError, Program, Value};
 use remora_entry::{Catalog, Entry};
 
+pub use cost::MAX_FILTER_COST;
 pub use vars::{VarInfo, Variables, FLAGS};
 
 use eval::{EntryResolver, Plan, Root, Source};
@@ -285,6 +287,25 @@ impl Filter {
                 source: src.to_owned(),
                 ..e
             })?;
+        let steps = cost::cost(program.expression());
+        if steps > MAX_FILTER_COST {
+            return Err(FilterError {
+                message: format!(
+                    "filter may take {} steps per entry; the limit is {MAX_FILTER_COST}: \
+                     comprehensions (all, exists, exists_one, map, filter) nest too deep, \
+                     or over lists too long (an entry's list counts as {})",
+                    if steps == u64::MAX {
+                        "more than 10^19".to_owned()
+                    } else {
+                        steps.to_string()
+                    },
+                    cost::ENTRY_LIST_ELEMENTS
+                ),
+                start: 0,
+                end: src.chars().count(),
+                source: src.to_owned(),
+            });
+        }
         let mut unique: Vec<check::Reference> = Vec::new();
         for r in checker.refs {
             if !unique.iter().any(|u| u.name == r.name) {

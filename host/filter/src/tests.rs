@@ -865,3 +865,30 @@ mod native_equivalence {
         }
     }
 }
+
+#[test]
+fn filters_whose_comprehensions_multiply_past_the_cost_limit_are_refused() {
+    let cat = catalog();
+    let l = "[0,1,2,3,4,5,6,7,8,9]";
+    // Four nested comprehensions over ten elements: 10,000 visits per
+    // entry, and 10^n for n levels; refused before any entry is read.
+    let deep = format!("{l}.all(a, {l}.all(b, {l}.all(c, {l}.all(d, a+b+c+d >= 0)))) && http");
+    let e = compile_err(&deep);
+    assert!(e.message.contains("steps per entry"), "{e}");
+    assert!(
+        e.message.contains(&crate::MAX_FILTER_COST.to_string()),
+        "{e}"
+    );
+    assert_eq!((e.start, e.end), (0, deep.chars().count()));
+    // Nested over entry lists: refused too.
+    compile_err("request.headers.exists(k, response.headers.exists(j, k == j))");
+    // One level over an entry's list, or two over short literals: fine, and
+    // they still decide entries.
+    let f = compile(&cat, r#"dns_questions.exists(q, q.endsWith(".internal"))"#);
+    assert!(f.matches(&cat, &dns(&cat, &["db.internal"], Some(0))));
+    assert!(!f.matches(&cat, &dns(&cat, &["example.com"], Some(0))));
+    compile(
+        &cat,
+        &format!("{l}.all(a, {l}.exists(b, a + b == 9)) && http"),
+    );
+}
