@@ -78,6 +78,24 @@ impl std::fmt::Display for GqlError {
 
 impl std::error::Error for GqlError {}
 
+/// Largest answer read from a server: a Remora server answers at most
+/// 16 MiB of values per request (`remora_api::MAX_RESPONSE_BYTES`), which
+/// JSON writes in less than twice that; anything else listening at
+/// `--server` must not make the client grow without bound.
+const MAX_ANSWER_BYTES: usize = 64 << 20;
+
+/// The body of `resp`, refused once it passes `max` bytes.
+async fn read_limited(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if body.len() + chunk.len() > max {
+            bail!("the answer is larger than {} MiB; refused", max >> 20);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 fn first_error(errors: &Json) -> Option<GqlError> {
     let e = errors.as_array()?.first()?;
     let message = e["message"].as_str().unwrap_or("unknown error").to_owned();
@@ -128,9 +146,10 @@ impl Client {
                 self.server
             );
         }
-        let body: Json = resp
-            .json()
+        let body = read_limited(resp, MAX_ANSWER_BYTES)
             .await
+            .with_context(|| format!("reading the answer of {url}"))?;
+        let body: Json = serde_json::from_slice(&body)
             .with_context(|| format!("{url} answered {status} without a GraphQL response"))?;
         if let Some(e) = first_error(&body["errors"]) {
             return Err(e.into());
@@ -207,5 +226,49 @@ impl Client {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server on a loopback port answering one request with `len` bytes
+    /// of `x` (no length: the body ends when the connection does).
+    async fn answering(len: usize) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut head = vec![0u8; 4096];
+            let _ = conn.read(&mut head).await;
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n")
+                .await;
+            let chunk = vec![b'x'; 64 << 10];
+            let mut sent = 0;
+            while sent < len {
+                let n = chunk.len().min(len - sent);
+                if conn.write_all(&chunk[..n]).await.is_err() {
+                    break; // the client gave up
+                }
+                sent += n;
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn answers_are_read_up_to_a_limit() {
+        for (len, ok) in [(100 << 10, true), (4 << 20, false)] {
+            let url = answering(len).await;
+            let resp = reqwest::get(&url).await.unwrap();
+            let r = read_limited(resp, 1 << 20).await;
+            match r {
+                Ok(body) => assert!(ok && body.len() == len, "{len} bytes read"),
+                Err(e) => assert!(!ok && e.to_string().contains("larger than 1 MiB"), "{e}"),
+            }
+        }
     }
 }
