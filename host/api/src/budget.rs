@@ -17,7 +17,7 @@ use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest,
     NextResolve, ResolveInfo,
 };
-use async_graphql::parser::types::{ExecutableDocument, OperationType};
+use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
 use async_graphql::registry::MetaTypeName;
 use async_graphql::{Request, Response, ServerError, ServerResult, Value, Variables};
 use remora_store::StoredEntry;
@@ -36,9 +36,14 @@ pub const MAX_RESPONSE_BYTES: u64 = 16 << 20;
 /// early with a cursor (see [`entry_cost`]).
 pub const PAGE_BYTES: u64 = 4 << 20;
 
-/// Queries executing at once; each holds its answer until it is built. A
+/// Queries that read the store (`entries`, `entry`, `serviceMap`) or the
+/// flow list executing at once; each holds its answer until it is built.
+/// Other queries (stats, plugins, variables, filter checks) and a
 /// subscription's events do not wait for a place.
 pub const MAX_EXECUTING: usize = 4;
+
+/// Root fields whose queries take a place among [`MAX_EXECUTING`].
+const HEAVY_FIELDS: [&str; 4] = ["entries", "entry", "serviceMap", "flows"];
 
 /// Entries a list takes from the scan budget at a time: the budget is
 /// shared by the fields of a request, which run concurrently. The clock is
@@ -225,6 +230,7 @@ impl ExtensionFactory for Budgets {
         Arc::new(BudgetHooks {
             limits: self.0.clone(),
             subscription: AtomicBool::new(false),
+            heavy: AtomicBool::new(false),
         })
     }
 }
@@ -232,10 +238,36 @@ impl ExtensionFactory for Budgets {
 /// One request's hooks (made per request, a WebSocket operation included).
 struct BudgetHooks {
     limits: Arc<QueryLimits>,
-    /// The document holds a subscription: its events neither wait for a
-    /// place to execute (a live feed must not queue behind long queries)
-    /// nor share one budget over its lifetime (each event gets one).
+    /// The document holds a subscription: its events do not share one
+    /// budget over its lifetime (each event gets one).
     subscription: AtomicBool,
+    /// A query of the document asks for one of [`HEAVY_FIELDS`]: it waits
+    /// for a place to execute (a live feed never queues behind them).
+    heavy: AtomicBool,
+}
+
+/// Whether `set` (with the fragments it spreads) selects one of
+/// [`HEAVY_FIELDS`]. Runs before validation, so fragment cycles are cut
+/// here (each fragment is looked at once).
+fn selects_heavy<'d>(
+    set: &'d SelectionSet,
+    doc: &'d ExecutableDocument,
+    seen: &mut Vec<&'d str>,
+) -> bool {
+    set.items.iter().any(|item| match &item.node {
+        Selection::Field(f) => HEAVY_FIELDS.contains(&f.node.name.node.as_str()),
+        Selection::InlineFragment(i) => selects_heavy(&i.node.selection_set.node, doc, seen),
+        Selection::FragmentSpread(s) => {
+            let name = s.node.fragment_name.node.as_str();
+            if seen.contains(&name) {
+                return false;
+            }
+            seen.push(name);
+            doc.fragments
+                .get(&s.node.fragment_name.node)
+                .is_some_and(|f| selects_heavy(&f.node.selection_set.node, doc, seen))
+        }
+    })
 }
 
 #[async_graphql::async_trait::async_trait]
@@ -271,6 +303,11 @@ impl Extension for BudgetHooks {
             .iter()
             .any(|(_, op)| op.node.ty == OperationType::Subscription);
         self.subscription.store(subscription, Ordering::Relaxed);
+        let heavy = doc.operations.iter().any(|(_, op)| {
+            op.node.ty != OperationType::Subscription
+                && selects_heavy(&op.node.selection_set.node, &doc, &mut Vec::new())
+        });
+        self.heavy.store(heavy, Ordering::Relaxed);
         Ok(doc)
     }
 
@@ -280,7 +317,7 @@ impl Extension for BudgetHooks {
         operation_name: Option<&str>,
         next: NextExecute<'_>,
     ) -> Response {
-        if self.subscription.load(Ordering::Relaxed) {
+        if !self.heavy.load(Ordering::Relaxed) {
             return next.run(ctx, operation_name).await;
         }
         let _permit = self.limits.executing.take().await;
@@ -387,6 +424,21 @@ mod tests {
         assert_eq!(n, MAX_SCAN - 1);
         drop(s);
         assert!(!Scanner::new(&b).next());
+    }
+
+    #[test]
+    fn heavy_fields_are_found_through_fragments_and_cycles_end() {
+        let heavy = |q: &str| {
+            let doc = async_graphql::parser::parse_query(q).unwrap();
+            doc.operations
+                .iter()
+                .any(|(_, op)| selects_heavy(&op.node.selection_set.node, &doc, &mut Vec::new()))
+        };
+        assert!(heavy("{ stats { packets } entries { next } }"));
+        assert!(!heavy("{ stats { packets } plugins { name } }"));
+        assert!(heavy("{ ... on QueryRoot { serviceMap { scanned } } }"));
+        assert!(heavy("{ ...A } fragment A on QueryRoot { ...B } fragment B on QueryRoot { entry(id: 1) { id } }"));
+        assert!(!heavy("{ ...A } fragment A on QueryRoot { ...B } fragment B on QueryRoot { ...A stats { packets } }"));
     }
 
     #[test]

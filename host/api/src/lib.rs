@@ -10,7 +10,8 @@
 //! a request's scans stop after [`MAX_SCAN`] entries in all and hand back a
 //! cursor, its answer holds at most [`MAX_RESPONSE_BYTES`] whatever aliases
 //! it uses, query depth and complexity are limited, at most
-//! [`MAX_EXECUTING`] queries run at once, and subscriptions that fall behind
+//! [`MAX_EXECUTING`] queries that read the store run at once, and
+//! subscriptions that fall behind
 //! skip (counted) instead of buffering.
 
 mod alerts;

@@ -152,7 +152,7 @@ pub fn render(state: &ApiState) -> String {
     o.one(
         "remora_queries_waited_total",
         "counter",
-        "Queries that waited to execute because MAX_EXECUTING were executing.",
+        "Queries reading the store that waited to execute because MAX_EXECUTING were executing.",
         state.queries.executing.at_cap(),
     );
     o.one(

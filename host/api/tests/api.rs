@@ -1089,6 +1089,7 @@ async fn a_page_of_large_entries_stops_early_and_the_pages_cover_them_all() {
 async fn queries_past_the_executing_limit_wait_and_are_all_answered() {
     let s = serve_entries((0..5000).map(entry).collect(), None, |s| {
         s.with_query_limits(1, remora_api::MAX_SCAN, remora_api::MAX_RESPONSE_BYTES)
+            .with_scan_time(Duration::from_millis(800))
     })
     .await;
     let q = "{ entries(filter: \"dns\", limit: 1000) { entries { id } } }";
@@ -1100,7 +1101,43 @@ async fn queries_past_the_executing_limit_wait_and_are_all_answered() {
             "{r}"
         );
     }
-    assert!(metrics_value(&s.state, "remora_queries_waited_total") >= 1);
+    let waited = metrics_value(&s.state, "remora_queries_waited_total");
+    assert!(waited >= 1);
+    // A query that reads neither the store nor the flows does not wait for
+    // one that does: it is answered while a slow scan holds the only place.
+    let l = "[0,1,2,3,4,5,6,7,8,9]";
+    let slow_filter =
+        format!("{l}.all(a, {l}.all(b, {l}.all(c, a + b + c >= 0))) && method == \"nope\"");
+    let slow = {
+        let url = format!("http://{}/graphql", s.addr);
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(url)
+                .json(&json!({
+                    "query": "query($f: String) { entries(filter: $f) { scanned } }",
+                    "variables": { "f": slow_filter },
+                }))
+                .send()
+                .await
+                .unwrap()
+                .json::<Json>()
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = gql(&s, "{ stats { packets } }", json!({})).await;
+    assert_eq!(r["data"]["stats"]["packets"], 1234);
+    assert!(!slow.is_finished(), "the slow scan ended before the check");
+    let r = slow.await.unwrap();
+    assert!(
+        r["data"]["entries"]["scanned"].as_u64().unwrap() < 5000,
+        "{r}"
+    );
+    assert_eq!(
+        metrics_value(&s.state, "remora_queries_waited_total"),
+        waited
+    );
 }
 
 #[tokio::test]
