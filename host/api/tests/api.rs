@@ -681,24 +681,17 @@ async fn an_oversized_websocket_message_closes_the_connection() {
     assert_eq!(r["data"]["entries"]["entries"].as_array().unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn subscription_delivers_matching_entries_as_they_are_stored() {
-    let s = server(0, None).await;
-    let mut ws = subscriber(&s).await;
-    let next_json = |m: Ws| serde_json::from_str::<Json>(m.to_text().unwrap()).unwrap();
-    ws.send(Ws::Text(
-        json!({"id": "1", "type": "subscribe", "payload": {
-            "query": "subscription { entries(filter: \"dns\") { id protocol response { summary } } }"
-        }})
-        .to_string()
-        .into(),
-    ))
-    .await
-    .unwrap();
-    // Give the server a moment to register the subscription.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+/// Starts operation `id` running `query` on `ws` (graphql-transport-ws).
+async fn start(ws: &mut WsStream, id: &str, query: &str) {
+    let m = json!({"id": id, "type": "subscribe", "payload": { "query": query }});
+    ws.send(Ws::Text(m.to_string().into())).await.unwrap();
+}
+
+/// Stores `entries` (the ids 1, 2, ... in an empty store) and publishes
+/// them to the live feed, as `remora tap` does.
+fn store_and_publish(s: &Server, entries: Vec<Entry>) {
     let cat = s.state.catalog.clone();
-    let mut batch: Vec<Entry> = (0..8).map(entry).collect();
+    let mut batch = entries;
     s.state.store.append(&cat, &mut batch).unwrap();
     for e in batch {
         s.state.feed.publish(Arc::new(StoredEntry {
@@ -706,14 +699,34 @@ async fn subscription_delivers_matching_entries_as_they_are_stored() {
             entry: e,
         }));
     }
+}
+
+/// The next message on `ws`, as JSON, within 5 s.
+async fn next(ws: &mut WsStream) -> Json {
+    let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("a message within 5 s")
+        .unwrap()
+        .unwrap();
+    serde_json::from_str(m.to_text().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn subscription_delivers_matching_entries_as_they_are_stored() {
+    let s = server(0, None).await;
+    let mut ws = subscriber(&s).await;
+    start(
+        &mut ws,
+        "1",
+        "subscription { entries(filter: \"dns\") { id protocol response { summary } } }",
+    )
+    .await;
+    // Give the server a moment to register the subscription.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    store_and_publish(&s, (0..8).map(entry).collect());
     let mut got = Vec::new();
     while got.len() < 2 {
-        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("an entry within 5 s")
-            .unwrap()
-            .unwrap();
-        let m = next_json(m);
+        let m = next(&mut ws).await;
         assert_eq!(m["type"], "next", "{m}");
         let e = &m["payload"]["data"]["entries"];
         assert_eq!(e["protocol"], "DNS");
@@ -732,34 +745,11 @@ async fn each_subscription_event_has_a_budget_and_websocket_queries_one_each() {
     })
     .await;
     let mut ws = subscriber(&s).await;
-    let next_json = |m: Ws| serde_json::from_str::<Json>(m.to_text().unwrap()).unwrap();
-    let send = |id: &str, query: &str| {
-        Ws::Text(
-            json!({"id": id, "type": "subscribe", "payload": { "query": query }})
-                .to_string()
-                .into(),
-        )
-    };
-    ws.send(send("live", "subscription { entries { id vars } }"))
-        .await
-        .unwrap();
+    start(&mut ws, "live", "subscription { entries { id vars } }").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let cat = s.state.catalog.clone();
-    let mut batch: Vec<Entry> = (0..40).map(entry).collect();
-    s.state.store.append(&cat, &mut batch).unwrap();
-    for e in batch {
-        s.state.feed.publish(Arc::new(StoredEntry {
-            catalog: cat.clone(),
-            entry: e,
-        }));
-    }
+    store_and_publish(&s, (0..40).map(entry).collect());
     for n in 1..=40 {
-        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("an entry within 5 s")
-            .unwrap()
-            .unwrap();
-        let m = next_json(m);
+        let m = next(&mut ws).await;
         assert_eq!(m["type"], "next", "{m}");
         assert!(m["payload"]["errors"].is_null(), "event {n}: {m}");
         assert_eq!(m["payload"]["data"]["entries"]["id"], n.to_string());
@@ -768,13 +758,13 @@ async fn each_subscription_event_has_a_budget_and_websocket_queries_one_each() {
     let lists: String = (0..10)
         .map(|i| format!(" l{i}: entries {{ id vars }}"))
         .collect();
-    ws.send(send(
+    start(
+        &mut ws,
         "q",
         &format!("{{ entries(limit: 40) {{ {lists} }} }}"),
-    ))
-    .await
-    .unwrap();
-    let m = next_json(ws.next().await.unwrap().unwrap());
+    )
+    .await;
+    let m = next(&mut ws).await;
     assert_eq!(m["id"], "q", "{m}");
     let msg = m["payload"]["errors"][0]["message"]
         .as_str()
@@ -823,32 +813,13 @@ fn a_lagging_subscriber_holds_at_most_the_feed_bytes_and_keeps_the_newest() {
     assert!(rx.try_recv().is_ok());
 }
 
-/// The next message on `ws`, as JSON, within 5 s.
-async fn next(ws: &mut WsStream) -> Json {
-    let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
-        .await
-        .expect("a message within 5 s")
-        .unwrap()
-        .unwrap();
-    serde_json::from_str(m.to_text().unwrap()).unwrap()
-}
-
 #[tokio::test]
 async fn a_websocket_connection_runs_a_bounded_number_of_operations() {
     let s = server(0, None).await;
     let mut ws = subscriber(&s).await;
-    let send = |id: String, query: &str| {
-        Ws::Text(
-            json!({"id": id, "type": "subscribe", "payload": { "query": query }})
-                .to_string()
-                .into(),
-        )
-    };
     let max = remora_api::MAX_OPERATIONS;
     for i in 0..max + 5 {
-        ws.send(send(i.to_string(), "subscription { entries { id } }"))
-            .await
-            .unwrap();
+        start(&mut ws, &i.to_string(), "subscription { entries { id } }").await;
     }
     // The five past the limit are refused, each by id; the others run.
     let mut refused = Vec::new();
@@ -881,9 +852,7 @@ async fn a_websocket_connection_runs_a_bounded_number_of_operations() {
         (Some("complete"), Some("0")),
         "{m}"
     );
-    ws.send(send("q".into(), "{ stats { packets } }"))
-        .await
-        .unwrap();
+    start(&mut ws, "q", "{ stats { packets } }").await;
     let m = next(&mut ws).await;
     assert_eq!(
         (m["type"].as_str(), m["id"].as_str()),
@@ -894,9 +863,7 @@ async fn a_websocket_connection_runs_a_bounded_number_of_operations() {
     // Its completion frees its place again: another fits.
     let m = next(&mut ws).await;
     assert_eq!(m["type"], "complete", "{m}");
-    ws.send(send("r".into(), "{ stats { packets } }"))
-        .await
-        .unwrap();
+    start(&mut ws, "r", "{ stats { packets } }").await;
     assert_eq!(next(&mut ws).await["type"], "next");
 }
 
