@@ -10,7 +10,7 @@
 //! values. At most [`MAX_EXECUTING`] queries execute at once; the rest wait.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_graphql::extensions::{
@@ -72,8 +72,10 @@ pub(crate) fn entry_cost(se: &StoredEntry) -> u64 {
 /// One request's allowance, shared by all its fields.
 pub(crate) struct RequestBudget {
     scans: AtomicU64,
-    /// When its lists stop scanning, whatever is left of `scans`.
-    deadline: Instant,
+    /// When its first list started scanning: they stop `scan_time` later,
+    /// whatever is left of `scans` (counted from then, not from the
+    /// request's arrival: it may have waited for a place to execute).
+    started: OnceLock<Instant>,
     bytes: AtomicU64,
     /// Set when the answer was cut, so the cut is counted once.
     cut: AtomicBool,
@@ -85,7 +87,7 @@ impl RequestBudget {
     pub(crate) fn new(limits: &QueryLimits) -> Self {
         RequestBudget {
             scans: AtomicU64::new(limits.max_scan),
-            deadline: Instant::now() + limits.scan_time,
+            started: OnceLock::new(),
             bytes: AtomicU64::new(limits.max_bytes),
             cut: AtomicBool::new(false),
             limits: (limits.max_scan, limits.max_bytes, limits.scan_time),
@@ -95,7 +97,7 @@ impl RequestBudget {
     /// A share of the scans left (at most [`SCAN_CHUNK`]); 0 when none are,
     /// or the request's scanning time is up (then none are left).
     fn take_scans(&self) -> u64 {
-        if Instant::now() >= self.deadline {
+        if self.started.get_or_init(Instant::now).elapsed() >= self.limits.2 {
             self.scans.store(0, Ordering::Relaxed);
             return 0;
         }

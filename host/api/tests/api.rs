@@ -1075,15 +1075,12 @@ async fn queries_past_the_executing_limit_wait_and_are_all_answered() {
     let l = "[0,1,2,3,4,5,6,7,8,9]";
     let slow_filter =
         format!("{l}.all(a, {l}.all(b, {l}.all(c, a + b + c >= 0))) && method == \"nope\"");
-    let slow = {
+    let post = |query: &'static str, vars: Json| {
         let url = format!("http://{}/graphql", s.addr);
         tokio::spawn(async move {
             reqwest::Client::new()
                 .post(url)
-                .json(&json!({
-                    "query": "query($f: String) { entries(filter: $f) { scanned } }",
-                    "variables": { "f": slow_filter },
-                }))
+                .json(&json!({ "query": query, "variables": vars }))
                 .send()
                 .await
                 .unwrap()
@@ -1092,18 +1089,31 @@ async fn queries_past_the_executing_limit_wait_and_are_all_answered() {
                 .unwrap()
         })
     };
+    let slow_query = "query($f: String) { entries(filter: $f) { scanned } }";
+    let slow = post(slow_query, json!({ "f": slow_filter }));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let r = gql(&s, "{ stats { packets } }", json!({})).await;
     assert_eq!(r["data"]["stats"]["packets"], 1234);
     assert!(!slow.is_finished(), "the slow scan ended before the check");
-    let r = slow.await.unwrap();
-    assert!(
-        r["data"]["entries"]["scanned"].as_u64().unwrap() < 5000,
-        "{r}"
-    );
+    // Two more slow ones: the last waits for both before it, longer than a
+    // request may scan; its scanning time counts from its own first scan.
+    let slow2 = post(slow_query, json!({ "f": slow_filter }));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let slow3 = post(slow_query, json!({ "f": slow_filter }));
+    let scanned = |r: Json| {
+        assert!(r["errors"].is_null(), "{r}");
+        r["data"]["entries"]["scanned"].as_u64().unwrap()
+    };
+    let first = scanned(slow.await.unwrap());
+    assert!(first < 5000, "{first}");
+    slow2.await.unwrap();
+    // Had its time counted from its arrival, little of it would be left.
+    let third = scanned(slow3.await.unwrap());
+    assert!(third * 2 > first, "{third} entries scanned against {first}");
+    // The second and third slow scans waited; the stats query did not.
     assert_eq!(
         metrics_value(&s.state, "remora_queries_waited_total"),
-        waited
+        waited + 2
     );
 }
 
