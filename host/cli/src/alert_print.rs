@@ -4,6 +4,7 @@
 use std::io::{self, Write};
 
 use clap::ValueEnum;
+use remora_entry::printable;
 use serde_json::{json, Value as Json};
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +77,27 @@ impl AlertRow {
         severity_rank(&self.severity)
     }
 
+    /// The alert as a table row. Summaries and labels carry what traffic
+    /// and plugins put there: their control characters are blanked.
+    fn table_row(&self) -> String {
+        let ids: Vec<String> = self.entry_ids.iter().map(u64::to_string).collect();
+        let labels: Vec<String> = self
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{}={}", printable(k), printable(v)))
+            .collect();
+        format!(
+            "{:>4} {:<20} {:<9} {:<24} {:<10} {} [{}]",
+            self.id,
+            printable(self.at.get(..19).unwrap_or(&self.at)),
+            printable(&self.severity),
+            printable(&self.rule),
+            ids.join(","),
+            printable(&self.summary),
+            labels.join(" ")
+        )
+    }
+
     fn json(&self) -> Json {
         let labels: serde_json::Map<String, Json> = self
             .labels
@@ -127,25 +149,35 @@ impl<W: Write> AlertPrinter<W> {
                         "ID", "TIME", "SEVERITY", "RULE", "ENTRIES"
                     )?;
                 }
-                let ids: Vec<String> = a.entry_ids.iter().map(u64::to_string).collect();
-                let labels: Vec<String> =
-                    a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                writeln!(
-                    self.out,
-                    "{:>4} {:<20} {:<9} {:<24} {:<10} {} [{}]",
-                    a.id,
-                    a.at.get(..19).unwrap_or(&a.at),
-                    a.severity,
-                    a.rule,
-                    ids.join(","),
-                    a.summary,
-                    labels.join(" ")
-                )
+                writeln!(self.out, "{}", a.table_row())
             }
         }
     }
 
     pub(crate) fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_rows_blank_control_characters_from_rules_plugins_and_traffic() {
+        let a = AlertRow {
+            id: 3,
+            at: "2026-11-29T23:59:59.123456Z".into(),
+            rule: "5xx\u{1b}[8m".into(),
+            source: "rule".into(),
+            severity: "warning".into(),
+            summary: "path /\u{1b}]52;c;cGF5bG9hZA==\u{7} failed\r\nfake".into(),
+            entry_ids: vec![1, 2],
+            labels: vec![("path".into(), "/x\u{9b}2J".into())],
+        };
+        let row = a.table_row();
+        assert!(!row.chars().any(char::is_control), "{row:?}");
+        assert!(row.contains("failed  fake"), "{row}");
+        assert!(row.contains("path=/x 2J"), "{row}");
     }
 }

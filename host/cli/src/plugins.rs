@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use remora_entry::printable;
 use remora_runtime::{Runtime, RuntimeConfig};
 
 use crate::Cli;
@@ -103,9 +104,9 @@ pub(crate) fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
             let ports: Vec<String> = proto.ports.iter().map(|p| p.to_string()).collect();
             text += &format!(
                 "{:<16} {:<9} {:<10} {:<6} {:<28} {}{}\n",
-                p.info.name,
-                p.info.version,
-                proto.name,
+                printable(&p.info.name),
+                printable(&p.info.version),
+                printable(&proto.name),
                 match proto.transport {
                     remora_runtime::wit::Transport::Tcp => "tcp",
                     remora_runtime::wit::Transport::Udp => "udp",

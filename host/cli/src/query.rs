@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use clap::{Args, ValueEnum};
 use remora_core::Timestamp;
+use remora_entry::printable;
 use serde_json::{json, Map, Value as Json};
 
 use crate::client::{run_until_interrupted, Client, GqlError, ServerArgs};
@@ -224,35 +225,42 @@ impl Printer {
                 "ID", "TIME", "PROTO", "SOURCE → DESTINATION", "STATUS", "ELAPSED"
             )?;
         }
-        let ts = e["timestamp"].as_str().unwrap_or("");
-        let time = ts.get(11..26).unwrap_or(ts);
-        let ep = |v: &Json| {
-            format!(
-                "{}:{}",
-                v["name"].as_str().unwrap_or("?"),
-                v["port"].as_u64().unwrap_or(0)
-            )
-        };
-        let status = e["status"]
-            .as_i64()
-            .map(|s| s.to_string())
-            .unwrap_or_default();
-        let elapsed = match e["elapsedTime"].as_u64() {
-            Some(us) if us > 0 => format!("{:.3} ms", us as f64 / 1000.0),
-            _ => String::new(),
-        };
-        writeln!(
-            self.out,
-            "{:>7} {:<15} {:<6} {:<45} {:<6} {:>10}  {}",
-            e["id"].as_str().unwrap_or("?"),
-            time,
-            e["protocol"].as_str().unwrap_or("?"),
-            format!("{} → {}", ep(&e["src"]), ep(&e["dst"])),
-            status,
-            elapsed,
-            e["summary"].as_str().unwrap_or("")
-        )
+        writeln!(self.out, "{}", table_row(e))
     }
+}
+
+/// One entry from the API as a table row; texts that come from traffic
+/// (summaries, names) have their control characters blanked.
+fn table_row(e: &Json) -> String {
+    let text =
+        |v: &Json, default: &'static str| printable(v.as_str().unwrap_or(default)).into_owned();
+    let ts = e["timestamp"].as_str().unwrap_or("");
+    let time = ts.get(11..26).unwrap_or(ts);
+    let ep = |v: &Json| {
+        format!(
+            "{}:{}",
+            text(&v["name"], "?"),
+            v["port"].as_u64().unwrap_or(0)
+        )
+    };
+    let status = e["status"]
+        .as_i64()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let elapsed = match e["elapsedTime"].as_u64() {
+        Some(us) if us > 0 => format!("{:.3} ms", us as f64 / 1000.0),
+        _ => String::new(),
+    };
+    format!(
+        "{:>7} {:<15} {:<6} {:<45} {:<6} {:>10}  {}",
+        text(&e["id"], "?"),
+        printable(time),
+        text(&e["protocol"], "?"),
+        format!("{} → {}", ep(&e["src"]), ep(&e["dst"])),
+        status,
+        elapsed,
+        text(&e["summary"], "")
+    )
 }
 
 /// The `remora read --format jsonl` record from the API's entry.
@@ -279,4 +287,24 @@ fn jsonl_record(e: &Json) -> Json {
     o.insert("response".into(), msg(&e["response"]));
     o.insert("vars".into(), e["vars"].clone());
     Json::Object(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_blank_the_control_characters_traffic_brings() {
+        let e = json!({
+            "id": "7", "timestamp": "2026-11-29T23:59:59.123456Z", "protocol": "HTTP",
+            "src": { "name": "10.0.0.1", "port": 40000 },
+            "dst": { "name": "web\u{1b}]0;owned\u{7}", "port": 80 },
+            "status": 200, "elapsedTime": 1500,
+            "summary": "GET /\u{1b}[2J\u{1b}[31mred\r\nfake row",
+        });
+        let row = table_row(&e);
+        assert!(!row.chars().any(char::is_control), "{row:?}");
+        assert!(row.contains("GET / [2J [31mred  fake row"), "{row}");
+        assert!(row.contains("web ]0;owned :80"), "{row}");
+    }
 }

@@ -21,7 +21,7 @@ pub use catalog::{Catalog, FieldSchema, FieldType, PluginSchema, ProtocolSchema}
 pub use fields::{FieldRef, Fields, ValueRef};
 pub use json::{body_json, entry_to_json, message_fields_json, rfc3339_micros};
 pub use jsonl::write_jsonl;
-pub use table::{render_summary, TableWriter};
+pub use table::{printable, render_summary, TableWriter};
 pub use vars::{entry_var, entry_vars};
 
 use remora_core::{Endpoint, Timestamp, Transport};

@@ -35,13 +35,24 @@ pub fn render_summary(template: &str, schema: &PluginSchema, m: Option<&Message>
     out.trim().to_owned()
 }
 
+/// `s` with control characters (escape sequences a terminal would obey,
+/// line breaks, ...) shown as spaces: what a table row prints comes from
+/// captured traffic or from plugins, and must not drive the terminal.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect(),
+    )
+}
+
 fn clip(s: &str, width: usize) -> String {
-    let s: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let s = printable(s);
     if s.chars().count() <= width {
-        s
+        s.into_owned()
     } else {
         let mut t: String = s.chars().take(width.saturating_sub(1)).collect();
         t.push('…');
