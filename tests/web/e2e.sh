@@ -61,6 +61,11 @@ wait_tcp() { # addr port name
 client=127.0.0.1 http_addr=127.0.0.2 redis_addr=127.0.0.3 dns_addr=127.0.0.4
 http_port=$(free_port $http_addr); redis_port=$(free_port $redis_addr); dns_port=$(free_port $dns_addr)
 api_port=$(free_port 127.0.0.1)
+# With a token (which loopback does not require) the dashboard is tested as
+# it runs on a node's address: the token given once in its address, with the
+# characters URLs reserve in it.
+token="e2e+$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')&t=1"
+
 
 # nginx: / is a page, /fail answers 500, anything missing 404.
 mkdir -p "$work/nginx/www" "$work/nginx/tmp"
@@ -89,7 +94,7 @@ wait_tcp $dns_addr "$dns_port" dnsmasq # dnsmasq also answers over TCP
 
 "$remora" tap -i lo --no-promisc \
   --bpf "(host $http_addr and tcp port $http_port) or (host $redis_addr and tcp port $redis_port) or (host $dns_addr and udp port $dns_port)" \
-  --listen "127.0.0.1:$api_port" --data-dir "$work/data" --cache-dir "$work/cache" \
+  --listen "127.0.0.1:$api_port" --token "$token" --data-dir "$work/data" --cache-dir "$work/cache" \
   --web-dir web/dist >"$work/remora.log" 2>&1 & pids+=($!)
 for i in $(seq 1 300); do
   curl -fsS "http://127.0.0.1:$api_port/healthz" >/dev/null 2>&1 && break
@@ -121,6 +126,6 @@ status=0
 # What the e2e must find: these edges in the service map, and DNS answers.
 export E2E_EXPECT_EDGES="$client>$http_addr/HTTP $client>$redis_addr/Redis $client>$dns_addr/DNS"
 export E2E_EXPECT_DNS="example.test=192.0.2.10 api.example.test=192.0.2.11"
-(cd web && REMORA_URL="http://127.0.0.1:$api_port" npm run --silent e2e) || status=$?
+(cd web && REMORA_URL="http://127.0.0.1:$api_port" REMORA_TOKEN="$token" npm run --silent e2e) || status=$?
 [ $status -eq 0 ] || { keep_logs=1; echo "e2e: remora log:" >&2; tail -20 "$work/remora.log" >&2; }
 exit $status

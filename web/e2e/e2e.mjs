@@ -51,10 +51,14 @@ async function openFirst() {
 const fields = (side) => page.$$eval(`[data-testid=details-${side}] table.fields > tbody > tr`, (trs) =>
   Object.fromEntries(trs.map((tr) => [tr.querySelector(':scope > th').textContent, tr.querySelector(':scope > td').textContent])));
 
+const token = process.env.REMORA_TOKEN ?? '';
+
 try {
-  await page.goto(base, { waitUntil: 'load' });
+  // A server with a token is opened once with it in the address.
+  await page.goto(token ? `${base}/?token=${encodeURIComponent(token)}` : base, { waitUntil: 'load' });
   await page.waitForSelector('[data-testid=connection]:has-text("connected")', { timeout: 15000 });
   check('server reachable', (await page.$('[data-testid=unreachable]')) === null);
+  if (token) check('the token leaves the address bar', !new URL(page.url()).searchParams.has('token'), page.url());
 
   // 1. Entries appear, and new ones arrive live (the newest id grows without reloading).
   await page.waitForSelector('[data-entry-id]', { timeout: 20000 });
@@ -167,6 +171,16 @@ try {
   await shot('07-plugins');
 
   check('no console errors', errors.length === 0, errors.slice(0, 3).join(' | '));
+
+  if (token) {
+    // Another tab opened without the token is told what to do, not that the server is down.
+    const bare = await ctx.newPage();
+    await bare.goto(base, { waitUntil: 'load' });
+    const banner = await bare.waitForSelector('[data-testid=unreachable]', { timeout: 15000 });
+    const text = await banner.textContent();
+    check('without its token the dashboard asks for one', /requires a token/.test(text) && text.includes('?token='), text);
+    await bare.close();
+  }
 } catch (e) {
   failures.push(String(e));
   console.error(e);

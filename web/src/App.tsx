@@ -1,4 +1,5 @@
 import { lazy, Suspense, useCallback, useEffect, useMemo, useRef, useState } from 'react';
+import { TOKEN_REFUSED, TOKEN_REQUIRED } from './api/auth';
 import { gql, GRAPHQL_PATH, onReachability } from './api/client';
 import { VARIABLES_QUERY } from './api/queries';
 import type { Entry, Variable } from './api/types';
@@ -162,7 +163,15 @@ export function App() {
           Theme: {theme}
         </button>
       </header>
-      {reach === 'down' && (
+      {reach === 'down' && (reachDetail === TOKEN_REQUIRED || reachDetail === TOKEN_REFUSED) && (
+        <div className="banner" role="alert" data-testid="unreachable">
+          <strong>The Remora server at {location.origin} requires a token</strong>
+          {reachDetail === TOKEN_REFUSED && <span className="muted"> (the one this tab sent was refused)</span>}. Open this
+          page as <code>{`${location.origin}/?token=YOUR-TOKEN`}</code>, with the token <code>remora tap</code> was given
+          (<code>--token</code> or <code>REMORA_TOKEN</code>).
+        </div>
+      )}
+      {reach === 'down' && reachDetail !== TOKEN_REQUIRED && reachDetail !== TOKEN_REFUSED && (
         <div className="banner" role="alert" data-testid="unreachable">
           <strong>Cannot reach the Remora server</strong> at <code>{location.origin + GRAPHQL_PATH}</code>
           {reachDetail && <span className="muted"> ({reachDetail})</span>}. Is <code>remora</code> running? Start it with e.g.{' '}

@@ -26,12 +26,16 @@ pub(crate) async fn require_token(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
+    // As a browser writes it (`encodeURIComponent`): a token with `+`, `&`
+    // or `=` arrives percent-encoded.
     let from_query = req
         .uri()
         .query()
-        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")));
-    match from_header.or(from_query) {
-        Some(t) if constant_time_eq(t.as_bytes(), expected.as_bytes()) => next.run(req).await,
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")))
+        .map(percent_decoded);
+    let given = from_header.map(|t| t.as_bytes().to_vec()).or(from_query);
+    match given {
+        Some(t) if constant_time_eq(&t, expected.as_bytes()) => next.run(req).await,
         Some(_) => (StatusCode::UNAUTHORIZED, "invalid bearer token\n").into_response(),
         None => (
             StatusCode::UNAUTHORIZED,
@@ -42,6 +46,44 @@ pub(crate) async fn require_token(
     }
 }
 
+/// `%XX` sequences decoded; anything else (a stray `%`) kept as it is.
+fn percent_decoded(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_tokens_are_percent_decoded() {
+        assert_eq!(percent_decoded("s%2Bcr%26t%3D"), b"s+cr&t=");
+        assert_eq!(percent_decoded("plain"), b"plain");
+        assert_eq!(percent_decoded("100%"), b"100%");
+        assert_eq!(percent_decoded("%zz%4"), b"%zz%4");
+    }
 }

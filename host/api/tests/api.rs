@@ -1220,6 +1220,16 @@ async fn token_is_required_when_configured_and_for_non_loopback_binds() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
+    // In the query, as the dashboard sends it on a WebSocket upgrade: a
+    // token with characters URLs reserve arrives percent-encoded.
+    let s2 = server(1, Some("s+cr&t=1")).await;
+    let q = |t: &str| {
+        http.post(format!("http://{}/graphql?token={t}", s2.addr))
+            .json(&body)
+            .send()
+    };
+    assert_eq!(q("s%2Bcr%26t%3D1").await.unwrap().status(), 200);
+    assert_eq!(q("s+cr").await.unwrap().status(), 401);
 
     let open = ApiConfig {
         bind: "0.0.0.0:8899".parse().unwrap(),

@@ -80,7 +80,8 @@ pub(crate) struct TapArgs {
     #[arg(long, default_value = "127.0.0.1:8899", value_name = "ADDR:PORT")]
     listen: SocketAddr,
 
-    /// Bearer token clients must send (`Authorization: Bearer TOKEN`).
+    /// Bearer token clients must send (`Authorization: Bearer TOKEN`). The
+    /// dashboard takes it once in its address: http://ADDR:PORT/?token=TOKEN.
     #[arg(
         long,
         env = "REMORA_TOKEN",
@@ -322,6 +323,10 @@ pub(crate) fn run(cli: &Cli, args: &TapArgs) -> Result<ExitCode> {
         data_dir.display(),
         recovery.entries
     );
+    if api_cfg.token.is_some() {
+        // The token itself is not printed: logs are read by others.
+        say!("remora: the API needs the token: open the dashboard once as http://{listening}/?token=TOKEN");
+    }
 
     let alert_stop = Arc::new(AtomicBool::new(false));
     let alert_engine = match &alert_hub {

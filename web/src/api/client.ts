@@ -1,6 +1,7 @@
 // The only way the dashboard talks to Remora: POST /graphql for queries and
 // graphql-transport-ws on the same path for subscriptions.
 import { createClient, type Client } from 'graphql-ws';
+import { authToken, TOKEN_REFUSED, TOKEN_REQUIRED } from './auth';
 
 /** The server could not be reached at all (network error, proxy 5xx, not GraphQL). */
 export class UnreachableError extends Error {
@@ -23,6 +24,7 @@ export const GRAPHQL_PATH = '/graphql';
 type Listener = (reachable: boolean, detail: string) => void;
 const listeners = new Set<Listener>();
 let lastReachable: boolean | null = null;
+let lastDetail = '';
 
 /** Connection state shared by queries and the socket, for the "cannot reach" banner. */
 export function onReachability(l: Listener): () => void {
@@ -33,15 +35,21 @@ export function onReachability(l: Listener): () => void {
 function report(reachable: boolean, detail = ''): void {
   if (lastReachable === reachable && reachable) return;
   lastReachable = reachable;
+  lastDetail = detail;
   for (const l of listeners) l(reachable, detail);
 }
 
 export async function gql<T>(query: string, variables: Record<string, unknown> = {}, signal?: AbortSignal): Promise<T> {
   let res: Response;
   try {
+    const token = authToken();
     res = await fetch(GRAPHQL_PATH, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json',
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+      },
       body: JSON.stringify({ query, variables }),
       signal,
     });
@@ -49,6 +57,11 @@ export async function gql<T>(query: string, variables: Record<string, unknown> =
     if ((e as Error).name === 'AbortError') throw e;
     report(false, String((e as Error).message ?? e));
     throw new UnreachableError((e as Error).message ?? String(e));
+  }
+  if (res.status === 401) {
+    const detail = authToken() ? TOKEN_REFUSED : TOKEN_REQUIRED;
+    report(false, detail);
+    throw new UnreachableError(detail);
   }
   const type = res.headers.get('content-type') ?? '';
   if (!type.includes('json')) {
@@ -68,7 +81,9 @@ let wsClient: Client | null = null;
 
 function socketUrl(): string {
   const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  return `${proto}//${location.host}${GRAPHQL_PATH}`;
+  // Browsers cannot set headers on a WebSocket upgrade: the token rides in the query.
+  const token = authToken();
+  return `${proto}//${location.host}${GRAPHQL_PATH}${token ? `?token=${encodeURIComponent(token)}` : ''}`;
 }
 
 function socket(): Client {
@@ -84,7 +99,10 @@ function socket(): Client {
       shouldRetry: () => true,
       on: {
         connected: () => report(true),
-        closed: () => report(false, 'WebSocket closed'),
+        // A refused upgrade closes the socket too; what the last query
+        // learnt about the token says more than "closed".
+        closed: () =>
+          report(false, lastDetail === TOKEN_REQUIRED || lastDetail === TOKEN_REFUSED ? lastDetail : 'WebSocket closed'),
       },
     });
   }
