@@ -30,6 +30,11 @@ pub const MAX_OPERATIONS: usize = 32;
 /// Refusals waiting to be sent before the connection is closed instead.
 const MAX_REFUSALS_QUEUED: usize = 64;
 
+/// Longest operation id accepted (clients use counters or UUIDs): a
+/// connection holds the ids of its running operations, and a message may
+/// be 1 MiB.
+const MAX_ID_BYTES: usize = 128;
+
 /// The fields of a client message that say what it starts or stops.
 #[derive(serde::Deserialize)]
 struct ClientMessage<'a> {
@@ -128,17 +133,27 @@ fn admit(
     let mut running = running.lock().unwrap_or_else(|p| p.into_inner());
     match &*msg.ty {
         "subscribe" | "start" if !running.contains(&*id) => {
-            if running.len() < MAX_OPERATIONS {
+            if running.len() < MAX_OPERATIONS && id.len() <= MAX_ID_BYTES {
                 running.insert(id.into_owned());
                 return true;
             }
             refused.fetch_add(1, Ordering::Relaxed);
-            let queued = refuse.try_send(id.into_owned()).is_ok();
+            let id = cut(&id, MAX_ID_BYTES).to_owned();
+            let queued = refuse.try_send(id).is_ok();
             data.clear();
             queued
         }
         _ => true,
     }
+}
+
+/// `s` cut to at most `max` bytes at a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// The id of an operation the server says is over.
@@ -156,8 +171,8 @@ fn completed(text: &str) -> Option<String> {
 /// words it.
 fn refusal(protocol: WebSocketProtocols, id: &str) -> String {
     let message = format!(
-        "too many operations on this connection (limit {MAX_OPERATIONS}); \
-         complete one, or open another connection"
+        "too many operations on this connection (limit {MAX_OPERATIONS}), or an id longer \
+         than {MAX_ID_BYTES} bytes; complete one, or open another connection"
     );
     let payload = match protocol {
         WebSocketProtocols::GraphQLWS => serde_json::json!([{ "message": message }]),
@@ -211,5 +226,18 @@ mod tests {
         }
         let mut m = sub(3000).into_bytes();
         assert!(!admit(&mut m, &running, &tx, &refused));
+    }
+
+    #[test]
+    fn long_ids_are_refused() {
+        let running = Mutex::new(HashSet::new());
+        let (tx, mut rx) = mpsc::channel(4);
+        let refused = AtomicU64::new(0);
+        let long = "x".repeat(MAX_ID_BYTES + 1);
+        let mut m = format!(r#"{{"type":"subscribe","id":"{long}","payload":{{}}}}"#).into_bytes();
+        assert!(admit(&mut m, &running, &tx, &refused));
+        assert!(m.is_empty());
+        assert_eq!(rx.try_recv().unwrap().len(), MAX_ID_BYTES);
+        assert!(running.lock().unwrap().is_empty());
     }
 }
