@@ -983,16 +983,21 @@ async fn aliased_fields_share_one_budget_of_scans_and_answer_bytes() {
     assert!(msg.contains("too complex"), "{msg}");
 }
 
+/// A filter that visits 1,000 elements per entry (under the cost limit)
+/// and matches none: it scans the whole store, slowly.
+fn slow_filter() -> String {
+    let l = "[0,1,2,3,4,5,6,7,8,9]";
+    format!("{l}.all(a, {l}.all(b, {l}.all(c, a + b + c >= 0))) && method == \"nope\"")
+}
+
 #[tokio::test]
 async fn a_request_scans_for_a_bounded_time_whatever_its_filter_costs() {
     let s = serve_entries((0..5000).map(entry).collect(), None, |s| {
         s.with_scan_time(Duration::from_millis(300))
     })
     .await;
-    // 1,000 visits an entry, under the filter cost limit: all 5,000
-    // entries took seconds before scanning had a deadline.
-    let l = "[0,1,2,3,4,5,6,7,8,9]";
-    let f = format!("{l}.all(a, {l}.all(b, {l}.all(c, a + b + c >= 0))) && method == \"nope\"");
+    // All 5,000 entries took seconds before scanning had a deadline.
+    let f = slow_filter();
     let r = gql(
         &s,
         "query($f: String) { entries(filter: $f) { next scanned } }",
@@ -1072,9 +1077,7 @@ async fn queries_past_the_executing_limit_wait_and_are_all_answered() {
     assert!(waited >= 1);
     // A query that reads neither the store nor the flows does not wait for
     // one that does: it is answered while a slow scan holds the only place.
-    let l = "[0,1,2,3,4,5,6,7,8,9]";
-    let slow_filter =
-        format!("{l}.all(a, {l}.all(b, {l}.all(c, a + b + c >= 0))) && method == \"nope\"");
+    let slow_filter = slow_filter();
     let post = |query: &'static str, vars: Json| {
         let url = format!("http://{}/graphql", s.addr);
         tokio::spawn(async move {
