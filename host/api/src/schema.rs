@@ -316,9 +316,17 @@ fn page(
             ControlFlow::Continue(())
         })
         .map_err(|e| async_graphql::Error::new(format!("store: {e}")))?;
+    // A page that examined nothing goes on where it was asked to start.
+    let next = match (more, done_with.or(scan.after_id)) {
+        (false, _) => None,
+        (true, Some(id)) => Some(ID(id.to_string())),
+        // Stopped before the first entry of the first page: there is no
+        // cursor to give (`after: 0` would mean "nothing older").
+        (true, None) => return Err(budget.spent("this page")),
+    };
     Ok(EntryPage {
         entries,
-        next: more.then(|| ID(done_with.unwrap_or_default().to_string())),
+        next,
         scanned: scanned.into(),
     })
 }

@@ -1011,6 +1011,26 @@ async fn a_request_scans_for_a_bounded_time_whatever_its_filter_costs() {
 }
 
 #[tokio::test]
+async fn a_page_that_examined_nothing_goes_on_where_it_started() {
+    // No scanning time at all: every page stops before its first entry.
+    let s = serve_entries((0..50).map(entry).collect(), None, |s| {
+        s.with_scan_time(Duration::ZERO)
+    })
+    .await;
+    let q = "query($a: ID) { entries(after: $a) { next scanned } }";
+    let r = gql(&s, q, json!({ "a": "30" })).await;
+    assert_eq!(r["data"]["entries"]["next"], "30", "{r}");
+    assert_eq!(r["data"]["entries"]["scanned"], 0, "{r}");
+    // The first page has no cursor to give back: an error, not `after: 0`
+    // (which would read as "nothing older").
+    let r = gql(&s, q, json!({})).await;
+    let msg = r["errors"][0]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"));
+    assert!(msg.contains("scanned for the 0ns"), "{msg}");
+}
+
+#[tokio::test]
 async fn a_page_of_large_entries_stops_early_and_the_pages_cover_them_all() {
     let s = serve_entries(
         (0..100).map(|n| large_entry(n, 64 << 10)).collect(),
