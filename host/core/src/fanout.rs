@@ -23,16 +23,16 @@ pub struct Fanout<T> {
 
 impl<T> Clone for Fanout<T> {
     fn clone(&self) -> Self {
-        *lock(&self.shared.publishers) += 1;
         Fanout {
             shared: self.shared.clone(),
         }
     }
 }
 
+/// What the publishers share; dropped with the last of them, which closes
+/// every queue (subscribers hold their queue, not this).
 struct Shared<T> {
     queues: Mutex<Vec<Arc<Queue<T>>>>,
-    publishers: Mutex<usize>,
     max_items: usize,
     max_bytes: u64,
 }
@@ -81,7 +81,6 @@ impl<T: Clone> Fanout<T> {
         Fanout {
             shared: Arc::new(Shared {
                 queues: Mutex::new(Vec::new()),
-                publishers: Mutex::new(1),
                 max_items: max_items.max(1),
                 max_bytes,
             }),
@@ -90,13 +89,12 @@ impl<T: Clone> Fanout<T> {
 
     /// A new subscriber; it sees what is published from now on.
     pub fn subscribe(&self) -> Subscriber<T> {
-        let closed = *lock(&self.shared.publishers) == 0;
         let queue = Arc::new(Queue {
             state: Mutex::new(QueueState {
                 items: VecDeque::new(),
                 bytes: 0,
                 skipped: 0,
-                closed,
+                closed: false,
                 waker: None,
             }),
         });
@@ -135,14 +133,9 @@ impl<T: Clone> Fanout<T> {
     }
 }
 
-impl<T> Drop for Fanout<T> {
+impl<T> Drop for Shared<T> {
     fn drop(&mut self) {
-        let mut n = lock(&self.shared.publishers);
-        *n = n.saturating_sub(1);
-        if *n > 0 {
-            return;
-        }
-        for q in lock(&self.shared.queues).iter() {
+        for q in lock(&self.queues).iter() {
             let mut s = lock(&q.state);
             s.closed = true;
             if let Some(w) = s.waker.take() {
