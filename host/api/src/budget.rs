@@ -319,10 +319,11 @@ impl Extension for BudgetHooks {
         operation_name: Option<&str>,
         next: NextExecute<'_>,
     ) -> Response {
-        if !self.heavy.load(Ordering::Relaxed) {
-            return next.run(ctx, operation_name).await;
-        }
-        let _permit = self.limits.executing.take().await;
+        let _place = if self.heavy.load(Ordering::Relaxed) {
+            Some(self.limits.executing.take().await)
+        } else {
+            None
+        };
         next.run(ctx, operation_name).await
     }
 
@@ -332,7 +333,7 @@ impl Extension for BudgetHooks {
         info: ResolveInfo<'_>,
         next: NextResolve<'_>,
     ) -> ServerResult<Option<Value>> {
-        let Some(budget) = ctx.data_opt::<Arc<RequestBudget>>().cloned() else {
+        let Some(budget) = ctx.data_opt::<Arc<RequestBudget>>() else {
             return next.run(ctx, info).await;
         };
         if self.subscription.load(Ordering::Relaxed)
@@ -359,16 +360,16 @@ impl Extension for BudgetHooks {
             .types
             .get(MetaTypeName::concrete_typename(info.return_type))
             .is_some_and(|t| t.is_leaf());
+        let key = info.name.len() as u64 + 4;
         if !leaf {
-            if !budget.take_bytes(info.name.len() as u64 + 4) {
-                return self.cut(&budget);
+            if !budget.take_bytes(key) {
+                return self.cut(budget);
             }
             return next.run(ctx, info).await;
         }
-        let key = info.name.len() as u64 + 4;
         let value = next.run(ctx, info).await?;
         match &value {
-            Some(v) if !budget.take_bytes(key + value_bytes(v)) => self.cut(&budget),
+            Some(v) if !budget.take_bytes(key + value_bytes(v)) => self.cut(budget),
             _ => Ok(value),
         }
     }

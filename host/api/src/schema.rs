@@ -331,11 +331,18 @@ fn page(
     })
 }
 
-/// The request's budget (the `Budgets` extension gives every request one).
-fn budget_of(ctx: &Context<'_>) -> Arc<RequestBudget> {
-    ctx.data_opt::<Arc<RequestBudget>>()
+/// The request's budget (the `Budgets` extension gives every request one)
+/// for a field that scans the store; an error naming `what` to ask for
+/// separately when the request's other fields examined all it may.
+fn scan_budget(ctx: &Context<'_>, what: &str) -> async_graphql::Result<Arc<RequestBudget>> {
+    let budget = ctx
+        .data_opt::<Arc<RequestBudget>>()
         .cloned()
-        .unwrap_or_else(|| Arc::new(RequestBudget::new(&state(ctx).queries)))
+        .unwrap_or_else(|| Arc::new(RequestBudget::new(&state(ctx).queries)));
+    if budget.scans_left() == 0 {
+        return Err(budget.spent(what));
+    }
+    Ok(budget)
 }
 
 #[Object]
@@ -382,10 +389,7 @@ impl QueryRoot {
             to,
             with_bodies: false,
         };
-        let budget = budget_of(ctx);
-        if budget.scans_left() == 0 {
-            return Err(budget.spent("this page"));
-        }
+        let budget = scan_budget(ctx, "this page")?;
         tokio::task::spawn_blocking(move || page(&state, &filter, &scan, limit, &budget))
             .await
             .map_err(|e| async_graphql::Error::new(format!("scan failed: {e}")))?
@@ -471,10 +475,7 @@ impl QueryRoot {
         let state = state(ctx).clone();
         let filter = compile(&state, filter.as_deref())?;
         let (from, to) = time_window(from.as_deref(), to.as_deref())?;
-        let budget = budget_of(ctx);
-        if budget.scans_left() == 0 {
-            return Err(budget.spent("the service map"));
-        }
+        let budget = scan_budget(ctx, "the service map")?;
         tokio::task::spawn_blocking(move || {
             servicemap::build(&state, &filter, from, to, group_by, &budget)
         })
