@@ -35,9 +35,10 @@ const MAX_REFUSALS_QUEUED: usize = 64;
 /// be 1 MiB.
 const MAX_ID_BYTES: usize = 128;
 
-/// The fields of a client message that say what it starts or stops.
+/// The fields of a protocol message that say which operation it starts or
+/// ends (read from the client's messages and the server's `complete`).
 #[derive(serde::Deserialize)]
-struct ClientMessage<'a> {
+struct OpMessage<'a> {
     #[serde(rename = "type", borrow)]
     ty: std::borrow::Cow<'a, str>,
     #[serde(borrow)]
@@ -124,7 +125,7 @@ fn admit(
     refuse: &mpsc::Sender<String>,
     refused: &AtomicU64,
 ) -> bool {
-    let Ok(msg) = serde_json::from_slice::<ClientMessage<'_>>(data) else {
+    let Ok(msg) = serde_json::from_slice::<OpMessage<'_>>(data) else {
         return true; // the protocol handler answers malformed messages
     };
     let Some(id) = msg.id else {
@@ -138,22 +139,13 @@ fn admit(
                 return true;
             }
             refused.fetch_add(1, Ordering::Relaxed);
-            let id = cut(&id, MAX_ID_BYTES).to_owned();
+            let id = id[..id.floor_char_boundary(MAX_ID_BYTES)].to_owned();
             let queued = refuse.try_send(id).is_ok();
             data.clear();
             queued
         }
         _ => true,
     }
-}
-
-/// `s` cut to at most `max` bytes at a character boundary.
-fn cut(s: &str, max: usize) -> &str {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// The id of an operation the server says is over.
@@ -163,7 +155,7 @@ fn completed(text: &str) -> Option<String> {
     if !text.starts_with(r#"{"type":"complete""#) {
         return None;
     }
-    let msg: ClientMessage<'_> = serde_json::from_str(text).ok()?;
+    let msg: OpMessage<'_> = serde_json::from_str(text).ok()?;
     msg.id.map(|id| id.into_owned())
 }
 
