@@ -84,18 +84,20 @@ impl AlertRow {
         let labels: Vec<String> = self
             .labels
             .iter()
-            .map(|(k, v)| format!("{}={}", printable(k), printable(v)))
+            .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        format!(
+        let row = format!(
             "{:>4} {:<20} {:<9} {:<24} {:<10} {} [{}]",
             self.id,
-            printable(self.at.get(..19).unwrap_or(&self.at)),
-            printable(&self.severity),
-            printable(&self.rule),
+            self.at.get(..19).unwrap_or(&self.at),
+            self.severity,
+            self.rule,
             ids.join(","),
-            printable(&self.summary),
+            self.summary,
             labels.join(" ")
-        )
+        );
+        // Blanked one for one, so the columns keep their widths.
+        printable(&row).into_owned()
     }
 
     fn json(&self) -> Json {

@@ -232,8 +232,7 @@ impl Printer {
 /// One entry from the API as a table row; texts that come from traffic
 /// (summaries, names) have their control characters blanked.
 fn table_row(e: &Json) -> String {
-    let text =
-        |v: &Json, default: &'static str| printable(v.as_str().unwrap_or(default)).into_owned();
+    let text = |v: &Json, default: &'static str| v.as_str().unwrap_or(default).to_owned();
     let ts = e["timestamp"].as_str().unwrap_or("");
     let time = ts.get(11..26).unwrap_or(ts);
     let ep = |v: &Json| {
@@ -251,16 +250,18 @@ fn table_row(e: &Json) -> String {
         Some(us) if us > 0 => format!("{:.3} ms", us as f64 / 1000.0),
         _ => String::new(),
     };
-    format!(
+    let row = format!(
         "{:>7} {:<15} {:<6} {:<45} {:<6} {:>10}  {}",
         text(&e["id"], "?"),
-        printable(time),
+        time,
         text(&e["protocol"], "?"),
         format!("{} → {}", ep(&e["src"]), ep(&e["dst"])),
         status,
         elapsed,
         text(&e["summary"], "")
-    )
+    );
+    // Blanked one for one, so the columns keep their widths.
+    printable(&row).into_owned()
 }
 
 /// The `remora read --format jsonl` record from the API's entry.
